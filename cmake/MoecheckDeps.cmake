@@ -1,0 +1,100 @@
+# Dependency discovery. Everything comes from the system or from the project-local
+# .deps/ folder made by scripts/setup.sh; nothing is downloaded at build time.
+
+function(moecheck_warnings target)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>)
+    if(MOECHECK_WARNINGS_AS_ERRORS)
+      target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Werror>)
+    endif()
+  endif()
+endfunction()
+
+if(MOECHECK_SANITIZE)
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fsanitize=address,undefined>
+                      $<$<COMPILE_LANGUAGE:CXX>:-fno-omit-frame-pointer>
+                      $<$<COMPILE_LANGUAGE:CXX>:-fno-sanitize-recover=undefined>)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
+# ---- CUDA (optional) -------------------------------------------------------------
+set(MOECHECK_HAVE_CUDA OFF)
+if(NOT MOECHECK_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  if(NOT DEFINED CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 90)
+    endif()
+    enable_language(CUDA)
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    find_package(CUDAToolkit REQUIRED)
+    set(MOECHECK_HAVE_CUDA ON)
+  elseif(MOECHECK_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "MOECHECK_CUDA=ON but no CUDA compiler was found (set CMAKE_CUDA_COMPILER)")
+  endif()
+endif()
+message(STATUS "moecheck: CUDA kernels ${MOECHECK_HAVE_CUDA}")
+
+# ---- Test and bench libraries ------------------------------------------------------
+find_package(GTest REQUIRED)
+find_package(rapidcheck REQUIRED)
+find_package(benchmark REQUIRED)
+find_package(CLI11 CONFIG QUIET)
+if(NOT CLI11_FOUND)
+  find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
+  add_library(CLI11::CLI11 INTERFACE IMPORTED)
+  target_include_directories(CLI11::CLI11 INTERFACE ${CLI11_INCLUDE_DIR})
+endif()
+find_package(nlohmann_json 3.10 REQUIRED)
+
+# ---- LibTorch ----------------------------------------------------------------------
+if(NOT DEFINED TORCH_CUDA_ARCH_LIST)
+  set(TORCH_CUDA_ARCH_LIST "9.0")
+endif()
+find_package(Torch REQUIRED)
+message(STATUS "moecheck: LibTorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
+
+# LibTorch wheels built with CUDA carry libtorch_cuda.so, whose runtime (cuDNN, NCCL,
+# cuBLAS...) exists only on GPU machines. On other machines we link the CPU backend
+# alone: every CPU op, the nn API and the dispatcher live in libtorch_cpu.
+set(_torch_cuda_lib "${TORCH_INSTALL_PREFIX}/lib/libtorch_cuda.so")
+set(MOECHECK_HAVE_TORCH_CUDA OFF)
+if(MOECHECK_TORCH_CUDA STREQUAL "ON")
+  set(MOECHECK_HAVE_TORCH_CUDA ON)
+elseif(MOECHECK_TORCH_CUDA STREQUAL "AUTO" AND EXISTS "${_torch_cuda_lib}" AND MOECHECK_HAVE_CUDA)
+  execute_process(COMMAND ldd "${_torch_cuda_lib}" OUTPUT_VARIABLE _ldd_out ERROR_QUIET
+                  RESULT_VARIABLE _ldd_rc)
+  if(_ldd_rc EQUAL 0 AND NOT _ldd_out MATCHES "not found")
+    set(MOECHECK_HAVE_TORCH_CUDA ON)
+  endif()
+endif()
+message(STATUS "moecheck: LibTorch CUDA backend ${MOECHECK_HAVE_TORCH_CUDA}")
+
+add_library(moecheck_torch INTERFACE)
+add_library(moecheck::torch ALIAS moecheck_torch)
+target_include_directories(moecheck_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+target_compile_options(moecheck_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${TORCH_CXX_FLAGS}>)
+if(MOECHECK_HAVE_TORCH_CUDA)
+  target_link_libraries(moecheck_torch INTERFACE ${TORCH_LIBRARIES})
+  target_compile_definitions(moecheck_torch INTERFACE MOECHECK_WITH_TORCH_CUDA=1)
+else()
+  target_link_libraries(moecheck_torch INTERFACE torch_cpu c10)
+endif()
+
+# Version stamps recorded in corpus files and reports.
+set(MOECHECK_TORCH_VERSION "${Torch_VERSION}")
+if(MOECHECK_HAVE_CUDA)
+  set(MOECHECK_CUDA_VERSION "${CMAKE_CUDA_COMPILER_VERSION}")
+else()
+  set(MOECHECK_CUDA_VERSION "none")
+endif()
+execute_process(COMMAND git rev-parse --short=12 HEAD WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
+                OUTPUT_VARIABLE MOECHECK_GIT_COMMIT OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+if(NOT MOECHECK_GIT_COMMIT)
+  set(MOECHECK_GIT_COMMIT "unknown")
+endif()

@@ -1,0 +1,84 @@
+// moecheck CLI subcommands other than fuzz/replay (which live in main.cpp).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "harness/core/generators.hpp"
+#include "harness/core/replay.hpp"
+
+namespace moecheck::cli {
+
+/// Applies "--dtypes f32,bf16" and "--families gemma4,softmax_topk" to a generator config.
+/// Throws CLI::ValidationError naming the bad entry.
+void apply_generator_lists(const std::string& dtypes, const std::string& families, GenConfig& gen);
+
+/// Prints replay results, writes JSON/JUnit when asked; returns 0 iff every entry matched.
+int report_replay(const std::vector<ReplayResult>& results, const std::string& json_path,
+                  const std::string& junit_path, std::ostream& out);
+
+struct SubstitutionCliOptions {
+  std::string device = "auto";    ///< cpu, cuda, auto
+  std::string variant = "correct";///< module variant or "all"
+  std::string mode = "both";      ///< rebind, in_place, copy_into, both, all
+  std::string backend = "composite";
+  std::string dtype = "f32";
+  int cases = 100;
+  std::uint64_t seed = 1;
+  std::string corpus_dir = "corpora/substitution";
+  std::string json;
+};
+void add_substitution_options(CLI::App* app, SubstitutionCliOptions& o);
+/// Runs the substitution property suite; returns 0 iff every selected property held for the
+/// correct module and (for bug variants) 1 when a bug variant was caught as expected... see .cpp.
+int run_substitution(const SubstitutionCliOptions& o, std::ostream& out);
+
+struct MutantsCliOptions {
+  bool list = false;
+  std::int64_t cases = 3000;      ///< case budget per mutant
+  std::uint64_t seed = 1;
+  std::string device = "auto";
+  std::string json;               ///< kill matrix as JSON
+  std::string markdown;           ///< kill matrix as Markdown
+  std::string corpus_dir = "corpora/mutants";
+  bool include_modules = true;    ///< also the MoE module's stale-capture variants
+  bool include_plugins = true;    ///< also the deliberately broken example plugin (if built)
+};
+void add_mutants_options(CLI::App* app, MutantsCliOptions& o);
+/// One row of the kill matrix for the MoE module's stale-capture variants.
+struct ModuleKill {
+  std::string mutant, target, status, check;
+  std::int64_t cases_to_first = 0;
+  std::string shrunk;
+  double seconds = 0;
+  std::string note;
+};
+/// Runs the substitution suite against every buggy module variant (commands_substitution.cpp).
+std::vector<ModuleKill> run_module_mutants(const MutantsCliOptions& o, bool cuda);
+/// Names of the module variants that are planted bugs.
+std::vector<std::string> module_mutant_names();
+/// Returns 0 iff every mutant runnable here was killed.
+int run_mutants(const MutantsCliOptions& o, std::ostream& out);
+
+struct ReportCliOptions {
+  std::vector<std::string> inputs;
+  std::string baseline;
+  std::string output;
+};
+void add_report_options(CLI::App* app, ReportCliOptions& o);
+int run_report(const ReportCliOptions& o, std::ostream& out);
+
+struct BenchCliOptions {
+  std::string output = "bench.json";
+  std::string filter;
+  int repetitions = 5;
+  std::vector<std::string> extra;
+};
+void add_bench_options(CLI::App* app, BenchCliOptions& o);
+/// Runs the benchmark binary that sits next to this executable's build tree.
+int run_bench(const BenchCliOptions& o, const char* argv0, std::ostream& out);
+
+}  // namespace moecheck::cli

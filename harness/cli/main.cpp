@@ -1,0 +1,195 @@
+// moecheck command-line tool.
+//
+// Exit codes (documented in README.md):
+//   0  success: no failure found / every replay matched its expectation / no regression
+//   1  failures found, a replay did not match, a mutant survived, or a performance regression
+//   2  usage error or bad input (bad flag, malformed corpus file, unreadable JSON)
+//   3  internal error (an unexpected exception inside moecheck itself)
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/cli/commands.hpp"
+#include "harness/core/campaign.hpp"
+#include "harness/core/replay.hpp"
+#include "harness/torch/torch_targets.hpp"
+
+namespace moecheck::cli {
+namespace {
+
+/// Parses "i/n" into shard index and count.
+void parse_shard(const std::string& s, int* index, int* count) {
+  auto slash = s.find('/');
+  if (slash == std::string::npos) throw CLI::ValidationError("--shard", "expected i/n, got '" + s + "'");
+  try {
+    std::size_t a = 0, b = 0;
+    *index = std::stoi(s.substr(0, slash), &a);
+    *count = std::stoi(s.substr(slash + 1), &b);
+    if (a != slash || b != s.size() - slash - 1) throw std::invalid_argument("trailing");
+  } catch (const std::exception&) {
+    throw CLI::ValidationError("--shard", "expected i/n with integers, got '" + s + "'");
+  }
+  if (*count < 1 || *index < 0 || *index >= *count) {
+    throw CLI::ValidationError("--shard", "need 0 <= i < n, got '" + s + "'");
+  }
+}
+
+std::string resolve_target(const std::string& spec, const std::string& device) {
+  if (spec != "auto") return spec;
+  if (device == "cuda") return "cuda:auto";
+  if (device == "cpu") return "kernel:auto";
+  return cuda_device_available() ? "cuda:auto" : "kernel:auto";
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  CLI::App app{"moecheck: correctness harness and differential fuzzer for MoE routing kernels"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", [] {
+    return "moecheck " + tool_version() + " (commit " + source_commit() + ", " + toolkit_string() + ")";
+  });
+
+  // ---- fuzz ----------------------------------------------------------------------------
+  CampaignOptions fz;
+  std::string fz_target = "auto", fz_device = "auto", fz_shard = "0/1", fz_mutant = "none";
+  std::string fz_dtypes = "f32,f16,bf16", fz_families;
+  std::int64_t fz_first = -1;
+  bool fz_no_progress = false, fz_no_isolation = false;
+  fz.seconds = 0;
+  fz.corpus_dir = "corpora/found";
+  auto* fuzz = app.add_subcommand("fuzz", "Run a differential fuzzing campaign against one target");
+  fuzz->add_option("--target,-t", fz_target,
+                   "Target: auto, reference, kernel:<variant>, cuda:<variant>, composite[:cuda], "
+                   "plugin:<path.so>, substitution")
+      ->capture_default_str();
+  fuzz->add_option("--device", fz_device, "Device for target auto: cpu, cuda, auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  fuzz->add_option("--mutant", fz_mutant, "Planted-bug variant of the target (see `moecheck mutants --list`)")
+      ->capture_default_str();
+  fuzz->add_option("--plugin", fz_target, "Shorthand for --target plugin:<path>")
+      ->each([&](const std::string& p) { fz_target = "plugin:" + p; });
+  fuzz->add_option("--seed", fz.seed, "Campaign seed")->capture_default_str();
+  fuzz->add_option("--seconds", fz.seconds, "Time budget in seconds")->check(CLI::NonNegativeNumber);
+  fuzz->add_option("--cases", fz.max_cases, "Case budget for this shard")->check(CLI::NonNegativeNumber);
+  fuzz->add_option("--first-case", fz_first, "Start at this global case index (replays one case with --cases 1)")
+      ->check(CLI::NonNegativeNumber);
+  fuzz->add_option("--shard", fz_shard, "Run shard i of n (case j belongs to shard j % n)")->capture_default_str();
+  fuzz->add_option("--corpus", fz.corpus_dir, "Folder where shrunk failures are saved")->capture_default_str();
+  fuzz->add_option("--json", fz.results_json, "Write campaign results JSON here");
+  fuzz->add_option("--junit", fz.junit_xml, "Write JUnit XML here");
+  fuzz->add_option("--state", fz.state_file, "Resume state file (written on exit and every 5 s)");
+  fuzz->add_flag("--resume", fz.resume, "Continue the campaign recorded in --state");
+  fuzz->add_option("--max-failures", fz.max_failures, "Stop after this many unique failures (0 = never)")
+      ->capture_default_str();
+  fuzz->add_option("--max-T", fz.gen.max_T, "Largest T generated")->check(CLI::Range(0, 1 << 22))->capture_default_str();
+  fuzz->add_option("--max-E", fz.gen.max_E, "Largest E generated")->check(CLI::Range(1, 4096))->capture_default_str();
+  fuzz->add_option("--max-k", fz.gen.max_k, "Largest k generated")->check(CLI::Range(1, 4096))->capture_default_str();
+  fuzz->add_option("--dtypes", fz_dtypes, "Comma-separated dtypes (f32,f16,bf16)")->capture_default_str();
+  fuzz->add_option("--families", fz_families, "Comma-separated routing families (default: all the target supports)");
+  fuzz->add_flag("--no-progress", fz_no_progress, "No progress line");
+  fuzz->add_flag("--no-isolation", fz_no_isolation, "Run host plugins in-process (no fork per case)");
+  SubstitutionCliOptions sub_from_fuzz;
+
+  // ---- replay ----------------------------------------------------------------------------
+  std::vector<std::string> rp_paths;
+  std::string rp_target, rp_junit, rp_json;
+  auto* replay = app.add_subcommand("replay", "Replay corpus files/folders; non-zero exit on any mismatch");
+  replay->add_option("paths", rp_paths, "Corpus files or folders")->required();
+  replay->add_option("--target", rp_target, "Run every entry against this target instead of its own");
+  replay->add_option("--junit", rp_junit, "Write JUnit XML here");
+  replay->add_option("--json", rp_json, "Write JSON results here");
+
+  // ---- substitution ---------------------------------------------------------------------
+  SubstitutionCliOptions sub;
+  auto* substitution = app.add_subcommand(
+      "substitution", "Functional parameter-substitution property suite on the LibTorch MoE module");
+  add_substitution_options(substitution, sub);
+
+  // ---- mutants ----------------------------------------------------------------------------
+  MutantsCliOptions mu;
+  auto* mutants = app.add_subcommand("mutants", "Run the campaign against every planted bug; print the kill matrix");
+  add_mutants_options(mutants, mu);
+
+  // ---- report -----------------------------------------------------------------------------
+  ReportCliOptions rep;
+  auto* report = app.add_subcommand(
+      "report", "Render a campaign JSON to HTML, or compare benchmark runs (--baseline) into a dashboard");
+  add_report_options(report, rep);
+
+  // ---- bench ------------------------------------------------------------------------------
+  BenchCliOptions be;
+  auto* bench = app.add_subcommand("bench", "Run the GPU routing benchmarks and write JSON results");
+  add_bench_options(bench, be);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  try {
+    if (fuzz->parsed()) {
+      parse_shard(fz_shard, &fz.shard_index, &fz.shard_count);
+      fz.progress = !fz_no_progress;
+      apply_generator_lists(fz_dtypes, fz_families, fz.gen);
+      if (fz.seconds <= 0 && fz.max_cases <= 0) fz.seconds = 60;  // default budget
+      const std::string spec = resolve_target(fz_target, fz_device);
+      if (spec == "substitution") {
+        sub_from_fuzz.seed = fz.seed;
+        sub_from_fuzz.device = fz_device == "auto" ? "auto" : fz_device;
+        sub_from_fuzz.cases = fz.max_cases > 0 ? static_cast<int>(fz.max_cases) : 100;
+        return run_substitution(sub_from_fuzz, std::cout);
+      }
+      TargetOptions topt;
+      topt.mutant = fz_mutant;
+      topt.isolate_plugins = !fz_no_isolation;
+      auto target = make_target(spec, topt);
+      if (fz_first >= 0) fz.first_index = fz_first;
+      install_stop_handlers();
+      std::cerr << "moecheck fuzz: target " << target->spec() << " (mutant " << target->mutant() << ", device "
+                << target->device() << "), seed " << fz.seed << ", shard " << fz.shard_index << "/" << fz.shard_count
+                << ", budget " << (fz.seconds > 0 ? std::to_string(fz.seconds) + " s" : std::string("-")) << " / "
+                << (fz.max_cases > 0 ? std::to_string(fz.max_cases) + " cases" : std::string("-")) << "\n";
+      CampaignResult r = run_campaign(*target, fz, std::cerr);
+      std::cout << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", failures "
+                << r.failures.size() << " (+" << r.duplicate_failures << " duplicates) in " << r.elapsed_s
+                << " s" << (r.interrupted ? " [interrupted: resume with --resume --state FILE]" : "") << "\n";
+      for (const auto& f : r.failures) std::cout << "  " << f.replay << "\n";
+      return r.failures.empty() ? 0 : 1;
+    }
+    if (replay->parsed()) {
+      auto results = replay_paths(rp_paths, rp_target, make_target);
+      return report_replay(results, rp_json, rp_junit, std::cout);
+    }
+    if (substitution->parsed()) return run_substitution(sub, std::cout);
+    if (mutants->parsed()) return run_mutants(mu, std::cout);
+    if (report->parsed()) return run_report(rep, std::cout);
+    if (bench->parsed()) return run_bench(be, argv[0], std::cout);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "moecheck: error: " << e.what() << "\n";
+    return 2;
+  } catch (const CorpusError& e) {
+    std::cerr << "moecheck: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "moecheck: internal error: " << e.what() << "\n";
+    return 3;
+  }
+  return 0;
+}
+
+}  // namespace moecheck::cli
+
+int main(int argc, char** argv) { return moecheck::cli::run(argc, argv); }

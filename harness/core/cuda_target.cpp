@@ -1,0 +1,141 @@
+// The "cuda:<variant>" target: the fused kernels on the device, outputs poisoned on the device
+// before every launch, every CUDA call checked and reported as a failure (never a crash).
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "harness/core/targets_internal.hpp"
+
+#ifdef MOECHECK_HAVE_CUDA_KERNELS
+#include <cuda_runtime_api.h>
+
+#include "kernels/routing_cuda.hpp"
+#endif
+
+namespace moecheck {
+
+#ifdef MOECHECK_HAVE_CUDA_KERNELS
+namespace {
+
+/// Device buffer owned for the duration of one run.
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+  cudaError_t alloc(std::size_t bytes) { return cudaMalloc(&ptr, bytes ? bytes : 1); }
+};
+
+std::string cuda_message(const char* what, cudaError_t e) {
+  return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+
+class CudaKernelTarget final : public Target {
+ public:
+  CudaKernelTarget(kernels::Variant v, kernels::Mutant m) : variant_(v), mutant_(m) {
+    if (cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking) != cudaSuccess) {
+      throw std::invalid_argument("cuda target: cannot create a stream");
+    }
+  }
+  ~CudaKernelTarget() override {
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+  std::string spec() const override { return std::string("cuda:") + kernels::variant_name(variant_); }
+  std::string device() const override { return "cuda"; }
+  std::string mutant() const override { return kernels::mutant_name(mutant_); }
+  std::string unsupported(const RoutingCase& c) const override { return kernel_unsupported(c, variant_); }
+
+  RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
+    const std::size_t n = static_cast<std::size_t>(m.view.T * m.params.k);
+    const std::size_t storage = m.storage.size();
+    DeviceBuffer g, s, w, id;
+    cudaError_t e;
+#define MOECHECK_CUDA_TRY(call, what)                                           \
+  if ((e = (call)) != cudaSuccess) {                                           \
+    cudaGetLastError();                                                        \
+    return {RunOutcome::Status::crashed, cuda_message(what, e)};               \
+  }
+    MOECHECK_CUDA_TRY(g.alloc(storage), "cudaMalloc(gating)");
+    MOECHECK_CUDA_TRY(w.alloc(n * sizeof(float)), "cudaMalloc(weights)");
+    MOECHECK_CUDA_TRY(id.alloc(n * sizeof(std::int32_t)), "cudaMalloc(ids)");
+    if (storage) {
+      MOECHECK_CUDA_TRY(cudaMemcpyAsync(g.ptr, m.storage.data(), storage, cudaMemcpyHostToDevice, stream_),
+                        "cudaMemcpy(gating)");
+    }
+    const float* scale_dev = nullptr;
+    if (m.params.scale) {
+      MOECHECK_CUDA_TRY(s.alloc(sizeof(float) * static_cast<std::size_t>(m.view.E)), "cudaMalloc(scale)");
+      MOECHECK_CUDA_TRY(cudaMemcpyAsync(s.ptr, m.params.scale, sizeof(float) * static_cast<std::size_t>(m.view.E),
+                                        cudaMemcpyHostToDevice, stream_),
+                        "cudaMemcpy(scale)");
+      scale_dev = static_cast<const float*>(s.ptr);
+    }
+    // Poison the device outputs with the oracle's patterns (host buffers arrive poisoned).
+    if (n) {
+      MOECHECK_CUDA_TRY(cudaMemcpyAsync(w.ptr, weights, n * sizeof(float), cudaMemcpyHostToDevice, stream_),
+                        "cudaMemcpy(poison weights)");
+      MOECHECK_CUDA_TRY(cudaMemcpyAsync(id.ptr, ids, n * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream_),
+                        "cudaMemcpy(poison ids)");
+    }
+    MaterializedCase dm = m;
+    dm.view.data = g.ptr;
+    dm.params.scale = scale_dev;
+    kernels::RoutingArgs a = to_kernel_args(dm, static_cast<float*>(w.ptr), static_cast<std::int32_t*>(id.ptr));
+    std::string msg;
+    if (kernels::validate_args(a, &msg) != kernels::ArgStatus::ok) return {RunOutcome::Status::rejected, msg};
+    MOECHECK_CUDA_TRY(kernels::launch_routing(a, variant_, stream_, mutant_), "launch_routing");
+    MOECHECK_CUDA_TRY(cudaStreamSynchronize(stream_), "kernel execution");
+    if (n) {
+      MOECHECK_CUDA_TRY(cudaMemcpy(weights, w.ptr, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy(weights)");
+      MOECHECK_CUDA_TRY(cudaMemcpy(ids, id.ptr, n * sizeof(std::int32_t), cudaMemcpyDeviceToHost), "cudaMemcpy(ids)");
+    }
+#undef MOECHECK_CUDA_TRY
+    return {};
+  }
+
+ private:
+  kernels::Variant variant_;
+  kernels::Mutant mutant_;
+  cudaStream_t stream_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Target> make_cuda_kernel_target(const std::string& spec, kernels::Variant v,
+                                                kernels::Mutant m) {
+  if (!cuda_device_available()) {
+    throw std::invalid_argument("target '" + spec + "' needs a CUDA device and none is usable");
+  }
+  return std::make_unique<CudaKernelTarget>(v, m);
+}
+
+bool cuda_device_available() {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+std::string cuda_device_name() {
+  if (!cuda_device_available()) return "";
+  cudaDeviceProp p{};
+  if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return "";
+  return p.name;
+}
+
+#else  // no CUDA kernels in this build
+
+std::unique_ptr<Target> make_cuda_kernel_target(const std::string& spec, kernels::Variant,
+                                                kernels::Mutant) {
+  throw std::invalid_argument("target '" + spec + "' needs the CUDA kernels; this build has none "
+                              "(configure with MOECHECK_CUDA=ON)");
+}
+bool cuda_device_available() { return false; }
+std::string cuda_device_name() { return ""; }
+
+#endif
+
+}  // namespace moecheck

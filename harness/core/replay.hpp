@@ -1,0 +1,36 @@
+// moecheck replay: re-runs corpus entries and compares what happens with what each entry expects.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness/core/corpus.hpp"
+#include "harness/core/target.hpp"
+
+namespace moecheck {
+
+/// Builds a target from a spec (the CLI passes one that also knows the LibTorch targets).
+using TargetFactory = std::function<std::unique_ptr<Target>(const std::string&, const TargetOptions&)>;
+
+struct ReplayResult {
+  std::string path;
+  std::string target;    ///< target actually run
+  std::string outcome;   ///< "pass", "fail", "skipped", "error"
+  bool ok = false;       ///< outcome matched the entry's expectation (or skipped)
+  std::string detail;    ///< violation, error or skip reason
+};
+
+/// Replays one entry. `target_override` replaces the entry's target when not empty.
+/// A "cuda:<variant>" entry on a machine without a usable device runs the same kernel variant's
+/// host emulation ("kernel:<variant>"), except GPU-only mutants, which are reported as skipped.
+ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const std::string& target_override,
+                          const TargetFactory& factory);
+
+/// Replays every file under `paths` (files or folders). Malformed files produce an "error"
+/// result naming file and field; they never stop the others.
+std::vector<ReplayResult> replay_paths(const std::vector<std::string>& paths,
+                                       const std::string& target_override, const TargetFactory& factory);
+
+}  // namespace moecheck

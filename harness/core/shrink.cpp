@@ -1,0 +1,210 @@
+#include "harness/core/shrink.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace moecheck {
+namespace {
+
+/// True when `c` is a well-formed, valid routing problem (the shrinker never leaves that set).
+bool valid_problem(const RoutingCase& c) {
+  try {
+    c.check_consistent();
+    MaterializedCase m = materialize(c);
+    validate_routing(m.view, m.params);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+RoutingCase keep_rows(const RoutingCase& c, std::int64_t begin, std::int64_t count) {
+  RoutingCase out = c;
+  out.T = count;
+  out.logits.assign(c.logits.begin() + begin * c.E, c.logits.begin() + (begin + count) * c.E);
+  return out;
+}
+
+RoutingCase drop_experts(const RoutingCase& c, std::int64_t begin, std::int64_t count) {
+  RoutingCase out = c;
+  out.E = c.E - count;
+  out.logits.clear();
+  out.logits.reserve(static_cast<std::size_t>(c.T * out.E));
+  for (std::int64_t t = 0; t < c.T; ++t) {
+    for (std::int64_t e = 0; e < c.E; ++e) {
+      if (e >= begin && e < begin + count) continue;
+      out.logits.push_back(c.logits[static_cast<std::size_t>(t * c.E + e)]);
+    }
+  }
+  auto erase = [&](std::vector<float>& v) {
+    if (!v.empty()) v.erase(v.begin() + begin, v.begin() + begin + count);
+  };
+  erase(out.scale);
+  erase(out.bias);
+  out.k = static_cast<int>(std::min<std::int64_t>(out.k, out.E));
+  return out;
+}
+
+class Shrinker {
+ public:
+  Shrinker(RoutingCase c, const std::function<bool(const RoutingCase&)>& pred, int max_attempts)
+      : cur_(std::move(c)), pred_(pred), max_attempts_(max_attempts) {}
+
+  /// Accepts `cand` if it is valid, strictly different and still fails.
+  bool attempt(const RoutingCase& cand) {
+    if (attempts_ >= max_attempts_) return false;
+    if (!valid_problem(cand)) return false;
+    ++attempts_;
+    if (!pred_(cand)) return false;
+    cur_ = cand;
+    ++steps_;
+    return true;
+  }
+  bool budget_left() const { return attempts_ < max_attempts_; }
+
+  bool rows(std::int64_t hint) {
+    if (cur_.T <= 1) return false;
+    if (hint >= 0 && hint < cur_.T && attempt(keep_rows(cur_, hint, 1))) return true;
+    for (std::int64_t t = 0; t < cur_.T && budget_left(); ++t) {
+      if (attempt(keep_rows(cur_, t, 1))) return true;
+    }
+    bool progress = false;
+    while (cur_.T > 1 && budget_left()) {
+      std::int64_t half = cur_.T / 2;
+      if (attempt(keep_rows(cur_, 0, half)) || attempt(keep_rows(cur_, half, cur_.T - half))) {
+        progress = true;
+      } else {
+        break;
+      }
+    }
+    return progress;
+  }
+
+  bool groups() {
+    if (cur_.family != Family::sigmoid_grouped || (cur_.n_group == 1 && cur_.topk_group == 1)) return false;
+    RoutingCase cand = cur_;
+    cand.n_group = 1;
+    cand.topk_group = 1;
+    return attempt(cand);
+  }
+
+  bool experts() {
+    bool progress = false;
+    // Blocks first (halves, quarters, ...), then single columns from the end.
+    for (std::int64_t block = cur_.E / 2; block >= 1 && budget_left(); block /= 2) {
+      for (std::int64_t begin = 0; begin + block <= cur_.E && cur_.E - block >= 1 && budget_left();) {
+        if (attempt(drop_experts(cur_, begin, block))) {
+          progress = true;
+        } else {
+          begin += block;
+        }
+      }
+    }
+    return progress;
+  }
+
+  bool k() {
+    bool progress = false;
+    while (cur_.k > 1 && budget_left()) {
+      RoutingCase cand = cur_;
+      cand.k = 1;
+      if (attempt(cand)) return true;
+      cand.k = cur_.k - 1;
+      if (!attempt(cand)) break;
+      progress = true;
+    }
+    return progress;
+  }
+
+  bool layout() {
+    bool progress = false;
+    if (cur_.layout != Layout::contiguous || cur_.pad != 0) {
+      RoutingCase cand = cur_;
+      cand.layout = Layout::contiguous;
+      cand.pad = 0;
+      progress |= attempt(cand);
+    }
+    if (cur_.dtype != DType::f32) {
+      RoutingCase cand = cur_;
+      cand.dtype = DType::f32;  // every f16/bf16 value is exact in f32
+      progress |= attempt(cand);
+    }
+    return progress;
+  }
+
+  bool values() {
+    bool progress = false;
+    auto simplify = [&](std::vector<float> RoutingCase::*field, float target) {
+      auto& vec = cur_.*field;
+      for (std::size_t i = 0; i < vec.size() && budget_left(); ++i) {
+        float v = vec[i];
+        if (v == target || (std::isnan(v) && std::isnan(target))) continue;
+        RoutingCase cand = cur_;
+        (cand.*field)[i] = target;
+        if (attempt(cand)) {
+          progress = true;
+          continue;
+        }
+        // Try a nearby integer (keeps order relations, drops fraction bits).
+        if (std::isfinite(v) && std::trunc(v) != v && std::fabs(v) < 1e6f) {
+          RoutingCase cand2 = cur_;
+          (cand2.*field)[i] = std::trunc(v);
+          if (attempt(cand2)) progress = true;
+        }
+      }
+    };
+    simplify(&RoutingCase::logits, 0.0f);
+    if (!cur_.scale.empty()) {
+      RoutingCase cand = cur_;
+      cand.scale.clear();  // all ones
+      if (attempt(cand)) progress = true;
+      else simplify(&RoutingCase::scale, 1.0f);
+    }
+    if (!cur_.bias.empty()) {
+      RoutingCase cand = cur_;
+      cand.bias.clear();
+      if (attempt(cand)) progress = true;
+      else simplify(&RoutingCase::bias, 0.0f);
+    }
+    if (cur_.routed_scaling != 1.0f) {
+      RoutingCase cand = cur_;
+      cand.routed_scaling = 1.0f;
+      progress |= attempt(cand);
+    }
+    return progress;
+  }
+
+  ShrinkResult result() const { return ShrinkResult{cur_, steps_, attempts_}; }
+  const RoutingCase& current() const { return cur_; }
+
+ private:
+  RoutingCase cur_;
+  const std::function<bool(const RoutingCase&)>& pred_;
+  int max_attempts_;
+  int attempts_ = 0;
+  int steps_ = 0;
+};
+
+}  // namespace
+
+ShrinkResult shrink_case(const RoutingCase& failing,
+                         const std::function<bool(const RoutingCase&)>& still_fails,
+                         std::int64_t hint_row, int max_attempts) {
+  Shrinker s(failing, still_fails, max_attempts);
+  bool progress = true;
+  bool first = true;
+  while (progress && s.budget_left()) {
+    progress = false;
+    progress |= s.rows(first ? hint_row : -1);
+    first = false;
+    progress |= s.groups();
+    progress |= s.experts();
+    progress |= s.k();
+    progress |= s.layout();
+    progress |= s.values();
+  }
+  return s.result();
+}
+
+}  // namespace moecheck

@@ -1,0 +1,26 @@
+// Internal glue shared by the core target implementations (not a public API).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "harness/core/target.hpp"
+#include "kernels/routing_kernels.hpp"
+
+namespace moecheck {
+
+/// Why a kernel variant cannot take this case ("" when it can).
+std::string kernel_unsupported(const RoutingCase& c, kernels::Variant v);
+/// Kernel argument block for a materialized case and output buffers.
+kernels::RoutingArgs to_kernel_args(const MaterializedCase& m, float* weights, std::int32_t* ids);
+/// Parses a variant name ("" means automatic); throws std::invalid_argument naming the spec.
+kernels::Variant parse_variant_or_throw(const std::string& spec, const std::string& name);
+/// Parses a mutant name; throws std::invalid_argument listing the known names.
+kernels::Mutant parse_mutant_or_throw(const std::string& name);
+/// "cuda:<variant>" target; throws std::invalid_argument in builds without CUDA or without a device.
+std::unique_ptr<Target> make_cuda_kernel_target(const std::string& spec, kernels::Variant v,
+                                                kernels::Mutant m);
+/// "plugin:<path>" target (dlopen); throws std::invalid_argument naming the problem.
+std::unique_ptr<Target> make_plugin_target(const std::string& path, bool isolate);
+
+}  // namespace moecheck

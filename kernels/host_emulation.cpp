@@ -1,0 +1,247 @@
+// moecheck fused routing: argument validation, names, the variant heuristic, and the host
+// emulation of both kernel variants (runs the routing_row.hpp warp programs with a 32-lane
+// host context, so its output is bit-identical to the device kernels').
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kernels/routing_kernels.hpp"
+#include "kernels/routing_row.hpp"
+
+namespace moecheck::kernels {
+
+namespace {
+
+constexpr const char* kMutantNames[] = {
+    "none",           "skip_renormalise", "topk_only_softmax", "scale_by_slot",
+    "off_by_one_k",   "drop_tied_expert", "skip_partial_warp", "fp16_accumulation",
+    "ignore_col_stride", "nan_duplicates", "zero_sum_divide",  "grid_overflow",
+    "shared_race",
+};
+static_assert(sizeof(kMutantNames) / sizeof(kMutantNames[0]) == static_cast<int>(Mutant::count_),
+              "one name per mutant");
+
+ArgStatus fail(std::string* message, ArgStatus s, const std::string& text) {
+  if (message != nullptr) *message = text;
+  return s;
+}
+
+}  // namespace
+
+const char* variant_name(Variant v) {
+  switch (v) {
+    case Variant::automatic: return "automatic";
+    case Variant::warp_per_row: return "warp_per_row";
+    case Variant::block_per_row: return "block_per_row";
+  }
+  return "unknown";
+}
+
+bool parse_variant(std::string_view s, Variant* out) {
+  for (Variant v : {Variant::automatic, Variant::warp_per_row, Variant::block_per_row}) {
+    if (s == variant_name(v)) {
+      *out = v;
+      return true;
+    }
+  }
+  if (s == "auto") {
+    *out = Variant::automatic;
+    return true;
+  }
+  if (s == "warp") {
+    *out = Variant::warp_per_row;
+    return true;
+  }
+  if (s == "block") {
+    *out = Variant::block_per_row;
+    return true;
+  }
+  return false;
+}
+
+const char* mutant_name(Mutant m) {
+  const int i = static_cast<int>(m);
+  if (i < 0 || i >= static_cast<int>(Mutant::count_)) return "unknown";
+  return kMutantNames[i];
+}
+
+bool parse_mutant(std::string_view s, Mutant* out) {
+  for (int i = 0; i < static_cast<int>(Mutant::count_); ++i) {
+    if (s == kMutantNames[i]) {
+      *out = static_cast<Mutant>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool mutant_is_gpu_only(Mutant m) { return m == Mutant::grid_overflow || m == Mutant::shared_race; }
+
+ArgStatus validate_args(const RoutingArgs& a, std::string* message) {
+  using std::to_string;
+  if (a.dtype != GatingType::f32 && a.dtype != GatingType::f16 && a.dtype != GatingType::bf16)
+    return fail(message, ArgStatus::unsupported, "dtype " + to_string(static_cast<int>(a.dtype)) + " is not f32, f16 or bf16");
+  if (a.family != KernelFamily::gemma4 && a.family != KernelFamily::softmax_topk &&
+      a.family != KernelFamily::softmax_topk_raw)
+    return fail(message, ArgStatus::unsupported, "family " + to_string(static_cast<int>(a.family)) + " is not supported by the fused kernels");
+  if (a.T < 0) return fail(message, ArgStatus::bad_shape, "T = " + to_string(a.T) + " is negative");
+  if (a.E < 1 || a.E > kMaxExperts)
+    return fail(message, ArgStatus::bad_shape, "E = " + to_string(a.E) + " is outside [1, " + to_string(kMaxExperts) + "]");
+  if (a.k < 1 || a.k > a.E || a.k > kMaxK)
+    return fail(message, ArgStatus::bad_k, "k = " + to_string(a.k) + " is outside [1, min(E = " + to_string(a.E) + ", " + to_string(kMaxK) + ")]");
+  if (a.row_stride < 0 || a.col_stride < 0)
+    return fail(message, ArgStatus::bad_stride, "strides must be non-negative (row_stride = " + to_string(a.row_stride) + ", col_stride = " + to_string(a.col_stride) + ")");
+  if (a.row_stride == 0 && a.T > 1)
+    return fail(message, ArgStatus::bad_stride, "row_stride = 0 with T = " + to_string(a.T) + " > 1");
+  if (a.col_stride == 0 && a.E > 1)
+    return fail(message, ArgStatus::bad_stride, "col_stride = 0 with E = " + to_string(a.E) + " > 1");
+  if (a.T > 0) {
+    // The largest element offset (and the outputs' T*k) must fit in int64 bytes.
+    const std::int64_t lim = std::numeric_limits<std::int64_t>::max() / 8;
+    const std::int64_t col_span = static_cast<std::int64_t>(a.E - 1) * a.col_stride;
+    if (a.row_stride != 0 && a.T - 1 > (lim - col_span) / a.row_stride)
+      return fail(message, ArgStatus::bad_stride, "the last element's offset overflows (T = " + to_string(a.T) + ", row_stride = " + to_string(a.row_stride) + ")");
+    if (a.T > lim / a.k) return fail(message, ArgStatus::bad_shape, "T * k overflows");
+    if (a.gating == nullptr) return fail(message, ArgStatus::null_pointer, "gating is null with T > 0");
+    if (a.weights == nullptr) return fail(message, ArgStatus::null_pointer, "weights is null with T > 0");
+    if (a.ids == nullptr) return fail(message, ArgStatus::null_pointer, "ids is null with T > 0");
+  }
+  if (message != nullptr) message->clear();
+  return ArgStatus::ok;
+}
+
+/// Heuristic (kernels/README.md, "Variant choice"): warp_per_row up to 256 experts
+/// (V <= 8 elements per lane, everything in registers, no barriers), block_per_row above.
+/// Measured on H100 SXM (bench/routing_bench, T = 250000, k = 8, bf16 and fp32): at E = 256
+/// the warp variant is faster than the block variant; at E = 512 the warp variant's 16-entry
+/// lane lists (63-exchange sort network, 16-register shifts) make it slower than two warps
+/// of 256 experts plus a merge.
+Variant choose_variant(int E) { return E <= 256 ? Variant::warp_per_row : Variant::block_per_row; }
+
+bool built_with_cuda() {
+#if defined(MOECHECK_HAVE_CUDA_KERNELS)
+  return true;
+#else
+  return false;
+#endif
+}
+
+// ---------------------------------------------------------------------------------------
+// Host emulation
+// ---------------------------------------------------------------------------------------
+
+namespace {
+
+using row::HostWarp;
+using row::RowConfig;
+
+/// Loads the raw elements of the 32 lanes of one warp chunk exactly as load_lane does on the
+/// device (element by element; the device's vector loads read the same elements).
+template <class Tr, int V>
+void load_warp(const RoutingArgs& a, std::int64_t r, int chunk_base, std::int64_t cs,
+               std::uint32_t (*words)[row::raw_words<Tr, V>()]) {
+  constexpr int NW = row::raw_words<Tr, V>();
+  const auto* base = static_cast<const unsigned char*>(a.gating);
+  for (int l = 0; l < 32; ++l) {
+    for (int w = 0; w < NW; ++w) words[l][w] = 0;
+    for (int j = 0; j < V; ++j) {
+      const int idx = chunk_base + row::lane_elem_index<Tr, V>(l, j);
+      if (idx >= a.E) continue;
+      const std::int64_t off = (r * a.row_stride + static_cast<std::int64_t>(idx) * cs) * Tr::kBytes;
+      if constexpr (Tr::kBytes == 4) {
+        std::uint32_t b;
+        std::memcpy(&b, base + off, 4);
+        words[l][j] = b;
+      } else {
+        std::uint16_t h;
+        std::memcpy(&h, base + off, 2);
+        words[l][j >> 1] |= static_cast<std::uint32_t>(h) << ((j & 1) * 16);
+      }
+    }
+  }
+}
+
+template <class Tr, int V>
+void emulate_warp(const RoutingArgs& a, const RowConfig& cfg, Mutant m, std::int64_t cs) {
+  using Entry = typename Tr::Entry;
+  constexpr int NW = row::raw_words<Tr, V>();
+  const HostWarp ctx;
+  std::uint32_t words[32][NW];
+  Entry list[32][V];
+  for (std::int64_t r = 0; r < a.T; ++r) {
+    load_warp<Tr, V>(a, r, 0, cs, words);
+    for (int l = 0; l < 32; ++l) row::build_list<Tr, V>(words[l], l, 0, cfg, m, list[l]);
+    Entry mine[32] = {};
+    float full[32] = {};
+    std::int64_t rows[32];
+    for (auto& x : rows) x = r;
+    row::select_rounds<Tr, V>(ctx, list, cfg, m, 0, 32, mine, full);
+    row::finish_rows<Tr>(ctx, mine, full, rows, 32, cfg, m, a.weights, a.ids);
+  }
+}
+
+template <class Tr>
+void emulate_block(const RoutingArgs& a, const RowConfig& cfg, Mutant m, std::int64_t cs) {
+  using Entry = typename Tr::Entry;
+  constexpr int V = row::kBlockV;
+  constexpr int NW = row::raw_words<Tr, V>();
+  const HostWarp ctx;
+  const int W = row::block_warps(a.E);
+  std::uint32_t words[32][NW];
+  Entry list[32][V];
+  Entry cand[row::kBlockMaxWarps][kMaxK] = {};
+  float part[row::kBlockMaxWarps] = {};
+  for (std::int64_t r = 0; r < a.T; ++r) {
+    for (int w = 0; w < W; ++w) {
+      const int chunk = w * 32 * V;
+      load_warp<Tr, V>(a, r, chunk, cs, words);
+      for (int l = 0; l < 32; ++l) row::build_list<Tr, V>(words[l], l, chunk, cfg, m, list[l]);
+      row::block_phase1<Tr, V>(
+          ctx, list, cfg, m, [&](int rr, Entry e) { cand[w][rr] = e; },
+          [&](const float* s) { part[w] = s[0]; });
+    }
+    row::block_phase2<Tr>(
+        ctx, W, [&](int l, int pos) { return cand[l][pos]; }, [&](int l) { return part[l]; },
+        r, cfg, m, a.weights, a.ids);
+  }
+}
+
+template <class Tr>
+void emulate_typed(const RoutingArgs& a, Variant v, const RowConfig& cfg, Mutant m) {
+  const std::int64_t cs = m == Mutant::ignore_col_stride ? 1 : a.col_stride;
+  if (v == Variant::block_per_row) return emulate_block<Tr>(a, cfg, m, cs);
+  switch (row::warp_lane_elems(a.E)) {
+    case 1: return emulate_warp<Tr, 1>(a, cfg, m, cs);
+    case 2: return emulate_warp<Tr, 2>(a, cfg, m, cs);
+    case 4: return emulate_warp<Tr, 4>(a, cfg, m, cs);
+    case 8: return emulate_warp<Tr, 8>(a, cfg, m, cs);
+    default: return emulate_warp<Tr, 16>(a, cfg, m, cs);
+  }
+}
+
+}  // namespace
+
+ArgStatus emulate_routing(const RoutingArgs& a, Variant v, Mutant m, std::string* message) {
+  const ArgStatus st = validate_args(a, message);
+  if (st != ArgStatus::ok) return st;
+  if (static_cast<int>(m) < 0 || m >= Mutant::count_)
+    return fail(message, ArgStatus::unsupported, "mutant " + std::to_string(static_cast<int>(m)) + " is out of range");
+  if (v == Variant::automatic) v = choose_variant(a.E);
+  if (v != Variant::warp_per_row && v != Variant::block_per_row)
+    return fail(message, ArgStatus::unsupported, "variant " + std::to_string(static_cast<int>(v)) + " is out of range");
+  if (v == Variant::warp_per_row && a.E > kWarpMaxExperts)
+    return fail(message, ArgStatus::unsupported, "warp_per_row supports E <= " + std::to_string(kWarpMaxExperts) + ", got E = " + std::to_string(a.E));
+  if (mutant_is_gpu_only(m)) m = Mutant::none;  // their bug needs the device's scheduling
+  if (a.T == 0) return ArgStatus::ok;
+  const RowConfig cfg = row::make_row_config(a.E, a.k, a.family, a.scale, m);
+  switch (a.dtype) {
+    case GatingType::f32: emulate_typed<row::F32>(a, v, cfg, m); break;
+    case GatingType::f16: emulate_typed<row::F16>(a, v, cfg, m); break;
+    case GatingType::bf16: emulate_typed<row::BF16>(a, v, cfg, m); break;
+  }
+  return ArgStatus::ok;
+}
+
+}  // namespace moecheck::kernels

@@ -1,0 +1,27 @@
+// moecheck fused routing kernels: CUDA launcher API (the only kernels header that includes a
+// CUDA header). Available when the library was built with CUDA (built_with_cuda()).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/routing_kernels.hpp"
+
+namespace moecheck::kernels {
+
+/// Launches the fused routing kernel on `stream`. All pointers in `a` are device pointers
+/// (scale may be nullptr = all ones; it is only read for KernelFamily::gemma4).
+/// Order of checks: validate_args, mutant in range, variant supports E (warp_per_row needs
+/// E <= kWarpMaxExperts) -> cudaErrorInvalidValue without touching the device. T == 0 is a
+/// valid no-op (nothing is launched, cudaSuccess). Otherwise the kernel is launched
+/// asynchronously and the result of cudaGetLastError() right after the launch is returned.
+/// Output: weights/ids [T, k] row-major contiguous, every element written.
+/// The result is bit-identical to emulate_routing(a, v, m) on the same inputs (same
+/// algorithm, same reduction order, explicitly rounded arithmetic), except for the GPU-only
+/// mutants grid_overflow and shared_race, which the emulation runs as Mutant::none.
+cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream,
+                           Mutant m = Mutant::none);
+
+/// Threads per block a launch of (variant, E) uses (for tools and benchmarks).
+int threads_per_block(Variant v, int E);
+
+}  // namespace moecheck::kernels

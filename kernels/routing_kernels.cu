@@ -1,0 +1,404 @@
+// moecheck fused routing kernels (CUDA). The per-row algorithm lives in routing_row.hpp and
+// is shared with the host emulation; this file holds the device warp context, the loads,
+// the two kernel variants and the launcher.
+//
+// warp_per_row (E <= 512): one warp owns a row. Lane l holds V = next_pow2(ceil(E/32))
+//   elements (16-byte, 8-byte... vector loads interleaved across lanes when the layout
+//   allows), turns them into unique order-preserving entries and sorts them in registers
+//   (Batcher network). Top-k = k rounds of one warp max-reduction (redux.sync; two for
+//   fp32's 64-bit entries) and a conditional shift of the winning lane's list. A warp
+//   processes R rows per batch (R = 4 for k <= 8 and V <= 4): the rows' k slots sit side by
+//   side in the warp so that one epilogue (exp, sum, divide, scale, coalesced stores) serves
+//   R rows, and the next batch is prefetched into registers while this one is computed.
+//   Grid-stride over batches (1-D grid sized from the occupancy), so any T works.
+// block_per_row (any E <= 4096): W = ceil(E / 256) warps own a row, each a chunk of 256
+//   experts (8 per lane, as above) from which it selects its own top k, publishing each
+//   round's winner in shared memory. After a barrier warp 0 merges the W sorted candidate
+//   lists (lane i walks list i, k rounds of a warp max) and runs the same epilogue. For
+//   softmax_topk_raw each warp also publishes its chunk's softmax sum relative to its chunk
+//   maximum; warp 0 rescales and adds them. A second barrier protects the candidate lists
+//   before the next row (grid-stride over rows, next row prefetched) overwrites them.
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "kernels/routing_cuda.hpp"
+#include "kernels/routing_row.hpp"
+
+namespace moecheck::kernels {
+namespace {
+
+using row::RowConfig;
+
+constexpr unsigned kFull = 0xffffffffu;
+constexpr int kWarpThreads = 256;  ///< warp_per_row: 8 warps per block
+
+/// Device warp context: holds the calling lane only; collectives are warp intrinsics with
+/// the same reduction order as row::HostWarp.
+struct DeviceWarp {
+  static constexpr int N = 1;
+  int lane_;
+  __device__ __forceinline__ int lane(int) const { return lane_; }
+  template <class F>
+  __device__ __forceinline__ void each(F&& f) const {
+    f(0);
+  }
+  __device__ __forceinline__ std::uint32_t max(const std::uint32_t* v) const {
+#if __CUDA_ARCH__ >= 800
+    return __reduce_max_sync(kFull, v[0]);
+#else
+    std::uint32_t x = v[0];
+    for (int o = 16; o > 0; o >>= 1) x = ::max(x, __shfl_xor_sync(kFull, x, o));
+    return x;
+#endif
+  }
+  __device__ __forceinline__ std::uint64_t max(const std::uint64_t* v) const {
+    const std::uint32_t h = static_cast<std::uint32_t>(v[0] >> 32);
+    const std::uint32_t hi = max(&h);
+    const std::uint32_t l = h == hi ? static_cast<std::uint32_t>(v[0]) : 0u;
+    const std::uint32_t lo = max(&l);
+    return (static_cast<std::uint64_t>(hi) << 32) | lo;
+  }
+  __device__ __forceinline__ void shfl(std::uint32_t* out, const std::uint32_t* v,
+                                       const int* src) const {
+    out[0] = __shfl_sync(kFull, v[0], src[0]);
+  }
+  __device__ __forceinline__ void shfl(std::uint64_t* out, const std::uint64_t* v,
+                                       const int* src) const {
+    const std::uint32_t lo = __shfl_sync(kFull, static_cast<std::uint32_t>(v[0]), src[0]);
+    const std::uint32_t hi = __shfl_sync(kFull, static_cast<std::uint32_t>(v[0] >> 32), src[0]);
+    out[0] = (static_cast<std::uint64_t>(hi) << 32) | lo;
+  }
+  __device__ __forceinline__ void xor_sum(float* v, int width, bool fp16) const {
+    for (int o = 1; o < width; o <<= 1) {
+      v[0] = row::accumulate(v[0], __shfl_xor_sync(kFull, v[0], o), fp16);
+    }
+  }
+  __device__ __forceinline__ static float load_scale(const float* p) { return __ldg(p); }
+  __device__ __forceinline__ static void store(float* w, float wv, std::int32_t* id,
+                                               std::int32_t idv) {
+    __stcs(w, wv);
+    __stcs(id, idv);
+  }
+};
+
+/// Uniform launch parameters.
+struct KernelParams {
+  const char* gating = nullptr;  ///< byte pointer
+  std::int64_t T_eff = 0;        ///< rows processed (T, fewer under grid_overflow)
+  std::int64_t row_stride = 0;   ///< elements
+  std::int64_t col_stride = 1;   ///< elements (1 under ignore_col_stride)
+  bool vec = false;              ///< vector loads allowed (contiguous, aligned, E % VE == 0)
+  RowConfig cfg;
+  Mutant mutant = Mutant::none;
+  float* weights = nullptr;
+  std::int32_t* ids = nullptr;
+};
+
+/// Loads the V raw elements of one lane (chunk starting at expert chunk_base) of a row.
+/// Elements at index >= E are not read (left 0; they become padding in build_list).
+template <class Tr, int V>
+__device__ __forceinline__ void load_lane(const char* row_ptr, int lane, int chunk_base, int E,
+                                          std::int64_t cs, bool vec, std::uint32_t* words) {
+  constexpr int VE = row::vec_elems<Tr, V>();
+  constexpr int NU = V / VE;
+  constexpr int VB = VE * Tr::kBytes;
+  constexpr int NW = row::raw_words<Tr, V>();
+#pragma unroll
+  for (int w = 0; w < NW; ++w) words[w] = 0;
+  if (vec) {
+#pragma unroll
+    for (int u = 0; u < NU; ++u) {
+      const int idx = chunk_base + (u * 32 + lane) * VE;
+      if (idx < E) {
+        const char* p = row_ptr + static_cast<std::int64_t>(idx) * Tr::kBytes;
+        if constexpr (VB == 16) {
+          const uint4 x = __ldcs(reinterpret_cast<const uint4*>(p));
+          words[4 * u + 0] = x.x;
+          words[4 * u + 1] = x.y;
+          words[4 * u + 2] = x.z;
+          words[4 * u + 3] = x.w;
+        } else if constexpr (VB == 8) {
+          const uint2 x = __ldcs(reinterpret_cast<const uint2*>(p));
+          words[0] = x.x;
+          words[1] = x.y;
+        } else if constexpr (VB == 4) {
+          words[0] = __ldcs(reinterpret_cast<const unsigned int*>(p));
+        } else {
+          words[0] = __ldcs(reinterpret_cast<const unsigned short*>(p));
+        }
+      }
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const int idx = chunk_base + row::lane_elem_index<Tr, V>(lane, j);
+      if (idx < E) {
+        const char* p = row_ptr + static_cast<std::int64_t>(idx) * cs * Tr::kBytes;
+        if constexpr (Tr::kBytes == 4) {
+          words[j] = __ldcs(reinterpret_cast<const unsigned int*>(p));
+        } else {
+          const std::uint32_t h = __ldcs(reinterpret_cast<const unsigned short*>(p));
+          words[j >> 1] |= h << ((j & 1) * 16);
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// warp_per_row
+// ---------------------------------------------------------------------------------------
+
+template <class Tr, int V, int R, bool kMut>
+__global__ void __launch_bounds__(kWarpThreads) warp_per_row_kernel(const KernelParams p) {
+  using Entry = typename Tr::Entry;
+  constexpr int NW = row::raw_words<Tr, V>();
+  constexpr int SW = 32 / R;  // lanes per row group in the epilogue
+  const Mutant m = kMut ? p.mutant : Mutant::none;
+  const int lane = static_cast<int>(threadIdx.x & 31u);
+  const DeviceWarp ctx{lane};
+  const int E = p.cfg.E;
+  const std::int64_t nb = (p.T_eff + R - 1) / R;
+  const std::int64_t nwarps = (static_cast<std::int64_t>(gridDim.x) * blockDim.x) >> 5;
+  std::int64_t b = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const std::int64_t row_bytes = p.row_stride * Tr::kBytes;
+
+  std::uint32_t cur[R][NW], nxt[R][NW];
+  if (b < nb) {
+#pragma unroll
+    for (int q = 0; q < R; ++q) {
+      const std::int64_t r = b * R + q;
+      if (r < p.T_eff) load_lane<Tr, V>(p.gating + r * row_bytes, lane, 0, E, p.col_stride, p.vec, cur[q]);
+    }
+  }
+  for (; b < nb; b += nwarps) {
+    const std::int64_t bn = b + nwarps;
+    if (bn < nb) {
+#pragma unroll
+      for (int q = 0; q < R; ++q) {
+        const std::int64_t r = bn * R + q;
+        if (r < p.T_eff) load_lane<Tr, V>(p.gating + r * row_bytes, lane, 0, E, p.col_stride, p.vec, nxt[q]);
+      }
+    }
+    Entry mine[1] = {0};
+    float full[1] = {0.0f};
+#pragma unroll
+    for (int q = 0; q < R; ++q) {
+      if (b * R + q < p.T_eff) {
+        Entry list[1][V];
+        row::build_list<Tr, V>(cur[q], lane, 0, p.cfg, m, list[0]);
+        row::select_rounds<Tr, V>(ctx, list, p.cfg, m, q * SW, SW, mine, full);
+      }
+    }
+    std::int64_t rows[1] = {b * R + lane / SW};
+    if (rows[0] >= p.T_eff) rows[0] = -1;
+    row::finish_rows<Tr>(ctx, mine, full, rows, SW, p.cfg, m, p.weights, p.ids);
+#pragma unroll
+    for (int q = 0; q < R; ++q) {
+#pragma unroll
+      for (int w = 0; w < NW; ++w) cur[q][w] = nxt[q][w];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// block_per_row
+// ---------------------------------------------------------------------------------------
+
+template <class Tr, bool kMut>
+__global__ void __launch_bounds__(row::kBlockMaxWarps * 32) block_per_row_kernel(const KernelParams p) {
+  using Entry = typename Tr::Entry;
+  constexpr int V = row::kBlockV;
+  constexpr int NW = row::raw_words<Tr, V>();
+  __shared__ Entry cand[row::kBlockMaxWarps][kMaxK];
+  __shared__ float part[row::kBlockMaxWarps];
+  const Mutant m = kMut ? p.mutant : Mutant::none;
+  const int lane = static_cast<int>(threadIdx.x & 31u);
+  const int warp = static_cast<int>(threadIdx.x >> 5);
+  const int W = static_cast<int>(blockDim.x >> 5);
+  const int chunk = warp * 32 * V;
+  const DeviceWarp ctx{lane};
+  const int E = p.cfg.E;
+  const std::int64_t row_bytes = p.row_stride * Tr::kBytes;
+
+  std::uint32_t cur[NW], nxt[NW];
+  std::int64_t row = blockIdx.x;
+  if (row < p.T_eff) load_lane<Tr, V>(p.gating + row * row_bytes, lane, chunk, E, p.col_stride, p.vec, cur);
+  for (; row < p.T_eff; row += gridDim.x) {
+    const std::int64_t next = row + gridDim.x;
+    if (next < p.T_eff) load_lane<Tr, V>(p.gating + next * row_bytes, lane, chunk, E, p.col_stride, p.vec, nxt);
+    Entry list[1][V];
+    row::build_list<Tr, V>(cur, lane, chunk, p.cfg, m, list[0]);
+    row::block_phase1<Tr, V>(
+        ctx, list, p.cfg, m, [&](int r, Entry w) {
+          if (lane == 0) cand[warp][r] = w;
+        },
+        [&](const float* s) {
+          if (lane == 0) part[warp] = s[0];
+        });
+    __syncthreads();
+    if (warp == 0) {
+      // volatile: the merge re-reads each list head from shared memory every round.
+      const volatile Entry* vc = &cand[0][0];
+      const volatile float* vp = part;
+      row::block_phase2<Tr>(
+          ctx, W, [&](int l, int pos) -> Entry { return vc[l * kMaxK + pos]; },
+          [&](int l) -> float { return vp[l]; }, row, p.cfg, m, p.weights, p.ids);
+    }
+    // The candidate lists are rewritten by the next row's phase 1. (Planted bug
+    // shared_race: this barrier is missing, so a fast warp overwrites its list while warp 0
+    // is still merging it.)
+    if (!(kMut && m == Mutant::shared_race)) __syncthreads();
+#pragma unroll
+    for (int w = 0; w < NW; ++w) cur[w] = nxt[w];
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Launch helpers
+// ---------------------------------------------------------------------------------------
+
+/// Streaming multiprocessors of the current device (cached per device id).
+cudaError_t sm_count(int* out) {
+  static std::atomic<int> cache[64] = {};
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  if (dev >= 0 && dev < 64) {
+    const int c = cache[dev].load(std::memory_order_relaxed);
+    if (c > 0) {
+      *out = c;
+      return cudaSuccess;
+    }
+  }
+  int n = 0;
+  e = cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+  if (e != cudaSuccess) return e;
+  if (dev >= 0 && dev < 64) cache[dev].store(n, std::memory_order_relaxed);
+  *out = n;
+  return cudaSuccess;
+}
+
+/// Resident blocks per SM of kernel K at `threads` threads (cached per kernel and size).
+template <auto K>
+cudaError_t blocks_per_sm(int threads, int* out) {
+  static std::atomic<int> cache[row::kBlockMaxWarps + 1] = {};
+  const int slot = threads / 32;
+  if (slot <= row::kBlockMaxWarps) {
+    const int c = cache[slot].load(std::memory_order_relaxed);
+    if (c > 0) {
+      *out = c;
+      return cudaSuccess;
+    }
+  }
+  int n = 0;
+  const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, K, threads, 0);
+  if (e != cudaSuccess) return e;
+  if (n < 1) n = 1;
+  if (slot <= row::kBlockMaxWarps) cache[slot].store(n, std::memory_order_relaxed);
+  *out = n;
+  return cudaSuccess;
+}
+
+/// Launches K over `work_blocks` blocks' worth of work, capped at what is resident at once
+/// (the kernels are grid-stride loops).
+template <auto K>
+cudaError_t launch_capped(const KernelParams& p, std::int64_t work_blocks, int threads,
+                          cudaStream_t stream) {
+  int sms = 0, per_sm = 0;
+  cudaError_t e = sm_count(&sms);
+  if (e != cudaSuccess) return e;
+  e = blocks_per_sm<K>(threads, &per_sm);
+  if (e != cudaSuccess) return e;
+  const std::int64_t cap = static_cast<std::int64_t>(sms) * per_sm;
+  const std::int64_t grid = work_blocks < cap ? work_blocks : cap;
+  K<<<static_cast<unsigned>(grid), static_cast<unsigned>(threads), 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+bool aligned_for(const RoutingArgs& a, int bytes, int vec_bytes, int vec_elems) {
+  if (a.col_stride != 1 || a.E % vec_elems != 0) return false;
+  if (reinterpret_cast<std::uintptr_t>(a.gating) % static_cast<std::uintptr_t>(vec_bytes) != 0) return false;
+  return a.T <= 1 || (a.row_stride * bytes) % vec_bytes == 0;
+}
+
+template <class Tr, int V, int R, bool kMut>
+cudaError_t launch_warp_vr(const KernelParams& p, cudaStream_t stream) {
+  const std::int64_t batches = (p.T_eff + R - 1) / R;
+  const std::int64_t blocks = (batches + kWarpThreads / 32 - 1) / (kWarpThreads / 32);
+  return launch_capped<warp_per_row_kernel<Tr, V, R, kMut>>(p, blocks, kWarpThreads, stream);
+}
+
+template <class Tr, int V>
+cudaError_t launch_warp_v(const RoutingArgs& a, KernelParams p, bool mut, cudaStream_t stream) {
+  constexpr int VE = row::vec_elems<Tr, V>();
+  p.vec = aligned_for(a, Tr::kBytes, VE * Tr::kBytes, VE);
+  if (mut) return launch_warp_vr<Tr, V, 1, true>(p, stream);
+  const int R = row::warp_batch_rows(V, a.k);
+  if constexpr (V <= 4) {
+    if (R == 4) return launch_warp_vr<Tr, V, 4, false>(p, stream);
+  }
+  if constexpr (V <= 8) {
+    if (R == 2) return launch_warp_vr<Tr, V, 2, false>(p, stream);
+  }
+  return launch_warp_vr<Tr, V, 1, false>(p, stream);
+}
+
+template <class Tr>
+cudaError_t launch_typed(const RoutingArgs& a, Variant v, const KernelParams& p, bool mut,
+                         cudaStream_t stream) {
+  if (v == Variant::warp_per_row) {
+    switch (row::warp_lane_elems(a.E)) {
+      case 1: return launch_warp_v<Tr, 1>(a, p, mut, stream);
+      case 2: return launch_warp_v<Tr, 2>(a, p, mut, stream);
+      case 4: return launch_warp_v<Tr, 4>(a, p, mut, stream);
+      case 8: return launch_warp_v<Tr, 8>(a, p, mut, stream);
+      case 16: return launch_warp_v<Tr, 16>(a, p, mut, stream);
+      default: return cudaErrorInvalidValue;
+    }
+  }
+  KernelParams q = p;
+  constexpr int VE = row::vec_elems<Tr, row::kBlockV>();
+  q.vec = aligned_for(a, Tr::kBytes, VE * Tr::kBytes, VE);
+  const int threads = 32 * row::block_warps(a.E);
+  if (mut) return launch_capped<block_per_row_kernel<Tr, true>>(q, q.T_eff, threads, stream);
+  return launch_capped<block_per_row_kernel<Tr, false>>(q, q.T_eff, threads, stream);
+}
+
+}  // namespace
+
+int threads_per_block(Variant v, int E) {
+  if (v == Variant::automatic) v = choose_variant(E);
+  return v == Variant::warp_per_row ? kWarpThreads : 32 * row::block_warps(E);
+}
+
+cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream, Mutant m) {
+  if (validate_args(a, nullptr) != ArgStatus::ok) return cudaErrorInvalidValue;
+  if (static_cast<int>(m) < 0 || m >= Mutant::count_) return cudaErrorInvalidValue;
+  if (v == Variant::automatic) v = choose_variant(a.E);
+  if (v != Variant::warp_per_row && v != Variant::block_per_row) return cudaErrorInvalidValue;
+  if (v == Variant::warp_per_row && a.E > kWarpMaxExperts) return cudaErrorInvalidValue;
+  if (a.T == 0) return cudaSuccess;
+
+  KernelParams p;
+  p.gating = static_cast<const char*>(a.gating);
+  p.T_eff = (m == Mutant::grid_overflow && a.T > 65536) ? 65536 : a.T;
+  p.row_stride = a.row_stride;
+  p.col_stride = m == Mutant::ignore_col_stride ? 1 : a.col_stride;
+  p.cfg = row::make_row_config(a.E, a.k, a.family, a.scale, m);
+  p.mutant = m;
+  p.weights = a.weights;
+  p.ids = a.ids;
+  const bool mut = m != Mutant::none;
+  switch (a.dtype) {
+    case GatingType::f32: return launch_typed<row::F32>(a, v, p, mut, stream);
+    case GatingType::f16: return launch_typed<row::F16>(a, v, p, mut, stream);
+    case GatingType::bf16: return launch_typed<row::BF16>(a, v, p, mut, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace moecheck::kernels

@@ -1,0 +1,690 @@
+// moecheck fused routing: the per-row / per-lane algorithm shared by the CUDA kernels and
+// the host emulation.
+//
+// Everything here is plain C++17 that also compiles as CUDA device code. The kernels in
+// routing_kernels.cu and the emulation in host_emulation.cpp run *these* functions; only
+// the "warp context" differs: on the device a context holds one lane (the calling thread)
+// and its collectives are warp intrinsics, in the emulation a context holds all 32 lanes
+// in arrays and its collectives are loops with the same reduction order. Every floating
+// point operation names its rounding (add_rn, mul_rn, div_rn, fma_rn) so that neither
+// compiler contracts or reorders it, and exp is computed by our own exp_nonpos, so the
+// device and the emulation produce bit-identical weights and ids.
+//
+// Ranking (documented once here, used by every variant):
+//   * A logit is canonicalised before ranking: NaN becomes -inf and -0 becomes +0.
+//   * Experts are ranked by (canonical value descending, expert index ascending). Each
+//     expert gets a 16-bit (fp16/bf16) or 32-bit (fp32) order-preserving key and an
+//     "entry" = key in the high bits, (0xFFFF - index) in the low 16 bits, so that the
+//     entries of one row are unique and "larger entry" == "ranks first". Entry 0 is
+//     padding (a slot without an expert); every real entry is > 0 (even -inf's).
+//   * Selecting the top k = k rounds of "take the largest remaining entry".
+// Weights (rows whose selected maximum is m, selected values x_j, j < k):
+//   * term(x, m) = 0 if m == -inf (all selected are -inf: the row has no mass),
+//                  1 if x == m (also +inf == +inf: +inf logits share the mass equally),
+//                  exp(x - m) otherwise (0 for x = -inf or finite x with m = +inf).
+//   * renormalised families: w_j = term_j / D with D = sum of the k terms, D := 1 if 0;
+//     softmax_topk_raw: D = sum of term over all E experts (zero-sum guard likewise).
+//   * gemma4 multiplies by per_expert_scale[id_j] (other families ignore the scale).
+#pragma once
+
+#include <math.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/routing_kernels.hpp"
+
+#if defined(__CUDACC__)
+#define MOECHECK_HD __host__ __device__
+#else
+#define MOECHECK_HD
+#endif
+
+namespace moecheck::kernels::row {
+
+// ---------------------------------------------------------------------------------------
+// Bit casts and explicitly rounded arithmetic
+// ---------------------------------------------------------------------------------------
+
+MOECHECK_HD inline float bits_to_float(std::uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(b);
+#else
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+#endif
+}
+
+MOECHECK_HD inline std::uint32_t float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  std::uint32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return b;
+#endif
+}
+
+/// a + b rounded to nearest even (never contracted into an fma).
+MOECHECK_HD inline float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+/// a - b rounded to nearest even.
+MOECHECK_HD inline float sub_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+/// a * b rounded to nearest even (never contracted).
+MOECHECK_HD inline float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+/// a / b, IEEE correctly rounded.
+MOECHECK_HD inline float div_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+/// a * b + c with a single rounding.
+MOECHECK_HD inline float fma_rn(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return ::fmaf(a, b, c);
+#endif
+}
+/// Rounds to the nearest integer, ties to even (the default rounding mode on the host).
+MOECHECK_HD inline float rint_rn(float a) {
+#if defined(__CUDA_ARCH__)
+  return rintf(a);
+#else
+  return ::nearbyintf(a);
+#endif
+}
+
+constexpr std::uint32_t kNegInfBits = 0xff800000u;
+MOECHECK_HD inline float neg_inf() { return bits_to_float(kNegInfBits); }
+
+// ---------------------------------------------------------------------------------------
+// Element conversions (bit-exact, written out so the host path needs no CUDA header)
+// ---------------------------------------------------------------------------------------
+
+/// IEEE binary16 bits -> float, exact (subnormals, +-inf; NaN stays NaN).
+MOECHECK_HD inline float half_bits_to_float(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1fu;
+  std::uint32_t man = h & 0x3ffu;
+  std::uint32_t bits;
+  if (exp == 0x1fu) {
+    bits = sign | 0x7f800000u | (man << 13) | (man ? 0x00400000u : 0u);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112u) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {
+    // subnormal: value = man * 2^-24; normalise the mantissa.
+    std::uint32_t e = 113u;  // exponent field of 2^-14
+    while ((man & 0x400u) == 0) {
+      man <<= 1;
+      --e;
+    }
+    bits = sign | (e << 23) | ((man & 0x3ffu) << 13);
+  }
+  return bits_to_float(bits);
+}
+
+/// float -> IEEE binary16 bits, round to nearest even; overflow -> inf; NaN -> quiet NaN.
+MOECHECK_HD inline std::uint16_t float_to_half_bits_rn(float f) {
+  const std::uint32_t x = float_to_bits(f);
+  const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+  const std::uint32_t ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);
+  if (ax >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // >= 65520
+  if (ax >= 0x38800000u) {                                                      // normal half
+    const std::uint32_t mant_odd = (ax >> 13) & 1u;
+    const std::uint32_t r = ax + 0xfffu + mant_odd;  // round to nearest even at bit 13
+    return static_cast<std::uint16_t>(sign | ((r - 0x38000000u) >> 13));
+  }
+  if (ax < 0x33000000u) return sign;  // < 2^-25: rounds to zero (2^-25 itself ties to 0)
+  // subnormal half: value / 2^-24 rounded to an integer, ties to even.
+  const std::uint32_t e = ax >> 23;            // biased float exponent, 102..112
+  const std::uint32_t m = (ax & 0x7fffffu) | 0x800000u;
+  const std::uint32_t shift = 126u - e;        // so that the result is m >> shift
+  const std::uint32_t q = m >> shift;
+  const std::uint32_t rem = m & ((1u << shift) - 1u);
+  const std::uint32_t half = 1u << (shift - 1u);
+  const std::uint32_t up = (rem > half || (rem == half && (q & 1u))) ? 1u : 0u;
+  return static_cast<std::uint16_t>(sign | (q + up));
+}
+
+/// bfloat16 bits -> float, exact.
+MOECHECK_HD inline float bf16_bits_to_float(std::uint16_t b) {
+  return bits_to_float(static_cast<std::uint32_t>(b) << 16);
+}
+
+/// Rounds a float to the nearest binary16 value (used by the fp16_accumulation mutant).
+MOECHECK_HD inline float round_to_half(float f) {
+  return half_bits_to_float(float_to_half_bits_rn(f));
+}
+
+// ---------------------------------------------------------------------------------------
+// exp for non-positive arguments
+// ---------------------------------------------------------------------------------------
+
+/// exp(d) for d <= 0 (d = -inf allowed), in fp32 with fma only, identical on host and device.
+/// Cody-Waite reduction d = n ln2 + r (|r| <= ln2/2), degree-7 Taylor polynomial, exact
+/// scaling by 2^n (two steps when the result is subnormal, so it is rounded once).
+/// Measured error (kernel_host_test, ExpNonposAccuracy): < 1 ulp against fp64 exp over
+/// [-104, 0]; arguments below -104 give 0 (the correctly rounded result).
+MOECHECK_HD inline float exp_nonpos(float d) {
+  if (!(d >= -104.0f)) return 0.0f;  // also d = -inf
+  const float n = rint_rn(mul_rn(d, 1.44269502f));
+  float r = fma_rn(n, -0.693145751953125f, d);     // ln2 high part (16 significant bits)
+  r = fma_rn(n, -1.42860677e-06f, r);               // ln2 low part
+  float p = 1.98412698e-04f;                        // 1/5040
+  p = fma_rn(p, r, 1.38888889e-03f);                // 1/720
+  p = fma_rn(p, r, 8.33333333e-03f);                // 1/120
+  p = fma_rn(p, r, 4.16666667e-02f);                // 1/24
+  p = fma_rn(p, r, 1.66666667e-01f);                // 1/6
+  p = fma_rn(p, r, 0.5f);
+  p = fma_rn(p, r, 1.0f);
+  p = fma_rn(p, r, 1.0f);
+  const int ni = static_cast<int>(n);  // in [-150, 0]
+  if (ni >= -126) return mul_rn(p, bits_to_float(static_cast<std::uint32_t>(ni + 127) << 23));
+  p = mul_rn(p, bits_to_float(static_cast<std::uint32_t>(ni + 64 + 127) << 23));  // exact
+  return mul_rn(p, 0x1p-64f);                                                      // rounds once
+}
+
+/// Softmax numerator of value x in a row (or selection) whose maximum is m; see the file
+/// comment for the -inf / +inf rules. Never NaN for x <= m.
+MOECHECK_HD inline float softmax_term(float x, float m) {
+  if (m == neg_inf()) return 0.0f;
+  if (x == m) return 1.0f;
+  return exp_nonpos(sub_rn(x, m));
+}
+
+/// s + e, optionally rounded to fp16 after the add (the fp16_accumulation mutant).
+MOECHECK_HD inline float accumulate(float s, float e, bool fp16) {
+  const float r = add_rn(s, e);
+  return fp16 ? round_to_half(r) : r;
+}
+
+// ---------------------------------------------------------------------------------------
+// Element types: canonicalisation, order-preserving keys, entries
+// ---------------------------------------------------------------------------------------
+
+constexpr std::uint32_t kIndexMask = 0xffffu;
+
+/// fp32 logits: 32-bit keys, 64-bit entries (key << 32 | 0xFFFF - index).
+struct F32 {
+  using Storage = std::uint32_t;
+  using Entry = std::uint64_t;
+  static constexpr int kBytes = 4;
+  static constexpr GatingType kType = GatingType::f32;
+  /// NaN -> -inf, -0 -> +0 (keep_nan: only the -0 rule, for the nan_duplicates mutant).
+  MOECHECK_HD static std::uint32_t canonical(std::uint32_t b, bool keep_nan = false) {
+    if (!keep_nan && (b & 0x7fffffffu) > 0x7f800000u) return kNegInfBits;
+    return b == 0x80000000u ? 0u : b;
+  }
+  MOECHECK_HD static std::uint32_t key(std::uint32_t b) {
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  }
+  MOECHECK_HD static std::uint32_t unkey(std::uint32_t k) {
+    return (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+  }
+  MOECHECK_HD static Entry make(std::uint32_t key, int index) {
+    return (static_cast<Entry>(key) << 32) | (kIndexMask - static_cast<std::uint32_t>(index));
+  }
+  MOECHECK_HD static std::uint32_t entry_key(Entry e) { return static_cast<std::uint32_t>(e >> 32); }
+  MOECHECK_HD static float value(Entry e) { return bits_to_float(unkey(entry_key(e))); }
+};
+
+/// Shared code of the two 16-bit types: 16-bit keys, 32-bit entries (key << 16 | 0xFFFF - index).
+template <GatingType kT, std::uint32_t kExpMask, std::uint32_t kNegInf16>
+struct Bits16 {
+  using Storage = std::uint16_t;
+  using Entry = std::uint32_t;
+  static constexpr int kBytes = 2;
+  static constexpr GatingType kType = kT;
+  MOECHECK_HD static std::uint32_t canonical(std::uint32_t b, bool keep_nan = false) {
+    if (!keep_nan && (b & 0x7fffu) > kExpMask) return kNegInf16;
+    return b == 0x8000u ? 0u : b;
+  }
+  MOECHECK_HD static std::uint32_t key(std::uint32_t b) {
+    return (b & 0x8000u) ? (~b & 0xffffu) : (b | 0x8000u);
+  }
+  MOECHECK_HD static std::uint32_t unkey(std::uint32_t k) {
+    return (k & 0x8000u) ? (k & 0x7fffu) : (~k & 0xffffu);
+  }
+  MOECHECK_HD static Entry make(std::uint32_t key, int index) {
+    return (key << 16) | (kIndexMask - static_cast<std::uint32_t>(index));
+  }
+  MOECHECK_HD static std::uint32_t entry_key(Entry e) { return e >> 16; }
+  MOECHECK_HD static float value(Entry e) {
+    const std::uint16_t b = static_cast<std::uint16_t>(unkey(entry_key(e)));
+    if constexpr (kT == GatingType::bf16) {
+      return bf16_bits_to_float(b);
+    } else {
+      return half_bits_to_float(b);
+    }
+  }
+};
+using F16 = Bits16<GatingType::f16, 0x7c00u, 0xfc00u>;
+using BF16 = Bits16<GatingType::bf16, 0x7f80u, 0xff80u>;
+
+/// Expert index of a (non-padding) entry.
+template <class Entry>
+MOECHECK_HD inline int entry_index(Entry e) {
+  return static_cast<int>(kIndexMask - static_cast<std::uint32_t>(e & kIndexMask));
+}
+
+/// True when the entry's value is NaN (only possible under the nan_duplicates mutant).
+template <class Tr>
+MOECHECK_HD inline bool entry_is_nan(typename Tr::Entry e) {
+  const float v = Tr::value(e);
+  return v != v;
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-lane data layout and sorted lists
+// ---------------------------------------------------------------------------------------
+
+/// Elements per vector unit: a lane loads its V elements as V / VE units of VE contiguous
+/// elements (at most 16 bytes each).
+template <class Tr, int V>
+MOECHECK_HD constexpr int vec_elems() {
+  return V * Tr::kBytes <= 16 ? V : 16 / Tr::kBytes;
+}
+
+/// Expert index (relative to the warp's chunk) of element j of a lane: units are
+/// interleaved across lanes so that each load instruction of a warp is contiguous.
+template <class Tr, int V>
+MOECHECK_HD inline int lane_elem_index(int lane, int j) {
+  constexpr int VE = vec_elems<Tr, V>();
+  return ((j / VE) * 32 + lane) * VE + (j % VE);
+}
+
+/// 32-bit words holding a lane's V raw elements (element j of a 16-bit type is half j&1 of
+/// word j/2; fp32 element j is word j).
+template <class Tr, int V>
+MOECHECK_HD constexpr int raw_words() {
+  return (V * Tr::kBytes + 3) / 4;
+}
+
+template <class Tr, int V>
+MOECHECK_HD inline std::uint32_t raw_elem(const std::uint32_t* w, int j) {
+  if constexpr (Tr::kBytes == 4) {
+    return w[j];
+  } else {
+    return (w[j >> 1] >> ((j & 1) * 16)) & 0xffffu;
+  }
+}
+
+/// One compare-exchange: a gets the larger entry, b the smaller.
+template <class Entry>
+MOECHECK_HD inline void compare_exchange(Entry& a, Entry& b) {
+  const Entry x = a, y = b;
+  a = x > y ? x : y;
+  b = x > y ? y : x;
+}
+
+/// Batcher's odd-even merge sort network, written as compile-time recursion over the
+/// classic loop nest (p, k, j, i) so that every comparator has constant register indices:
+///   for p = 1, 2, 4.. < V; for k = p, p/2 .. 1; for j = k % p; j + k < V; j += 2k;
+///   for i < k: compare (i+j, i+j+k) when both lie in the same block of 2p.
+template <int V, int P, int K, int J, int I, class Entry>
+MOECHECK_HD inline void batcher_step(Entry* a) {
+  if constexpr (P < V) {
+    if constexpr (K >= 1) {
+      if constexpr (J + K < V) {
+        if constexpr (I < K) {
+          if constexpr (I + J + K < V && (I + J) / (2 * P) == (I + J + K) / (2 * P)) {
+            compare_exchange(a[I + J], a[I + J + K]);
+          }
+          batcher_step<V, P, K, J, I + 1>(a);
+        } else {
+          batcher_step<V, P, K, J + 2 * K, 0>(a);
+        }
+      } else {
+        batcher_step<V, P, K / 2, (K / 2 >= 1 ? (K / 2) % P : 0), 0>(a);
+      }
+    } else {
+      batcher_step<V, 2 * P, 2 * P, 0, 0>(a);
+    }
+  }
+}
+
+/// Sorts V entries descending in place (V = 1, 2, 4, 8, 16 -> 0, 1, 5, 19, 63
+/// compare-exchanges).
+template <int V, class Entry>
+MOECHECK_HD inline void sort_desc(Entry* a) {
+  batcher_step<V, 1, 1, 0, 0>(a);
+}
+
+/// Drops the head of a descending list when `pred` (the tail becomes padding).
+template <int V, class Entry>
+MOECHECK_HD inline void pop_front_if(Entry* a, bool pred) {
+#pragma unroll
+  for (int j = 0; j + 1 < V; ++j) a[j] = pred ? a[j + 1] : a[j];
+  a[V - 1] = pred ? Entry(0) : a[V - 1];
+}
+
+// ---------------------------------------------------------------------------------------
+// Row configuration (uniform across a launch)
+// ---------------------------------------------------------------------------------------
+
+struct RowConfig {
+  int E = 0;                 ///< experts
+  int E_valid = 0;           ///< experts taken into account (E, less under skip_partial_warp)
+  int k = 0;                 ///< experts per row
+  int kpad = 1;              ///< next power of two >= k (width of the weight sum)
+  KernelFamily family = KernelFamily::gemma4;
+  const float* scale = nullptr;  ///< nullptr or [E]; used by gemma4 only
+  bool want_full = false;    ///< the denominator needs the sum over all E experts
+};
+
+MOECHECK_HD constexpr int next_pow2(int x) {
+  int p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+/// Builds the uniform row configuration for a (validated) problem and mutant.
+inline RowConfig make_row_config(int E, int k, KernelFamily family, const float* scale,
+                                 Mutant m) {
+  RowConfig c;
+  c.E = E;
+  c.E_valid = (m == Mutant::skip_partial_warp && E >= 32) ? (E & ~31) : E;
+  c.k = k;
+  c.kpad = next_pow2(k);
+  c.family = family;
+  c.scale = family == KernelFamily::gemma4 ? scale : nullptr;
+  c.want_full = family == KernelFamily::softmax_topk_raw ? m != Mutant::topk_only_softmax
+                                                         : m == Mutant::skip_renormalise;
+  return c;
+}
+
+/// Turns a lane's raw elements into its sorted entry list. `chunk_base` is the expert index
+/// of the warp's chunk (0 for warp-per-row); elements at index >= E_valid are padding.
+template <class Tr, int V>
+MOECHECK_HD inline void build_list(const std::uint32_t* words, int lane, int chunk_base,
+                                   const RowConfig& cfg, Mutant m, typename Tr::Entry* list) {
+  const bool keep_nan = m == Mutant::nan_duplicates;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int idx = chunk_base + lane_elem_index<Tr, V>(lane, j);
+    const std::uint32_t c = Tr::canonical(raw_elem<Tr, V>(words, j), keep_nan);
+    list[j] = idx < cfg.E_valid ? Tr::make(Tr::key(c), idx) : typename Tr::Entry(0);
+  }
+  sort_desc<V>(list);
+}
+
+/// Sum of softmax terms of a lane's list relative to the maximum m, in list order
+/// (padding contributes 0).
+template <class Tr, int V>
+MOECHECK_HD inline float lane_term_sum(const typename Tr::Entry* list, float m, bool fp16) {
+  float s = 0.0f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const float e = list[j] != 0 ? softmax_term(Tr::value(list[j]), m) : 0.0f;
+    s = accumulate(s, e, fp16);
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------
+// Warp programs. Ctx is a warp context: Ctx::N lanes held (1 on the device, 32 on the host),
+// ctx.lane(i) the lane id of held lane i, ctx.each(f) calls f(i) for every held lane,
+// collectives: ctx.max(v) (uniform maximum of per-lane entries), ctx.shfl(out, v, src),
+// ctx.xor_sum(v, width, fp16) (butterfly sum with xor offsets 1, 2, ..., width/2, each
+// lane adding its partner's value to its own), ctx.store(...) for outputs.
+// ---------------------------------------------------------------------------------------
+
+/// Rounds of top-k selection over the warp's sorted lane lists for one row.
+/// The winner of round r is kept by lane `slot_lane0 + r` in mine[]. When cfg.want_full, the
+/// sum of softmax terms over all lanes' lists (relative to the round-0 winner = row maximum)
+/// is stored into full[] of the lanes [slot_lane0, slot_lane0 + group).
+/// Mutants: off_by_one_k / drop_tied_expert (last round repeats the previous winner),
+/// nan_duplicates (a NaN winner is never removed).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, int V, class Ctx>
+MOECHECK_HD inline void select_rounds(const Ctx& ctx, typename Tr::Entry (*list)[V],
+                                      const RowConfig& cfg, Mutant m, int slot_lane0,
+                                      int group, typename Tr::Entry* mine, float* full) {
+  using Entry = typename Tr::Entry;
+  constexpr int N = Ctx::N;
+  const bool fp16 = m == Mutant::fp16_accumulation;
+  Entry prev = 0;
+  for (int r = 0; r < cfg.k; ++r) {
+    Entry head[N];
+    ctx.each([&](int i) { head[i] = list[i][0]; });
+    Entry w = ctx.max(head);
+    if (r > 0 && r == cfg.k - 1) {
+      if (m == Mutant::off_by_one_k) w = prev;
+      if (m == Mutant::drop_tied_expert && Tr::entry_key(w) == Tr::entry_key(prev)) w = prev;
+    }
+    if (r == 0 && cfg.want_full) {
+      const float mx = Tr::value(w);
+      float s[N];
+      ctx.each([&](int i) { s[i] = lane_term_sum<Tr, V>(list[i], mx, fp16); });
+      ctx.xor_sum(s, 32, fp16);
+      ctx.each([&](int i) {
+        const int l = ctx.lane(i);
+        if (l >= slot_lane0 && l < slot_lane0 + group) full[i] = s[i];
+      });
+    }
+    const bool keep = m == Mutant::nan_duplicates && entry_is_nan<Tr>(w);
+    ctx.each([&](int i) {
+      pop_front_if<V>(list[i], !keep && list[i][0] == w);
+      if (ctx.lane(i) == slot_lane0 + r) mine[i] = w;
+    });
+    prev = w;
+  }
+}
+
+/// Weights and stores for up to 32/group rows held by the warp: lane l handles slot
+/// l % group of row group l / group; mine[] holds the lane's selected entry (slot 0 = row
+/// maximum), full[] the all-expert sum when cfg.want_full; rows[i] < 0 marks an inactive
+/// lane group. Writes weights/ids[row * k + slot].
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, class Ctx>
+MOECHECK_HD inline void finish_rows(const Ctx& ctx, const typename Tr::Entry* mine,
+                                    const float* full, const std::int64_t* rows, int group,
+                                    const RowConfig& cfg, Mutant m, float* weights,
+                                    std::int32_t* ids) {
+  using Entry = typename Tr::Entry;
+  constexpr int N = Ctx::N;
+  const bool fp16 = m == Mutant::fp16_accumulation;
+  Entry top[N];
+  int src[N];
+  ctx.each([&](int i) { src[i] = ctx.lane(i) & ~(group - 1); });
+  ctx.shfl(top, mine, src);
+  float e[N], s[N];
+  ctx.each([&](int i) {
+    const int slot = ctx.lane(i) & (group - 1);
+    e[i] = slot < cfg.k ? softmax_term(Tr::value(mine[i]), Tr::value(top[i])) : 0.0f;
+    s[i] = e[i];
+  });
+  ctx.xor_sum(s, cfg.kpad, fp16);
+  ctx.each([&](int i) {
+    const int slot = ctx.lane(i) & (group - 1);
+    if (slot >= cfg.k || rows[i] < 0) return;
+    float d = cfg.want_full ? full[i] : s[i];
+    if (d == 0.0f && m != Mutant::zero_sum_divide) d = 1.0f;
+    const int id = entry_index(mine[i]);
+    float w = div_rn(e[i], d);
+    if (cfg.scale != nullptr) {
+      w = mul_rn(w, ctx.load_scale(cfg.scale + (m == Mutant::scale_by_slot ? slot : id)));
+    }
+    const std::int64_t off = rows[i] * cfg.k + slot;
+    ctx.store(weights + off, w, ids + off, static_cast<std::int32_t>(id));
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Block-per-row: phase 1 (every warp, its chunk of 32*V experts), phase 2 (warp 0 merges)
+// ---------------------------------------------------------------------------------------
+
+constexpr int kBlockV = 8;          ///< elements per lane in the block variant
+constexpr int kBlockMaxWarps = 16;  ///< kMaxExperts / (32 * kBlockV)
+
+/// Warps of the block variant for E experts.
+MOECHECK_HD constexpr int block_warps(int E) { return (E + 32 * kBlockV - 1) / (32 * kBlockV); }
+
+/// Phase 1 of warp `w`: local top-k over the warp's chunk. Round r's winner is written to
+/// cand[r] (one entry per round, as it is found); when cfg.want_full, *part receives the sum
+/// of softmax terms of the chunk relative to the chunk maximum (cand[0]).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, int V, class Ctx, class CandRef, class PartRef>
+MOECHECK_HD inline void block_phase1(const Ctx& ctx, typename Tr::Entry (*list)[V],
+                                     const RowConfig& cfg, Mutant m, CandRef cand,
+                                     PartRef part) {
+  using Entry = typename Tr::Entry;
+  constexpr int N = Ctx::N;
+  const bool fp16 = m == Mutant::fp16_accumulation;
+  for (int r = 0; r < cfg.k; ++r) {
+    Entry head[N];
+    ctx.each([&](int i) { head[i] = list[i][0]; });
+    const Entry w = ctx.max(head);
+    if (r == 0 && cfg.want_full) {
+      const float mx = w != 0 ? Tr::value(w) : neg_inf();
+      float s[N];
+      ctx.each([&](int i) { s[i] = lane_term_sum<Tr, V>(list[i], mx, fp16); });
+      ctx.xor_sum(s, 32, fp16);
+      part(s);
+    }
+    const bool keep = m == Mutant::nan_duplicates && w != 0 && entry_is_nan<Tr>(w);
+    ctx.each([&](int i) { pop_front_if<V>(list[i], !keep && list[i][0] == w); });
+    cand(r, w);
+  }
+}
+
+/// Phase 2 (warp 0): k-way merge of the W sorted candidate lists (lane i < W walks list i,
+/// reading its head from `cand_at(i, pos)` every round), then the weights. The all-expert
+/// sum is combined from the per-warp partial sums: sum_w part_w * term(max_w, max).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, class Ctx, class CandAt, class PartAt>
+MOECHECK_HD inline void block_phase2(const Ctx& ctx, int W, CandAt cand_at, PartAt part_at,
+                                     std::int64_t row, const RowConfig& cfg, Mutant m,
+                                     float* weights, std::int32_t* ids) {
+  using Entry = typename Tr::Entry;
+  constexpr int N = Ctx::N;
+  const bool fp16 = m == Mutant::fp16_accumulation;
+  int pos[N];
+  Entry mine[N];
+  float full[N];
+  std::int64_t rows[N];
+  ctx.each([&](int i) {
+    pos[i] = 0;
+    mine[i] = 0;
+    full[i] = 0.0f;
+    rows[i] = row;
+  });
+  Entry prev = 0;
+  for (int r = 0; r < cfg.k; ++r) {
+    Entry head[N];
+    ctx.each([&](int i) {
+      const int l = ctx.lane(i);
+      head[i] = l < W ? cand_at(l, pos[i]) : Entry(0);
+    });
+    Entry w = ctx.max(head);
+    if (r > 0 && r == cfg.k - 1) {
+      if (m == Mutant::off_by_one_k) w = prev;
+      if (m == Mutant::drop_tied_expert && Tr::entry_key(w) == Tr::entry_key(prev)) w = prev;
+    }
+    if (r == 0 && cfg.want_full) {
+      const float mx = Tr::value(w);
+      float s[N];
+      ctx.each([&](int i) {
+        const int l = ctx.lane(i);
+        s[i] = 0.0f;
+        if (l < W) {
+          const Entry h = cand_at(l, 0);
+          const float f = h != 0 ? softmax_term(Tr::value(h), mx) : 0.0f;
+          s[i] = mul_rn(part_at(l), f);
+        }
+      });
+      ctx.xor_sum(s, 32, fp16);
+      ctx.each([&](int i) { full[i] = s[i]; });
+    }
+    const bool keep = m == Mutant::nan_duplicates && entry_is_nan<Tr>(w);
+    ctx.each([&](int i) {
+      if (!keep && head[i] == w) ++pos[i];
+      if (ctx.lane(i) == r) mine[i] = w;
+    });
+    prev = w;
+  }
+  finish_rows<Tr>(ctx, mine, full, rows, 32, cfg, m, weights, ids);
+}
+
+// ---------------------------------------------------------------------------------------
+// Host warp context (32 lanes in arrays; collectives with the device's reduction order)
+// ---------------------------------------------------------------------------------------
+
+struct HostWarp {
+  static constexpr int N = 32;
+  static int lane(int i) { return i; }
+  template <class F>
+  void each(F&& f) const {
+    for (int i = 0; i < N; ++i) f(i);
+  }
+  template <class Entry>
+  Entry max(const Entry* v) const {
+    Entry m = v[0];
+    for (int i = 1; i < N; ++i) m = v[i] > m ? v[i] : m;
+    return m;
+  }
+  template <class T>
+  void shfl(T* out, const T* v, const int* src) const {
+    T tmp[N];
+    for (int i = 0; i < N; ++i) tmp[i] = v[src[i] & 31];
+    for (int i = 0; i < N; ++i) out[i] = tmp[i];
+  }
+  void xor_sum(float* v, int width, bool fp16) const {
+    for (int o = 1; o < width; o <<= 1) {
+      float tmp[N];
+      for (int i = 0; i < N; ++i) tmp[i] = v[i ^ o];
+      for (int i = 0; i < N; ++i) v[i] = accumulate(v[i], tmp[i], fp16);
+    }
+  }
+  static float load_scale(const float* p) { return *p; }
+  static void store(float* w, float wv, std::int32_t* id, std::int32_t idv) {
+    *w = wv;
+    *id = idv;
+  }
+};
+
+/// Warp-per-row: elements per lane for E experts (1, 2, 4, 8, 16).
+MOECHECK_HD constexpr int warp_lane_elems(int E) { return next_pow2((E + 31) / 32); }
+
+/// Warp-per-row: rows a warp processes per batch (shares the epilogue, loads in flight):
+/// 32 / rows lanes per row must hold k slots, and large lanes lists keep one row.
+MOECHECK_HD constexpr int warp_batch_rows(int V, int k) {
+  const int by_k = 32 / next_pow2(k);
+  const int by_v = V <= 4 ? 4 : (V == 8 ? 2 : 1);
+  const int r = by_k < by_v ? by_k : by_v;
+  return r >= 4 ? 4 : (r >= 2 ? 2 : 1);
+}
+
+}  // namespace moecheck::kernels::row

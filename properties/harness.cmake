@@ -1,0 +1,35 @@
+# Harness core: corpus format, shrinking, campaigns, replay; CLI behaviour.
+moecheck_add_test(corpus_test SOURCES corpus_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
+moecheck_add_test(campaign_test SOURCES campaign_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
+
+# The committed corpus replays in CI: planted bugs must still be caught, regression cases must pass.
+add_test(NAME corpus_replay COMMAND moecheck replay ${PROJECT_SOURCE_DIR}/corpora
+         --junit ${CMAKE_BINARY_DIR}/corpus_replay.xml)
+set_tests_properties(corpus_replay PROPERTIES LABELS quick TIMEOUT 300)
+
+# CLI contract: bad flags and bad inputs are named errors with exit code 2, never crashes.
+function(moecheck_cli_test name regex)
+  add_test(NAME cli_${name} COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=2
+           -DREGEX=${regex} "-DARGS=${ARGN}" -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
+  set_tests_properties(cli_${name} PROPERTIES LABELS quick TIMEOUT 60)
+endfunction()
+moecheck_cli_test(unknown_flag "--bogus" "fuzz|--bogus")
+moecheck_cli_test(bad_shard "shard" "fuzz|--shard|3/2|--cases|1")
+moecheck_cli_test(bad_target "unknown target" "fuzz|--target|warp9|--cases|1")
+moecheck_cli_test(bad_mutant "unknown kernel mutant" "fuzz|--target|kernel:auto|--mutant|nope|--cases|1")
+moecheck_cli_test(bad_dtype "unknown dtype" "fuzz|--dtypes|f64|--cases|1")
+moecheck_cli_test(missing_corpus "no such file" "replay|/nonexistent/corpus.case")
+moecheck_cli_test(no_subcommand "subcommand" "")
+add_test(NAME cli_version COMMAND moecheck --version)
+set_tests_properties(cli_version PROPERTIES LABELS quick PASS_REGULAR_EXPRESSION "moecheck [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit")
+# A short real campaign through the CLI on the kernel host emulation (must find nothing).
+add_test(NAME cli_fuzz_smoke COMMAND moecheck fuzz --target kernel:auto --cases 400 --seed 11 --no-progress
+         --corpus ${CMAKE_BINARY_DIR}/smoke-corpus --json ${CMAKE_BINARY_DIR}/smoke.json)
+set_tests_properties(cli_fuzz_smoke PROPERTIES LABELS quick TIMEOUT 300)
+add_test(NAME cli_fuzz_composite COMMAND moecheck fuzz --target composite --cases 300 --seed 12 --no-progress
+         --max-T 64 --corpus ${CMAKE_BINARY_DIR}/smoke-corpus)
+set_tests_properties(cli_fuzz_composite PROPERTIES LABELS quick TIMEOUT 300)
+
+# CPU harness throughput (Google Benchmark; compared with the Python anchor by scripts/throughput.sh).
+add_executable(throughput_bench throughput_bench.cpp)
+target_link_libraries(throughput_bench PRIVATE moecheck::harness benchmark::benchmark)

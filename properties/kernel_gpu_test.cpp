@@ -1,0 +1,392 @@
+// The fused routing kernels on the device: random differential tests against the host
+// emulation (bit for bit: same algorithm, same reduction order, explicitly rounded math) and
+// the reference oracle, with poisoned outputs; T = 0, T = 70000 (> 65535), E up to 4096,
+// strided / transposed / misaligned layouts; bitwise determinism across launches and streams;
+// the GPU-only planted bugs (grid_overflow, shared_race) detected; every CPU-visible mutant
+// identical to its emulation; launch errors. Skips cleanly without a CUDA device.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/routing_cuda.hpp"
+#include "kernels/routing_testing.hpp"
+#include "reference/oracle.hpp"
+
+namespace {
+
+namespace K = moecheck::kernels;
+namespace KT = moecheck::kernels::testing;
+
+#define CUDA_ASSERT(call)                                                                 \
+  do {                                                                                    \
+    const cudaError_t e_ = (call);                                                        \
+    ASSERT_EQ(e_, cudaSuccess) << #call << ": " << cudaGetErrorName(e_) << " (" << cudaGetErrorString(e_) << ")"; \
+  } while (0)
+
+bool have_device() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+class KernelGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_device()) GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount failed or returned 0)";
+  }
+};
+
+struct Output {
+  std::vector<float> w;
+  std::vector<std::int32_t> ids;
+};
+
+/// Device buffers for one problem (freed on scope exit).
+struct DeviceBuffers {
+  void* g = nullptr;
+  float* s = nullptr;
+  float* w = nullptr;
+  std::int32_t* ids = nullptr;
+  ~DeviceBuffers() {
+    cudaFree(g);
+    cudaFree(s);
+    cudaFree(w);
+    cudaFree(ids);
+  }
+};
+
+moecheck::GatingView view_of(const KT::Problem& p) {
+  moecheck::GatingView g;
+  g.data = p.storage.empty() ? nullptr : p.storage.data();
+  g.dtype = static_cast<moecheck::DType>(static_cast<int>(p.dtype));
+  g.T = p.T;
+  g.E = p.E;
+  g.row_stride = p.row_stride;
+  g.col_stride = p.col_stride;
+  return g;
+}
+
+moecheck::RoutingParams params_of(const KT::Problem& p) {
+  moecheck::RoutingParams r;
+  r.family = static_cast<moecheck::Family>(static_cast<int>(p.family));
+  r.k = p.k;
+  r.scale = p.scale.empty() ? nullptr : p.scale.data();
+  return r;
+}
+
+moecheck::CheckReport oracle(const KT::Problem& p, const Output& o) {
+  moecheck::OracleOptions opt;
+  opt.precision = moecheck::fp32_exact_selection();
+  return moecheck::check_routing(view_of(p), params_of(p), o.w.data(), o.ids.data(), opt);
+}
+
+Output emulate(const KT::Problem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
+  Output o;
+  const std::size_t n = static_cast<std::size_t>(p.T * p.k);
+  o.w.resize(n);
+  o.ids.resize(n);
+  moecheck::poison_outputs(o.w.data(), o.ids.data(), static_cast<std::int64_t>(n));
+  std::string msg;
+  EXPECT_EQ(K::emulate_routing(p.host_args(o.w.data(), o.ids.data()), v, m, &msg), K::ArgStatus::ok) << msg;
+  return o;
+}
+
+/// Runs the kernel on `stream` with outputs poisoned on the device first. `offset_elems`
+/// shifts the gating pointer (misaligned base: no vector loads).
+void run_device(const KT::Problem& p, K::Variant v, K::Mutant m, Output* out, cudaStream_t stream = nullptr,
+                int offset_elems = 0) {
+  const std::size_t n = static_cast<std::size_t>(p.T * p.k);
+  const int bytes = KT::gating_bytes(p.dtype);
+  DeviceBuffers b;
+  CUDA_ASSERT(cudaMalloc(&b.g, p.storage.size() + 64));
+  CUDA_ASSERT(cudaMalloc(&b.w, std::max<std::size_t>(n, 1) * sizeof(float)));
+  CUDA_ASSERT(cudaMalloc(&b.ids, std::max<std::size_t>(n, 1) * sizeof(std::int32_t)));
+  char* gp = static_cast<char*>(b.g) + offset_elems * bytes;
+  if (!p.storage.empty()) CUDA_ASSERT(cudaMemcpy(gp, p.storage.data(), p.storage.size(), cudaMemcpyHostToDevice));
+  if (!p.scale.empty()) {
+    CUDA_ASSERT(cudaMalloc(&b.s, p.scale.size() * sizeof(float)));
+    CUDA_ASSERT(cudaMemcpy(b.s, p.scale.data(), p.scale.size() * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  out->w.assign(n, 0.0f);
+  out->ids.assign(n, 0);
+  moecheck::poison_outputs(out->w.data(), out->ids.data(), static_cast<std::int64_t>(n));
+  if (n) {
+    CUDA_ASSERT(cudaMemcpy(b.w, out->w.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_ASSERT(cudaMemcpy(b.ids, out->ids.data(), n * sizeof(std::int32_t), cudaMemcpyHostToDevice));
+  }
+  CUDA_ASSERT(K::launch_routing(p.args(gp, b.s, b.w, b.ids), v, stream, m));
+  CUDA_ASSERT(cudaStreamSynchronize(stream));
+  if (n) {
+    CUDA_ASSERT(cudaMemcpy(out->w.data(), b.w, n * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_ASSERT(cudaMemcpy(out->ids.data(), b.ids, n * sizeof(std::int32_t), cudaMemcpyDeviceToHost));
+  }
+}
+
+/// Bitwise equality; NaNs compare equal to NaNs (mutants may produce NaN, whose payload
+/// differs between the host and the device).
+std::string first_difference(const Output& a, const Output& b, int k) {
+  if (a.w.size() != b.w.size()) return "sizes differ";
+  for (std::size_t i = 0; i < a.w.size(); ++i) {
+    std::uint32_t x, y;
+    std::memcpy(&x, &a.w[i], 4);
+    std::memcpy(&y, &b.w[i], 4);
+    const bool both_nan = std::isnan(a.w[i]) && std::isnan(b.w[i]) && x != moecheck::kPoisonWeightBits &&
+                          y != moecheck::kPoisonWeightBits;
+    if (a.ids[i] != b.ids[i] || (x != y && !both_nan)) {
+      return "row " + std::to_string(i / static_cast<std::size_t>(k)) + " slot " + std::to_string(i % static_cast<std::size_t>(k)) +
+             ": device id " + std::to_string(a.ids[i]) + " w " + std::to_string(a.w[i]) + " / emulation id " +
+             std::to_string(b.ids[i]) + " w " + std::to_string(b.w[i]);
+    }
+  }
+  return "";
+}
+
+std::vector<K::Variant> variants_for(int E) {
+  std::vector<K::Variant> v{K::Variant::block_per_row};
+  if (E <= K::kWarpMaxExperts) v.insert(v.begin(), K::Variant::warp_per_row);
+  return v;
+}
+
+void check_against_emulation(const KT::Problem& p, K::Mutant m = K::Mutant::none, int offset = 0) {
+  for (K::Variant v : variants_for(p.E)) {
+    SCOPED_TRACE("replay: " + p.describe() + " variant=" + K::variant_name(v) + " mutant=" + K::mutant_name(m) +
+                 " offset=" + std::to_string(offset));
+    Output dev;
+    run_device(p, v, m, &dev, nullptr, offset);
+    if (::testing::Test::HasFatalFailure()) return;
+    const Output emu = emulate(p, v, m);
+    const std::string diff = first_difference(dev, emu, p.k);
+    ASSERT_EQ(diff, "") << "device and host emulation differ";
+    if (m == K::Mutant::none) {
+      const auto rep = oracle(p, dev);
+      ASSERT_TRUE(rep.ok()) << rep.str();
+    }
+  }
+}
+
+const int kEs[] = {1, 2, 3, 8, 17, 31, 32, 33, 64, 65, 100, 128, 129, 160, 255, 256, 257, 384, 500, 512,
+                   513, 768, 1000, 1024, 1500, 2048, 3000, 4096};
+
+TEST_F(KernelGpu, RandomProblemsMatchEmulationAndOracle) {
+  for (std::uint64_t seed = 1; seed <= 400; ++seed) {
+    std::mt19937_64 rng(seed * 0x2545f4914f6cdd1dull);
+    const int E = kEs[rng() % (sizeof(kEs) / sizeof(kEs[0]))];
+    const int kmax = std::min(E, K::kMaxK);
+    const int k = rng() % 3 == 0 ? 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(kmax))
+                                 : std::min(kmax, 1 + static_cast<int>(rng() % 8));
+    const std::int64_t T = rng() % 20 == 0 ? 0 : 1 + static_cast<std::int64_t>(rng() % (E >= 1000 ? 300 : 3000));
+    const auto p = KT::make_problem(seed, static_cast<K::GatingType>(rng() % 3), T, E, k,
+                                    static_cast<K::KernelFamily>(rng() % 3), static_cast<KT::Layout>(rng() % 4),
+                                    KT::Values::mixed, rng() % 2 == 0);
+    check_against_emulation(p);
+    if (HasFatalFailure()) return;
+  }
+}
+
+TEST_F(KernelGpu, MisalignedBaseAndOddStrides) {
+  // A base pointer off by one element and odd row strides force the scalar load path.
+  std::uint64_t seed = 700;
+  for (int E : {64, 128, 256, 512, 2048}) {
+    for (int dt = 0; dt < 3; ++dt) {
+      auto p = KT::make_problem(++seed, static_cast<K::GatingType>(dt), 257, E, 8, K::KernelFamily::gemma4,
+                                KT::Layout::padded, KT::Values::mixed, true);
+      check_against_emulation(p, K::Mutant::none, 1);
+      check_against_emulation(p, K::Mutant::none, 0);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST_F(KernelGpu, ZeroRows) {
+  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row, K::Variant::automatic}) {
+    K::RoutingArgs a;
+    a.T = 0;
+    a.E = 64;
+    a.k = 4;
+    a.row_stride = 64;
+    EXPECT_EQ(K::launch_routing(a, v, nullptr), cudaSuccess);
+  }
+}
+
+TEST_F(KernelGpu, MoreThan65535Rows) {
+  for (int dt : {0, 2}) {
+    for (int E : {128, 1024}) {
+      const auto p = KT::make_problem(800 + E + dt, static_cast<K::GatingType>(dt), 70000, E, 8,
+                                      K::KernelFamily::gemma4, KT::Layout::contiguous, KT::Values::mixed, true);
+      check_against_emulation(p);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST_F(KernelGpu, LargeExperts) {
+  for (int E : {2049, 3333, 4096}) {
+    for (int fam = 0; fam < 3; ++fam) {
+      const auto p = KT::make_problem(900 + E + fam, K::GatingType::bf16, 200, E, fam == 2 ? 32 : 8,
+                                      static_cast<K::KernelFamily>(fam), KT::Layout::transposed, KT::Values::mixed, true);
+      check_against_emulation(p);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST_F(KernelGpu, BitwiseDeterministicAcrossLaunchesAndStreams) {
+  const auto p = KT::make_problem(1000, K::GatingType::bf16, 20000, 128, 8, K::KernelFamily::gemma4,
+                                  KT::Layout::contiguous, KT::Values::mixed, true);
+  const auto q = KT::make_problem(1001, K::GatingType::f32, 3000, 2048, 8, K::KernelFamily::softmax_topk_raw,
+                                  KT::Layout::contiguous, KT::Values::mixed, false);
+  for (const KT::Problem* pp : {&p, &q}) {
+    for (K::Variant v : variants_for(pp->E)) {
+      cudaStream_t s1 = nullptr, s2 = nullptr;
+      CUDA_ASSERT(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+      CUDA_ASSERT(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+      Output first;
+      run_device(*pp, v, K::Mutant::none, &first);
+      for (int rep = 0; rep < 3; ++rep) {
+        Output a, b;
+        run_device(*pp, v, K::Mutant::none, &a, s1);
+        run_device(*pp, v, K::Mutant::none, &b, s2);
+        EXPECT_EQ(first_difference(a, first, pp->k), "");
+        EXPECT_EQ(first_difference(b, first, pp->k), "");
+      }
+      cudaStreamDestroy(s1);
+      cudaStreamDestroy(s2);
+    }
+  }
+}
+
+TEST_F(KernelGpu, ConcurrentStreamsSameResult) {
+  // Two launches in flight at once on two streams, each with its own buffers.
+  const auto p = KT::make_problem(1100, K::GatingType::f16, 50000, 256, 8, K::KernelFamily::softmax_topk,
+                                  KT::Layout::contiguous, KT::Values::mixed, false);
+  const std::size_t n = static_cast<std::size_t>(p.T * p.k);
+  DeviceBuffers b1, b2;
+  CUDA_ASSERT(cudaMalloc(&b1.g, p.storage.size()));
+  CUDA_ASSERT(cudaMemcpy(b1.g, p.storage.data(), p.storage.size(), cudaMemcpyHostToDevice));
+  CUDA_ASSERT(cudaMalloc(&b1.w, n * 4));
+  CUDA_ASSERT(cudaMalloc(&b1.ids, n * 4));
+  CUDA_ASSERT(cudaMalloc(&b2.w, n * 4));
+  CUDA_ASSERT(cudaMalloc(&b2.ids, n * 4));
+  cudaStream_t s1 = nullptr, s2 = nullptr;
+  CUDA_ASSERT(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+  CUDA_ASSERT(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+  for (int rep = 0; rep < 4; ++rep) {
+    CUDA_ASSERT(K::launch_routing(p.args(b1.g, nullptr, b1.w, b1.ids), K::Variant::automatic, s1));
+    CUDA_ASSERT(K::launch_routing(p.args(b1.g, nullptr, b2.w, b2.ids), K::Variant::automatic, s2));
+  }
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  Output a, c;
+  a.w.resize(n);
+  a.ids.resize(n);
+  c.w.resize(n);
+  c.ids.resize(n);
+  CUDA_ASSERT(cudaMemcpy(a.w.data(), b1.w, n * 4, cudaMemcpyDeviceToHost));
+  CUDA_ASSERT(cudaMemcpy(a.ids.data(), b1.ids, n * 4, cudaMemcpyDeviceToHost));
+  CUDA_ASSERT(cudaMemcpy(c.w.data(), b2.w, n * 4, cudaMemcpyDeviceToHost));
+  CUDA_ASSERT(cudaMemcpy(c.ids.data(), b2.ids, n * 4, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(first_difference(a, c, p.k), "");
+  EXPECT_EQ(first_difference(a, emulate(p, K::Variant::automatic), p.k), "");
+  cudaStreamDestroy(s1);
+  cudaStreamDestroy(s2);
+}
+
+TEST_F(KernelGpu, CpuVisibleMutantsMatchTheirEmulation) {
+  std::uint64_t seed = 1200;
+  for (int i = 1; i < static_cast<int>(K::Mutant::count_); ++i) {
+    const auto m = static_cast<K::Mutant>(i);
+    if (K::mutant_is_gpu_only(m)) continue;
+    for (int E : {64, 100, 1024}) {
+      const auto layout = m == K::Mutant::ignore_col_stride ? KT::Layout::transposed : KT::Layout::contiguous;
+      const auto p = KT::make_problem(++seed, static_cast<K::GatingType>(seed % 3), 300, E, 4,
+                                      static_cast<K::KernelFamily>(seed % 3), layout, KT::Values::mixed, true);
+      check_against_emulation(p, m);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST_F(KernelGpu, GridOverflowMutantIsDetected) {
+  const auto p = KT::make_problem(1300, K::GatingType::bf16, 70000, 128, 8, K::KernelFamily::gemma4,
+                                  KT::Layout::contiguous, KT::Values::normal, true);
+  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+    Output good, bad;
+    run_device(p, v, K::Mutant::none, &good);
+    run_device(p, v, K::Mutant::grid_overflow, &bad);
+    EXPECT_TRUE(oracle(p, good).ok());
+    const auto rep = oracle(p, bad);
+    ASSERT_FALSE(rep.ok()) << "grid_overflow not detected (" << K::variant_name(v) << ")";
+    EXPECT_EQ(rep.violations.front().check, "unwritten") << rep.str();
+    EXPECT_EQ(rep.violations.front().row, 65536) << rep.str();
+  }
+}
+
+TEST_F(KernelGpu, SharedRaceMutantIsDetected) {
+  // Without the barrier a fast warp rewrites its candidate list for the next row while warp 0
+  // is still merging the current one. Whether a given row is hit depends on scheduling; over
+  // tens of thousands of rows (several launches) some rows always are.
+  const auto p = KT::make_problem(1400, K::GatingType::bf16, 40000, 2048, 8, K::KernelFamily::gemma4,
+                                  KT::Layout::contiguous, KT::Values::normal, true);
+  Output good;
+  run_device(p, K::Variant::block_per_row, K::Mutant::none, &good);
+  ASSERT_TRUE(oracle(p, good).ok());
+  std::int64_t caught = 0;
+  int launches = 0;
+  for (; launches < 8 && caught == 0; ++launches) {
+    Output bad;
+    run_device(p, K::Variant::block_per_row, K::Mutant::shared_race, &bad);
+    const auto rep = oracle(p, bad);
+    caught += rep.violations_total;
+  }
+  std::printf("shared_race: %lld violations after %d launch(es)\n", static_cast<long long>(caught), launches);
+  EXPECT_GT(caught, 0) << "shared_race not detected in " << launches << " launches";
+}
+
+TEST_F(KernelGpu, LaunchErrors) {
+  std::vector<float> host(64 * 4, 0.0f);
+  DeviceBuffers b;
+  CUDA_ASSERT(cudaMalloc(&b.g, 4096 * 4 * 4));
+  CUDA_ASSERT(cudaMalloc(&b.w, 4096));
+  CUDA_ASSERT(cudaMalloc(&b.ids, 4096));
+  K::RoutingArgs a;
+  a.gating = b.g;
+  a.T = 4;
+  a.E = 64;
+  a.k = 4;
+  a.row_stride = 64;
+  a.weights = b.w;
+  a.ids = b.ids;
+  EXPECT_EQ(K::launch_routing(a, K::Variant::automatic, nullptr), cudaSuccess);
+  auto bad = a;
+  bad.k = 0;
+  EXPECT_EQ(K::launch_routing(bad, K::Variant::automatic, nullptr), cudaErrorInvalidValue);
+  bad.k = 65;
+  EXPECT_EQ(K::launch_routing(bad, K::Variant::automatic, nullptr), cudaErrorInvalidValue);
+  bad = a;
+  bad.E = 4097;
+  bad.row_stride = 4097;
+  EXPECT_EQ(K::launch_routing(bad, K::Variant::automatic, nullptr), cudaErrorInvalidValue);
+  bad = a;
+  bad.gating = nullptr;
+  EXPECT_EQ(K::launch_routing(bad, K::Variant::automatic, nullptr), cudaErrorInvalidValue);
+  bad = a;
+  bad.E = 600;
+  bad.row_stride = 600;
+  EXPECT_EQ(K::launch_routing(bad, K::Variant::warp_per_row, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(K::launch_routing(a, static_cast<K::Variant>(7), nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(K::launch_routing(a, K::Variant::automatic, nullptr, K::Mutant::count_), cudaErrorInvalidValue);
+  CUDA_ASSERT(cudaDeviceSynchronize());
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
+}  // namespace

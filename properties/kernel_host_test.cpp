@@ -1,0 +1,518 @@
+// Host emulation of the fused routing kernels (the kernels' own per-row algorithm on the CPU)
+// against the reference oracle: random problems over E in 1..2048, all dtypes, all layouts,
+// ties, +-inf, NaN, all -inf rows, T = 0; row-math unit checks; and every CPU-visible
+// planted bug (Mutant) must be rejected by the oracle on a designated problem.
+// Every failure prints a replay line (the problem's seed and shape).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/routing_kernels.hpp"
+#include "kernels/routing_row.hpp"
+#include "kernels/routing_testing.hpp"
+#include "reference/oracle.hpp"
+#include "reference/routing.hpp"
+
+namespace {
+
+namespace K = moecheck::kernels;
+namespace KT = moecheck::kernels::testing;
+namespace R = moecheck::kernels::row;
+using moecheck::CheckReport;
+
+struct Output {
+  std::vector<float> w;
+  std::vector<std::int32_t> ids;
+  K::ArgStatus status = K::ArgStatus::ok;
+  std::string message;
+};
+
+Output run_host(const KT::Problem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
+  Output o;
+  const std::size_t n = static_cast<std::size_t>(p.T) * static_cast<std::size_t>(p.k);
+  o.w.resize(n);
+  o.ids.resize(n);
+  moecheck::poison_outputs(o.w.data(), o.ids.data(), static_cast<std::int64_t>(n));
+  o.status = K::emulate_routing(p.host_args(o.w.data(), o.ids.data()), v, m, &o.message);
+  return o;
+}
+
+moecheck::GatingView view_of(const KT::Problem& p) {
+  moecheck::GatingView g;
+  g.data = p.storage.empty() ? nullptr : p.storage.data();
+  g.dtype = static_cast<moecheck::DType>(static_cast<int>(p.dtype));
+  g.T = p.T;
+  g.E = p.E;
+  g.row_stride = p.row_stride;
+  g.col_stride = p.col_stride;
+  return g;
+}
+
+moecheck::RoutingParams params_of(const KT::Problem& p) {
+  moecheck::RoutingParams r;
+  r.family = static_cast<moecheck::Family>(static_cast<int>(p.family));
+  r.k = p.k;
+  r.scale = p.scale.empty() ? nullptr : p.scale.data();
+  return r;
+}
+
+CheckReport oracle(const KT::Problem& p, const Output& o) {
+  moecheck::OracleOptions opt;
+  opt.precision = moecheck::fp32_exact_selection();
+  return moecheck::check_routing(view_of(p), params_of(p), o.w.data(), o.ids.data(), opt);
+}
+
+bool same_bits(const Output& a, const Output& b) {
+  return a.w.size() == b.w.size() && a.ids == b.ids &&
+         (a.w.empty() || std::memcmp(a.w.data(), b.w.data(), a.w.size() * sizeof(float)) == 0);
+}
+
+std::string replay(const KT::Problem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
+  return "replay: " + p.describe() + " variant=" + K::variant_name(v) + " mutant=" + K::mutant_name(m);
+}
+
+// ---------------------------------------------------------------------------------------
+// Row math
+// ---------------------------------------------------------------------------------------
+
+double ulp_of_float(double v) {
+  v = std::fabs(v);
+  if (v < 0x1p-126) return 0x1p-149;
+  int e = 0;
+  std::frexp(v, &e);
+  return std::ldexp(1.0, e - 24);
+}
+
+TEST(RowMath, ExpNonposAccuracy) {
+  std::mt19937_64 rng(20240611);
+  std::uniform_real_distribution<float> u(-104.0f, 0.0f);
+  double worst = 0.0;
+  float worst_d = 0.0f;
+  auto check = [&](float d) {
+    const float got = R::exp_nonpos(d);
+    const double want = std::exp(static_cast<double>(d));
+    const double err = std::fabs(static_cast<double>(got) - want) / ulp_of_float(want);
+    if (err > worst) {
+      worst = err;
+      worst_d = d;
+    }
+  };
+  for (int i = 0; i < 2000000; ++i) check(u(rng));
+  for (int i = 0; i < 200000; ++i) check(-std::ldexp(static_cast<float>(i + 1), -20));  // near 0
+  for (float d = -104.0f; d <= -80.0f; d += 0.0009765625f) check(d);                  // subnormal results
+  EXPECT_EQ(R::exp_nonpos(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_EQ(R::exp_nonpos(-104.5f), 0.0f);
+  EXPECT_EQ(R::exp_nonpos(-0.0f), 1.0f);
+  EXPECT_LT(worst, 1.0) << "exp_nonpos worst error " << worst << " ulp at d = " << worst_d;
+  RecordProperty("exp_nonpos_max_ulp", std::to_string(worst));
+  std::printf("exp_nonpos: max error %.3f ulp (at d = %.9g)\n", worst, static_cast<double>(worst_d));
+}
+
+TEST(RowMath, SoftmaxTermRules) {
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(R::softmax_term(-inf, -inf), 0.0f);
+  EXPECT_EQ(R::softmax_term(inf, inf), 1.0f);
+  EXPECT_EQ(R::softmax_term(3.0f, inf), 0.0f);
+  EXPECT_EQ(R::softmax_term(-inf, inf), 0.0f);
+  EXPECT_EQ(R::softmax_term(2.0f, 2.0f), 1.0f);
+  EXPECT_EQ(R::softmax_term(-inf, 2.0f), 0.0f);
+  EXPECT_EQ(R::softmax_term(-std::numeric_limits<float>::max(), std::numeric_limits<float>::max()), 0.0f);
+}
+
+TEST(RowMath, HalfConversionsBitExact) {
+  for (std::uint32_t h = 0; h < 65536; ++h) {
+    const float a = R::half_bits_to_float(static_cast<std::uint16_t>(h));
+    const float b = moecheck::half_bits_to_float(static_cast<std::uint16_t>(h));
+    if (std::isnan(b)) {
+      ASSERT_TRUE(std::isnan(a)) << h;
+    } else {
+      ASSERT_EQ(R::float_to_bits(a), R::float_to_bits(b)) << "half bits " << h;
+    }
+    const float c = R::bf16_bits_to_float(static_cast<std::uint16_t>(h));
+    const float d = moecheck::bf16_bits_to_float(static_cast<std::uint16_t>(h));
+    if (std::isnan(d)) {
+      ASSERT_TRUE(std::isnan(c));
+    } else {
+      ASSERT_EQ(R::float_to_bits(c), R::float_to_bits(d)) << "bf16 bits " << h;
+    }
+  }
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 3000000; ++i) {
+    std::uint32_t bits = static_cast<std::uint32_t>(rng());
+    if (i % 3 == 0) bits = (bits & 0x807fffffu) | ((0x60u + (bits >> 24) % 0x30u) << 23);  // near half range
+    const float f = R::bits_to_float(bits);
+    const std::uint16_t a = R::float_to_half_bits_rn(f);
+    const std::uint16_t b = moecheck::float_to_half_bits(f);
+    if (std::isnan(f)) {
+      ASSERT_TRUE((a & 0x7fffu) > 0x7c00u);
+    } else {
+      ASSERT_EQ(a, b) << "float bits 0x" << std::hex << bits;
+    }
+  }
+}
+
+template <class Tr>
+void check_keys(KT::Values values, K::GatingType t) {
+  std::mt19937_64 rng(99);
+  std::vector<float> row(64);
+  for (int it = 0; it < 400; ++it) {
+    KT::fill_row(rng, values, t, 64, row.data());
+    for (int i = 0; i < 64; ++i) {
+      for (int j = 0; j < 64; ++j) {
+        auto clean = [](float x) { return std::isnan(x) ? -std::numeric_limits<float>::infinity() : x; };
+        const float a = clean(row[static_cast<std::size_t>(i)]), b = clean(row[static_cast<std::size_t>(j)]);
+        const auto ka = Tr::make(Tr::key(Tr::canonical(KT::encode(row[static_cast<std::size_t>(i)], t))), i);
+        const auto kb = Tr::make(Tr::key(Tr::canonical(KT::encode(row[static_cast<std::size_t>(j)], t))), j);
+        // entry order == (value desc, index asc)
+        const bool a_first = a > b || (a == b && i < j);
+        ASSERT_EQ(ka > kb, a_first) << a << " " << b << " " << i << " " << j;
+        ASSERT_EQ(R::entry_index(ka), i);
+        if (!std::isnan(row[static_cast<std::size_t>(i)])) {
+          ASSERT_EQ(Tr::value(ka), a == 0.0f ? 0.0f : a);
+        }
+      }
+    }
+  }
+}
+
+TEST(RowMath, EntriesOrderByValueThenIndex) {
+  for (KT::Values v : {KT::Values::ties, KT::Values::inf_nan, KT::Values::extreme, KT::Values::near_ties}) {
+    check_keys<R::F32>(v, K::GatingType::f32);
+    check_keys<R::F16>(v, K::GatingType::f16);
+    check_keys<R::BF16>(v, K::GatingType::bf16);
+  }
+}
+
+template <int V, class Entry>
+void check_sort(std::mt19937_64& rng) {
+  for (int it = 0; it < 2000; ++it) {
+    Entry a[V];
+    for (auto& x : a) x = static_cast<Entry>(rng() % (it % 2 ? 5 : 1000000));
+    std::vector<Entry> want(a, a + V);
+    std::sort(want.begin(), want.end(), [](Entry x, Entry y) { return x > y; });
+    R::sort_desc<V>(a);
+    ASSERT_EQ(std::vector<Entry>(a, a + V), want) << "V = " << V;
+  }
+}
+
+TEST(RowMath, SortNetworks) {
+  std::mt19937_64 rng(3);
+  check_sort<1, std::uint32_t>(rng);
+  check_sort<2, std::uint32_t>(rng);
+  check_sort<4, std::uint32_t>(rng);
+  check_sort<8, std::uint32_t>(rng);
+  check_sort<16, std::uint32_t>(rng);
+  check_sort<4, std::uint64_t>(rng);
+  check_sort<8, std::uint64_t>(rng);
+  check_sort<16, std::uint64_t>(rng);
+}
+
+// ---------------------------------------------------------------------------------------
+// Random problems against the oracle
+// ---------------------------------------------------------------------------------------
+
+const int kEs[] = {1, 2, 3, 7, 8, 16, 31, 32, 33, 48, 63, 64, 65, 96, 100, 127, 128, 129, 160, 200,
+                   255, 256, 257, 320, 384, 500, 511, 512, 513, 640, 768, 1000, 1023, 1024, 1025,
+                   1536, 2000, 2047, 2048};
+
+KT::Problem random_problem(std::uint64_t seed) {
+  std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ull + 1);
+  const int E = kEs[rng() % (sizeof(kEs) / sizeof(kEs[0]))];
+  const int kmax = std::min(E, K::kMaxK);
+  const int k = (rng() % 3 == 0) ? 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(kmax))
+                                 : std::min(kmax, 1 + static_cast<int>(rng() % 8));
+  const auto dtype = static_cast<K::GatingType>(rng() % 3);
+  const auto family = static_cast<K::KernelFamily>(rng() % 3);
+  const auto layout = static_cast<KT::Layout>(rng() % 4);
+  const std::int64_t tmax = E >= 1000 ? 6 : (E >= 256 ? 16 : 40);
+  const std::int64_t T = (rng() % 25 == 0) ? 0 : 1 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(tmax));
+  const bool scaled = rng() % 3 != 0;
+  return KT::make_problem(seed, dtype, T, E, k, family, layout, KT::Values::mixed, scaled);
+}
+
+void check_problem(const KT::Problem& p) {
+  SCOPED_TRACE(p.describe());
+  // canonical reference ids: the kernels break ties exactly like the reference
+  std::vector<double> rw(static_cast<std::size_t>(p.T * p.k));
+  std::vector<std::int32_t> rid(static_cast<std::size_t>(p.T * p.k));
+  if (p.T > 0) moecheck::route_reference(view_of(p), params_of(p), rw.data(), rid.data());
+  Output outs[2];
+  bool have[2] = {false, false};
+  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+    if (v == K::Variant::warp_per_row && p.E > K::kWarpMaxExperts) continue;
+    const int vi = v == K::Variant::warp_per_row ? 0 : 1;
+    Output o = run_host(p, v);
+    ASSERT_EQ(o.status, K::ArgStatus::ok) << o.message << "\n" << replay(p, v);
+    const CheckReport rep = oracle(p, o);
+    ASSERT_TRUE(rep.ok()) << rep.str() << "\n" << replay(p, v);
+    ASSERT_EQ(o.ids, rid) << "ids differ from the reference's canonical tie order\n" << replay(p, v);
+    const Output again = run_host(p, v);
+    ASSERT_TRUE(same_bits(o, again)) << "not deterministic\n" << replay(p, v);
+    outs[vi] = std::move(o);
+    have[vi] = true;
+  }
+  if (have[0] && have[1] && p.family != K::KernelFamily::softmax_topk_raw) {
+    // Same selection and the same epilogue: the variants agree bit for bit.
+    ASSERT_TRUE(same_bits(outs[0], outs[1])) << "warp and block variants differ\n" << replay(p, K::Variant::automatic);
+  }
+}
+
+TEST(Emulation, RandomProblemsMatchOracle) {
+  for (std::uint64_t seed = 1; seed <= 700; ++seed) {
+    check_problem(random_problem(seed));
+    if (HasFatalFailure()) return;
+  }
+}
+
+TEST(Emulation, EveryValueFamilyEveryDtype) {
+  std::uint64_t seed = 5000;
+  for (int vi = 0; vi <= static_cast<int>(KT::Values::extreme); ++vi) {
+    for (int dt = 0; dt < 3; ++dt) {
+      for (int fam = 0; fam < 3; ++fam) {
+        for (int E : {5, 64, 200, 300, 1100}) {
+          const int k = std::min(E, fam == 0 ? 8 : 3);
+          const auto p = KT::make_problem(++seed, static_cast<K::GatingType>(dt), 9, E, k,
+                                          static_cast<K::KernelFamily>(fam),
+                                          static_cast<KT::Layout>(seed % 4), static_cast<KT::Values>(vi), fam == 0);
+          check_problem(p);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(Emulation, AllExpertsAndAllK) {
+  // k = E for small E, and k = 32 with E = 32, 33, 4096.
+  std::uint64_t seed = 9000;
+  for (int E = 1; E <= 40; ++E) {
+    for (int k : {1, std::min(E, 32)}) {
+      check_problem(KT::make_problem(++seed, K::GatingType::bf16, 5, E, k, K::KernelFamily::gemma4,
+                                     KT::Layout::contiguous, KT::Values::mixed, true));
+      if (HasFatalFailure()) return;
+    }
+  }
+  for (int E : {2049, 3000, 4095, 4096}) {
+    check_problem(KT::make_problem(++seed, K::GatingType::f32, 3, E, 32, K::KernelFamily::softmax_topk_raw,
+                                   KT::Layout::padded, KT::Values::mixed, false));
+    check_problem(KT::make_problem(++seed, K::GatingType::f16, 3, E, 7, K::KernelFamily::gemma4,
+                                   KT::Layout::transposed, KT::Values::ties, true));
+    if (HasFatalFailure()) return;
+  }
+}
+
+TEST(Emulation, EdgeRowsExactValues) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+    for (int dt = 0; dt < 3; ++dt) {
+      auto p = KT::make_problem(1, static_cast<K::GatingType>(dt), 4, 10, 3, K::KernelFamily::softmax_topk,
+                                KT::Layout::contiguous, KT::Values::normal, false);
+      // row 0: all -inf; row 1: NaN and -inf; row 2: three +inf; row 3: ones and a NaN
+      const std::vector<float> rows[4] = {
+          std::vector<float>(10, -inf),
+          {nan, -inf, nan, -inf, -inf, nan, -inf, -inf, -inf, nan},
+          {0.f, inf, 1.f, inf, -inf, nan, inf, 2.f, 3.f, 4.f},
+          {1.f, 1.f, nan, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f}};
+      const int bytes = KT::gating_bytes(p.dtype);
+      for (int t = 0; t < 4; ++t) {
+        for (int e = 0; e < 10; ++e) {
+          const float x = rows[t][static_cast<std::size_t>(e)];
+          p.logits[static_cast<std::size_t>(t * 10 + e)] = x;
+          const std::uint32_t b = KT::encode(x, p.dtype);
+          std::memcpy(p.storage.data() + (t * 10 + e) * bytes, &b, static_cast<std::size_t>(bytes));
+        }
+      }
+      for (int fam = 0; fam < 3; ++fam) {
+        p.family = static_cast<K::KernelFamily>(fam);
+        SCOPED_TRACE(std::string(K::variant_name(v)) + " " + KT::gating_name(p.dtype) + " " + KT::family_label(p.family));
+        const Output o = run_host(p, v);
+        ASSERT_EQ(o.status, K::ArgStatus::ok);
+        // all -inf and all -inf/NaN rows: ids 0, 1, 2 (lower index first), weights exactly 0
+        for (int j = 0; j < 3; ++j) {
+          EXPECT_EQ(o.ids[static_cast<std::size_t>(j)], j);
+          EXPECT_EQ(o.w[static_cast<std::size_t>(j)], 0.0f);
+          EXPECT_EQ(o.ids[static_cast<std::size_t>(3 + j)], j);
+          EXPECT_EQ(o.w[static_cast<std::size_t>(3 + j)], 0.0f);
+        }
+        // three +inf (experts 1, 3, 6): k = 3 selects them; renormalised 1/3 each, raw 1/3 each
+        for (int j = 0; j < 3; ++j) {
+          const int inf_ids[3] = {1, 3, 6};
+          EXPECT_EQ(o.ids[static_cast<std::size_t>(6 + j)], inf_ids[j]);
+          EXPECT_EQ(o.w[static_cast<std::size_t>(6 + j)], 1.0f / 3.0f);
+        }
+        // ties: experts 0, 1, 3 (NaN at 2 ranks last)
+        EXPECT_EQ(o.ids[9], 0);
+        EXPECT_EQ(o.ids[10], 1);
+        EXPECT_EQ(o.ids[11], 3);
+        EXPECT_TRUE(oracle(p, o).ok()) << oracle(p, o).str();
+      }
+    }
+  }
+}
+
+TEST(Emulation, ZeroRowsAndArgumentErrors) {
+  K::RoutingArgs a;
+  a.T = 0;
+  a.E = 8;
+  a.k = 2;
+  a.row_stride = 8;
+  std::string msg;
+  EXPECT_EQ(K::emulate_routing(a, K::Variant::warp_per_row, K::Mutant::none, &msg), K::ArgStatus::ok) << msg;
+  EXPECT_EQ(K::emulate_routing(a, K::Variant::block_per_row, K::Mutant::none, &msg), K::ArgStatus::ok) << msg;
+  auto bad = [&](auto mutate, K::ArgStatus want) {
+    K::RoutingArgs b;
+    float w[64];
+    std::int32_t id[64];
+    float g[64] = {};
+    b.gating = g;
+    b.T = 2;
+    b.E = 8;
+    b.k = 2;
+    b.row_stride = 8;
+    b.weights = w;
+    b.ids = id;
+    mutate(b);
+    std::string m2;
+    EXPECT_EQ(K::validate_args(b, &m2), want) << m2;
+    if (want != K::ArgStatus::ok) EXPECT_FALSE(m2.empty());
+    EXPECT_EQ(K::emulate_routing(b, K::Variant::automatic, K::Mutant::none, &m2), want) << m2;
+  };
+  bad([](K::RoutingArgs&) {}, K::ArgStatus::ok);
+  bad([](K::RoutingArgs& b) { b.k = 0; }, K::ArgStatus::bad_k);
+  bad([](K::RoutingArgs& b) { b.k = 9; }, K::ArgStatus::bad_k);
+  bad([](K::RoutingArgs& b) { b.E = 40; b.k = 33; b.row_stride = 40; }, K::ArgStatus::bad_k);
+  bad([](K::RoutingArgs& b) { b.E = 0; }, K::ArgStatus::bad_shape);
+  bad([](K::RoutingArgs& b) { b.E = K::kMaxExperts + 1; }, K::ArgStatus::bad_shape);
+  bad([](K::RoutingArgs& b) { b.T = -1; }, K::ArgStatus::bad_shape);
+  bad([](K::RoutingArgs& b) { b.row_stride = -8; }, K::ArgStatus::bad_stride);
+  bad([](K::RoutingArgs& b) { b.row_stride = 0; }, K::ArgStatus::bad_stride);
+  bad([](K::RoutingArgs& b) { b.col_stride = 0; }, K::ArgStatus::bad_stride);
+  bad([](K::RoutingArgs& b) { b.row_stride = std::numeric_limits<std::int64_t>::max() / 2; }, K::ArgStatus::bad_stride);
+  bad([](K::RoutingArgs& b) { b.gating = nullptr; }, K::ArgStatus::null_pointer);
+  bad([](K::RoutingArgs& b) { b.weights = nullptr; }, K::ArgStatus::null_pointer);
+  bad([](K::RoutingArgs& b) { b.ids = nullptr; }, K::ArgStatus::null_pointer);
+  bad([](K::RoutingArgs& b) { b.dtype = static_cast<K::GatingType>(7); }, K::ArgStatus::unsupported);
+  bad([](K::RoutingArgs& b) { b.family = static_cast<K::KernelFamily>(3); }, K::ArgStatus::unsupported);
+  // warp_per_row is limited to kWarpMaxExperts; automatic picks block_per_row there
+  std::vector<float> g(2 * 600, 0.0f), w(4);
+  std::vector<std::int32_t> id(4);
+  K::RoutingArgs c;
+  c.gating = g.data();
+  c.T = 2;
+  c.E = 600;
+  c.k = 2;
+  c.row_stride = 600;
+  c.weights = w.data();
+  c.ids = id.data();
+  EXPECT_EQ(K::emulate_routing(c, K::Variant::warp_per_row, K::Mutant::none, &msg), K::ArgStatus::unsupported);
+  EXPECT_EQ(K::emulate_routing(c, K::Variant::automatic, K::Mutant::none, &msg), K::ArgStatus::ok) << msg;
+  EXPECT_EQ(K::emulate_routing(c, static_cast<K::Variant>(9), K::Mutant::none, &msg), K::ArgStatus::unsupported);
+  EXPECT_EQ(K::emulate_routing(c, K::Variant::automatic, K::Mutant::count_, &msg), K::ArgStatus::unsupported);
+}
+
+TEST(Emulation, NamesAndHeuristic) {
+  for (int i = 0; i < static_cast<int>(K::Mutant::count_); ++i) {
+    K::Mutant m = K::Mutant::count_;
+    ASSERT_TRUE(K::parse_mutant(K::mutant_name(static_cast<K::Mutant>(i)), &m));
+    EXPECT_EQ(static_cast<int>(m), i);
+  }
+  K::Mutant m = K::Mutant::none;
+  EXPECT_FALSE(K::parse_mutant("bogus", &m));
+  for (K::Variant v : {K::Variant::automatic, K::Variant::warp_per_row, K::Variant::block_per_row}) {
+    K::Variant out = K::Variant::automatic;
+    ASSERT_TRUE(K::parse_variant(K::variant_name(v), &out));
+    EXPECT_EQ(out, v);
+  }
+  K::Variant out;
+  EXPECT_FALSE(K::parse_variant("grid", &out));
+  EXPECT_TRUE(K::mutant_is_gpu_only(K::Mutant::grid_overflow));
+  EXPECT_TRUE(K::mutant_is_gpu_only(K::Mutant::shared_race));
+  EXPECT_FALSE(K::mutant_is_gpu_only(K::Mutant::nan_duplicates));
+  for (int E = 1; E <= K::kMaxExperts; ++E) {
+    const K::Variant v = K::choose_variant(E);
+    ASSERT_TRUE(v == K::Variant::warp_per_row || v == K::Variant::block_per_row);
+    if (v == K::Variant::warp_per_row) ASSERT_LE(E, K::kWarpMaxExperts);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Planted bugs: each CPU-visible mutant is rejected by the oracle on its designated problem
+// (for both variants), and the correct kernel passes the same problem.
+// ---------------------------------------------------------------------------------------
+
+struct MutantCase {
+  K::Mutant mutant;
+  KT::Problem problem;
+};
+
+std::vector<MutantCase> designated_cases() {
+  using F = K::KernelFamily;
+  using L = KT::Layout;
+  using V = KT::Values;
+  const auto bf16 = K::GatingType::bf16, f32 = K::GatingType::f32, f16 = K::GatingType::f16;
+  return {
+      {K::Mutant::skip_renormalise, KT::make_problem(11, bf16, 32, 64, 4, F::gemma4, L::contiguous, V::normal, false)},
+      {K::Mutant::topk_only_softmax, KT::make_problem(12, f32, 32, 64, 4, F::softmax_topk_raw, L::contiguous, V::normal, false)},
+      {K::Mutant::scale_by_slot, KT::make_problem(13, bf16, 32, 64, 4, F::gemma4, L::contiguous, V::normal, true)},
+      {K::Mutant::off_by_one_k, KT::make_problem(14, f16, 32, 64, 4, F::softmax_topk, L::contiguous, V::normal, false)},
+      {K::Mutant::drop_tied_expert, KT::make_problem(15, bf16, 32, 64, 4, F::gemma4, L::contiguous, V::ties, false)},
+      {K::Mutant::skip_partial_warp, KT::make_problem(16, f32, 64, 100, 4, F::softmax_topk, L::contiguous, V::normal, false)},
+      {K::Mutant::fp16_accumulation, KT::make_problem(17, f32, 32, 64, 8, F::gemma4, L::contiguous, V::normal, false)},
+      {K::Mutant::ignore_col_stride, KT::make_problem(18, bf16, 32, 64, 4, F::gemma4, L::transposed, V::normal, true)},
+      {K::Mutant::nan_duplicates, KT::make_problem(19, f16, 32, 64, 4, F::softmax_topk, L::contiguous, V::inf_nan, false)},
+      {K::Mutant::zero_sum_divide, KT::make_problem(20, bf16, 8, 64, 4, F::gemma4, L::contiguous, V::all_neg_inf, true)},
+  };
+}
+
+TEST(Mutants, EveryCpuVisibleMutantIsRejected) {
+  const auto cases = designated_cases();
+  int covered = 0;
+  for (const MutantCase& c : cases) {
+    ++covered;
+    for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+      const Output good = run_host(c.problem, v);
+      const CheckReport good_rep = oracle(c.problem, good);
+      EXPECT_TRUE(good_rep.ok()) << good_rep.str() << "\n" << replay(c.problem, v);
+      const Output bad = run_host(c.problem, v, c.mutant);
+      ASSERT_EQ(bad.status, K::ArgStatus::ok) << bad.message;
+      const CheckReport rep = oracle(c.problem, bad);
+      EXPECT_FALSE(rep.ok()) << "mutant " << K::mutant_name(c.mutant) << " was not detected\n"
+                             << replay(c.problem, v, c.mutant);
+      if (!rep.ok()) {
+        std::printf("%-18s %-14s caught: %s\n", K::mutant_name(c.mutant), K::variant_name(v),
+                    rep.violations.front().str().c_str());
+      }
+    }
+  }
+  // every mutant except none and the GPU-only ones has a designated problem
+  int cpu_visible = 0;
+  for (int i = 1; i < static_cast<int>(K::Mutant::count_); ++i) {
+    if (!K::mutant_is_gpu_only(static_cast<K::Mutant>(i))) ++cpu_visible;
+  }
+  EXPECT_EQ(covered, cpu_visible);
+}
+
+TEST(Mutants, GpuOnlyMutantsEmulateAsCorrectKernel) {
+  const auto p = KT::make_problem(21, K::GatingType::bf16, 16, 1024, 8, K::KernelFamily::gemma4,
+                                  KT::Layout::contiguous, KT::Values::mixed, true);
+  for (K::Mutant m : {K::Mutant::grid_overflow, K::Mutant::shared_race}) {
+    for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+      if (v == K::Variant::warp_per_row && p.E > K::kWarpMaxExperts) continue;
+      EXPECT_TRUE(same_bits(run_host(p, v, m), run_host(p, v))) << K::mutant_name(m);
+    }
+  }
+}
+
+TEST(Mutants, CorrectKernelPassesEveryDesignatedProblem) {
+  for (const MutantCase& c : designated_cases()) check_problem(c.problem);
+}
+
+}  // namespace

@@ -1,0 +1,888 @@
+// moecheck oracles: implementation of reference/oracle.hpp.
+//
+// The selection rule, the weight bound and the metamorphic comparisons implemented here are
+// documented in reference/EDGE_CASES.md ("Oracle rules" and "Error bounds"); keep them in sync.
+#include "reference/oracle.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <sstream>
+
+namespace moecheck {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+/// Arguments of exp beyond this are irrelevant in fp32: exp(-104) < 2^-149 rounds to zero.
+constexpr double kMaxExpArg = 104.0;
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::uint32_t float_bits(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+/// Collects violations into a report, keeping at most `max` of them.
+class Sink {
+ public:
+  Sink(CheckReport* r, int max) : r_(r), max_(static_cast<std::size_t>(std::max(max, 1))) {}
+  void add(Violation v) {
+    if (r_ == nullptr) return;
+    ++r_->violations_total;
+    if (r_->violations.size() < max_) r_->violations.push_back(std::move(v));
+  }
+  bool active() const { return r_ != nullptr; }
+
+ private:
+  CheckReport* r_;
+  std::size_t max_;
+};
+
+Violation make_violation(const char* check, std::int64_t row, std::int64_t slot, std::int64_t expert,
+                         std::string detail) {
+  Violation v;
+  v.check = check;
+  v.row = row;
+  v.slot = slot;
+  v.expert = expert;
+  v.detail = std::move(detail);
+  return v;
+}
+
+/// delta of the band rule: band_ulps * ulp_fp32(v); 0 for band 0 or infinite v.
+double band_delta(double band_ulps, double v) {
+  if (!(band_ulps > 0.0) || !std::isfinite(v)) return 0.0;
+  return band_ulps * ulp_fp32(v);
+}
+
+/// Loads row t of the view into x (exact values as double).
+void load_row(const GatingView& g, std::int64_t t, std::vector<double>& x) {
+  x.resize(static_cast<std::size_t>(g.E));
+  for (std::int64_t e = 0; e < g.E; ++e) x[static_cast<std::size_t>(e)] = g.at(t, e);
+}
+
+/// Selection keys of a row (selection_key per expert; NaN logits -> -inf).
+void row_keys(const std::vector<double>& x, const RoutingParams& p, std::vector<double>& key) {
+  key.resize(x.size());
+  for (std::size_t e = 0; e < x.size(); ++e) {
+    const double b = (p.family == Family::sigmoid_grouped && p.bias) ? p.bias[e] : 0.0;
+    key[e] = selection_key(p.family, x[e], b);
+  }
+}
+
+/// n-th largest (1-based) of vals (copied).
+double nth_largest(std::vector<double> vals, std::size_t n) {
+  std::nth_element(vals.begin(), vals.begin() + static_cast<std::ptrdiff_t>(n - 1), vals.end(),
+                   std::greater<double>());
+  return vals[n - 1];
+}
+
+/// True when the n-th and (n+1)-th largest of vals are equal (an ambiguous cut).
+bool tie_at(const std::vector<double>& vals, std::size_t n) {
+  if (n >= vals.size()) return false;
+  std::vector<double> v = vals;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n - 1), v.end(),
+                   std::greater<double>());
+  const double vn = v[n - 1];
+  const double next = *std::max_element(v.begin() + static_cast<std::ptrdiff_t>(n), v.end());
+  return vn == next;
+}
+
+double group_score(const std::vector<double>& key, std::int64_t begin, std::int64_t size) {
+  double a = -kInf, b = -kInf;
+  for (std::int64_t e = begin; e < begin + size; ++e) {
+    const double v = key[static_cast<std::size_t>(e)];
+    if (v > a) {
+      b = a;
+      a = v;
+    } else if (v > b) {
+      b = v;
+    }
+  }
+  return size == 1 ? a : a + b;
+}
+
+/// Band rule over the candidate experts `cand` (ascending expert ids). ids are the k selected
+/// experts (unique, in range, all members of cand or reported). Returns validity; records
+/// violations in sink; *vk receives the k-th largest candidate key.
+bool check_experts(const std::vector<double>& key, const std::vector<std::int32_t>& cand,
+                   const std::vector<char>& selected, const std::int32_t* ids, int k,
+                   double band_ulps, std::int64_t row, Sink& sink, double* vk) {
+  std::vector<double> ck;
+  ck.reserve(cand.size());
+  for (std::int32_t e : cand) ck.push_back(key[static_cast<std::size_t>(e)]);
+  const double v = nth_largest(ck, static_cast<std::size_t>(k));
+  *vk = v;
+  const double d = band_delta(band_ulps, v);
+  bool ok = true;
+  for (int j = 0; j < k; ++j) {
+    const double kj = key[static_cast<std::size_t>(ids[j])];
+    if (!(kj >= v - d)) {
+      ok = false;
+      if (!sink.active()) return false;
+      Violation vi = make_violation(
+          "selection", row, j, ids[j],
+          "selected expert " + std::to_string(ids[j]) + " has key " + fmt("%.9g", kj) +
+              " below the k-th key " + fmt("%.9g", v) + " - band " + fmt("%.3g", d));
+      vi.expected = v;
+      vi.got = kj;
+      vi.tolerance = d;
+      vi.margin = kj - v;
+      sink.add(std::move(vi));
+    }
+  }
+  for (std::int32_t e : cand) {
+    if (selected[static_cast<std::size_t>(e)]) continue;
+    const double ke = key[static_cast<std::size_t>(e)];
+    if (!(ke <= v + d)) {
+      ok = false;
+      if (!sink.active()) return false;
+      Violation vi = make_violation(
+          "selection", row, -1, e,
+          "unselected expert " + std::to_string(e) + " has key " + fmt("%.9g", ke) +
+              " above the k-th key " + fmt("%.9g", v) + " + band " + fmt("%.3g", d));
+      vi.expected = v;
+      vi.got = ke;
+      vi.tolerance = d;
+      vi.margin = ke - v;
+      sink.add(std::move(vi));
+    }
+  }
+  return ok;
+}
+
+/* Selection validity of one row (ids unique and in [0, E)).
+ * Softmax families and sigmoid_top1: the band rule on the keys of all E experts.
+ * sigmoid_grouped: the band rule on group scores first. The groups the selected experts
+ * come from must each be eligible (score >= g_k - delta_g, g_k the topk_group-th largest
+ * group score); groups strictly above g_k + delta_g are mandatory; the chosen set S is the
+ * used groups plus the mandatory ones (at most topk_group, else a violation), completed with
+ * eligible groups of smallest maximum key (ties: lower group index) - the completion that
+ * makes the expert-level rule easiest to satisfy, optimal for band 0. Then the band rule
+ * on the experts of S. */
+bool check_selection_row(const std::vector<double>& key, const RoutingParams& p, std::int64_t E,
+                         const std::int32_t* ids, double band_ulps, std::int64_t row, Sink& sink,
+                         double* vk) {
+  const int k = p.k;
+  std::vector<char> selected(static_cast<std::size_t>(E), 0);
+  for (int j = 0; j < k; ++j) selected[static_cast<std::size_t>(ids[j])] = 1;
+  std::vector<std::int32_t> cand;
+  if (p.family != Family::sigmoid_grouped) {
+    cand.resize(static_cast<std::size_t>(E));
+    std::iota(cand.begin(), cand.end(), 0);
+    return check_experts(key, cand, selected, ids, k, band_ulps, row, sink, vk);
+  }
+  const int G = p.n_group;
+  const std::int64_t gs = E / G;
+  const int tg = p.topk_group;
+  std::vector<double> gscore(static_cast<std::size_t>(G));
+  std::vector<double> gmax(static_cast<std::size_t>(G));
+  for (int gi = 0; gi < G; ++gi) {
+    gscore[static_cast<std::size_t>(gi)] = group_score(key, gi * gs, gs);
+    gmax[static_cast<std::size_t>(gi)] =
+        *std::max_element(key.begin() + gi * gs, key.begin() + (gi + 1) * gs);
+  }
+  const double gk = nth_largest(gscore, static_cast<std::size_t>(tg));
+  const double dg = band_delta(band_ulps, gk);
+  *vk = gk;
+  std::vector<char> in_s(static_cast<std::size_t>(G), 0);
+  bool ok = true;
+  int n_used = 0;
+  for (int j = 0; j < k; ++j) {
+    const int gi = static_cast<int>(ids[j] / gs);
+    if (in_s[static_cast<std::size_t>(gi)]) continue;
+    in_s[static_cast<std::size_t>(gi)] = 1;
+    ++n_used;
+    const double sc = gscore[static_cast<std::size_t>(gi)];
+    if (!(sc >= gk - dg)) {
+      ok = false;
+      if (!sink.active()) return false;
+      Violation vi = make_violation(
+          "group-selection", row, j, ids[j],
+          "expert " + std::to_string(ids[j]) + " is in group " + std::to_string(gi) +
+              " whose score " + fmt("%.9g", sc) + " is below the topk_group-th group score " +
+              fmt("%.9g", gk) + " - band " + fmt("%.3g", dg));
+      vi.expected = gk;
+      vi.got = sc;
+      vi.tolerance = dg;
+      vi.margin = sc - gk;
+      sink.add(std::move(vi));
+    }
+  }
+  if (n_used > tg) {
+    ok = false;
+    if (!sink.active()) return false;
+    sink.add(make_violation("group-selection", row, -1, -1,
+                            "selected experts come from " + std::to_string(n_used) +
+                                " groups but topk_group = " + std::to_string(tg)));
+  }
+  if (!ok) return false;
+  int n_s = n_used;
+  for (int gi = 0; gi < G; ++gi) {
+    const double sc = gscore[static_cast<std::size_t>(gi)];
+    if (!in_s[static_cast<std::size_t>(gi)] && sc > gk + dg) {
+      in_s[static_cast<std::size_t>(gi)] = 1;
+      ++n_s;
+      if (n_s > tg) {
+        ok = false;
+        if (!sink.active()) return false;
+        Violation vi = make_violation(
+            "group-selection", row, -1, -1,
+            "group " + std::to_string(gi) + " has score " + fmt("%.9g", sc) +
+                " above the topk_group-th group score " + fmt("%.9g", gk) + " + band " +
+                fmt("%.3g", dg) + " so it must be chosen, but the selected experts already use " +
+                std::to_string(n_used) + " other group(s) (topk_group = " + std::to_string(tg) +
+                ")");
+        vi.expected = gk;
+        vi.got = sc;
+        vi.tolerance = dg;
+        vi.margin = sc - gk;
+        sink.add(std::move(vi));
+      }
+    }
+  }
+  if (!ok) return false;
+  std::vector<int> fill;
+  for (int gi = 0; gi < G; ++gi) {
+    if (!in_s[static_cast<std::size_t>(gi)] && gscore[static_cast<std::size_t>(gi)] >= gk - dg) {
+      fill.push_back(gi);
+    }
+  }
+  std::stable_sort(fill.begin(), fill.end(), [&](int a, int b) {
+    return gmax[static_cast<std::size_t>(a)] < gmax[static_cast<std::size_t>(b)];
+  });
+  for (std::size_t i = 0; i < fill.size() && n_s < tg; ++i, ++n_s) {
+    in_s[static_cast<std::size_t>(fill[i])] = 1;
+  }
+  for (int gi = 0; gi < G; ++gi) {
+    if (!in_s[static_cast<std::size_t>(gi)]) continue;
+    for (std::int64_t e = gi * gs; e < (gi + 1) * gs; ++e) cand.push_back(static_cast<std::int32_t>(e));
+  }
+  return check_experts(key, cand, selected, ids, k, band_ulps, row, sink, vk);
+}
+
+/// Whether the row's canonical cut is ambiguous (statistics for ties_at_kth).
+bool row_has_kth_tie(const std::vector<double>& key, const RoutingParams& p, std::int64_t E) {
+  if (p.family != Family::sigmoid_grouped) return tie_at(key, static_cast<std::size_t>(p.k));
+  const int G = p.n_group;
+  const std::int64_t gs = E / G;
+  std::vector<double> gscore(static_cast<std::size_t>(G));
+  for (int gi = 0; gi < G; ++gi) gscore[static_cast<std::size_t>(gi)] = group_score(key, gi * gs, gs);
+  if (tie_at(gscore, static_cast<std::size_t>(p.topk_group))) return true;
+  // expert-level tie inside the canonical chosen groups
+  std::vector<int> order(static_cast<std::size_t>(G));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return gscore[static_cast<std::size_t>(a)] > gscore[static_cast<std::size_t>(b)];
+  });
+  std::vector<double> ck;
+  for (int i = 0; i < p.topk_group; ++i) {
+    const int gi = order[static_cast<std::size_t>(i)];
+    ck.insert(ck.end(), key.begin() + gi * gs, key.begin() + (gi + 1) * gs);
+  }
+  return tie_at(ck, static_cast<std::size_t>(p.k));
+}
+
+/// Structural check of one row of an output. Returns true when ids are usable (written,
+/// in range, unique); weight_written[j] tells whether slot j's weight was written.
+bool structural_row(const float* w, const std::int32_t* ids, int k, std::int64_t E,
+                    std::int64_t row, bool check_poison, const std::string& who, Sink& sink,
+                    std::vector<char>& weight_written) {
+  bool ids_ok = true;
+  weight_written.assign(static_cast<std::size_t>(k), 1);
+  for (int j = 0; j < k; ++j) {
+    const std::int32_t id = ids[j];
+    if (check_poison && id == kPoisonId) {
+      ids_ok = false;
+      sink.add(make_violation("unwritten", row, j, -1, who + "id slot never written (still the poison pattern)"));
+    } else if (id < 0 || id >= E) {
+      ids_ok = false;
+      sink.add(make_violation("id-range", row, j, id,
+                              who + "id " + std::to_string(id) + " outside [0, " + std::to_string(E) + ")"));
+    } else {
+      for (int i = 0; i < j; ++i) {
+        if (ids[i] == id) {
+          ids_ok = false;
+          sink.add(make_violation("duplicate-id", row, j, id,
+                                  who + "expert " + std::to_string(id) + " also in slot " + std::to_string(i)));
+          break;
+        }
+      }
+    }
+    if (check_poison && float_bits(w[j]) == kPoisonWeightBits) {
+      weight_written[static_cast<std::size_t>(j)] = 0;
+      sink.add(make_violation("unwritten", row, j, ids_ok ? id : -1,
+                              who + "weight slot never written (still the poison pattern)"));
+    }
+  }
+  return ids_ok;
+}
+
+/// Final multiplier of slot j (per_expert_scale for gemma4, routed_scaling for sigmoid_grouped).
+double slot_multiplier(const RoutingParams& p, std::int32_t id) {
+  if (p.family == Family::gemma4) return p.scale ? static_cast<double>(p.scale[id]) : 1.0;
+  if (p.family == Family::sigmoid_grouped) return static_cast<double>(p.routed_scaling);
+  return 1.0;
+}
+
+}  // namespace
+
+// ---- precision -----------------------------------------------------------------------
+
+Precision fp32_exact_selection() { return Precision{}; }
+
+Precision compute_precision(DType compute, double select_band_ulps) {
+  Precision p;
+  p.compute_eps = dtype_unit_roundoff(compute);
+  p.select_band_ulps = select_band_ulps;
+  p.exp_ulps = 2.0;
+  p.min_normal = compute == DType::f16 ? 0x1p-14 : 0x1p-126;
+  return p;
+}
+
+double ulp_fp32(double v) {
+  const double a = std::fabs(v);
+  if (std::isnan(a)) return std::numeric_limits<double>::quiet_NaN();
+  if (std::isinf(a)) return kInf;
+  if (a < 0x1p-126) return 0x1p-149;
+  int ex = 0;
+  std::frexp(a, &ex);  // a = m * 2^ex, m in [0.5, 1): floor(log2 a) = ex - 1
+  return std::ldexp(1.0, ex - 1 - 23);
+}
+
+/* Weight bound (EDGE_CASES.md "Error bounds"), u = compute_eps, A = max_arg in [0, 104],
+ * X = exp_ulps, n = terms of the denominator:
+ *   per term  e_i = exp(x_i - m) [/ S]:  (2A + X + 2) u
+ *   weight    w = e_j / sum_i e_i, times the scale:  2 (2A + X + 2) u + (n - 1) u + 2 u
+ *   tol = 1.05 * rel * |unscaled * scale| + min_normal * (1 + |scale|) * (n + 1) / min(den, 1)
+ * (1.05 absorbs second-order terms while rel is small.) */
+double weight_tolerance(const Precision& prec, double unscaled, double scale, double max_arg, int k,
+                        double denominator) {
+  const double u = prec.compute_eps;
+  double a = std::isnan(max_arg) ? kMaxExpArg : std::min(std::max(max_arg, 0.0), kMaxExpArg);
+  const double n = static_cast<double>(std::max(k, 1));
+  const double rel = (4.0 * a + 2.0 * prec.exp_ulps + n + 5.0) * u;
+  const double den = (denominator > 0.0 && std::isfinite(denominator)) ? std::min(denominator, 1.0) : 1.0;
+  const double floor = prec.min_normal * (1.0 + std::fabs(scale)) * (n + 1.0) / den;
+  return 1.05 * rel * std::fabs(unscaled * scale) + floor;
+}
+
+WeightBoundInputs weight_bound_inputs(const double* logits, std::int64_t E, const RoutingParams& p,
+                                      const std::int32_t* ids) {
+  WeightBoundInputs b;
+  const auto clean = [](double x) { return std::isnan(x) ? -kInf : x; };
+  const auto spread = [&](auto&& values, std::int64_t n) {
+    // max over finite values of (max - value) and sum of exp(value - max), limit semantics
+    double m = -kInf;
+    bool pinf = false;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double v = clean(values(i));
+      if (v == kInf) pinf = true;
+      m = std::max(m, v);
+    }
+    if (pinf || m == -kInf) {
+      b.max_arg = 0.0;
+      b.denominator = 1.0;
+      return;
+    }
+    double a = 0.0, s = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double v = clean(values(i));
+      if (v == -kInf) continue;
+      a = std::max(a, m - v);
+      s += std::exp(v - m);
+    }
+    b.max_arg = std::min(a, kMaxExpArg);
+    b.denominator = s;
+  };
+  switch (p.family) {
+    case Family::gemma4:
+    case Family::softmax_topk:
+      b.n_terms = p.k;
+      spread([&](std::int64_t j) { return logits[ids[j]]; }, p.k);
+      break;
+    case Family::softmax_topk_raw:
+      b.n_terms = static_cast<int>(std::min<std::int64_t>(E, std::numeric_limits<int>::max()));
+      spread([&](std::int64_t e) { return logits[e]; }, E);
+      break;
+    case Family::sigmoid_grouped: {
+      b.n_terms = p.k;
+      b.max_arg = 0.0;  // sigmoid evaluates exp(-x) on the exact input: no argument rounding
+      double s = 0.0;
+      for (int j = 0; j < p.k; ++j) {
+        const double x = clean(logits[ids[j]]);
+        s += x >= 0 ? 1.0 / (1.0 + std::exp(-x)) : std::exp(x) / (1.0 + std::exp(x));
+      }
+      b.denominator = s > 0.0 ? s : 1.0;
+      break;
+    }
+    case Family::sigmoid_top1:
+      b.n_terms = 1;
+      b.max_arg = 0.0;
+      b.denominator = 1.0;
+      break;
+  }
+  return b;
+}
+
+void reference_unscaled_weights_for_ids(const double* logits, std::int64_t E, const RoutingParams& p,
+                                        const std::int32_t* ids, double* unscaled_out,
+                                        double* scale_out) {
+  RoutingParams q = p;
+  q.scale = nullptr;
+  q.routed_scaling = 1.0f;
+  reference_weights_for_ids(logits, E, q, ids, unscaled_out);
+  for (int j = 0; j < p.k; ++j) scale_out[j] = slot_multiplier(p, ids[j]);
+}
+
+// ---- reports -------------------------------------------------------------------------
+
+std::string Violation::str() const {
+  std::string s;
+  const auto part = [&](const char* name, std::int64_t v) {
+    if (v < 0) return;
+    if (!s.empty()) s += ' ';
+    s += name;
+    s += ' ';
+    s += std::to_string(v);
+  };
+  part("row", row);
+  part("slot", slot);
+  part("expert", expert);
+  s += s.empty() ? "" : ": ";
+  s += check;
+  if (check == "weight" || check == "metamorphic-weight") {
+    s += " expected " + fmt("%.12g", expected) + " got " + fmt("%.9g", got) + " (|diff| " +
+         fmt("%.3g", std::fabs(got - expected)) + " > tol " + fmt("%.3g", tolerance) + ")";
+    if (margin != 0.0) s += " margin to k-th key " + fmt("%.6g", margin);
+  } else if (check == "selection" || check == "group-selection") {
+    if (slot >= 0 || expert >= 0) {
+      s += " key " + fmt("%.9g", got) + " vs k-th key " + fmt("%.9g", expected) + " (margin " +
+           fmt("%+.3g", margin) + ", band " + fmt("%.3g", tolerance) + ")";
+    }
+  }
+  if (!detail.empty()) s += ": " + detail;
+  return s;
+}
+
+std::string CheckReport::str() const {
+  std::ostringstream os;
+  if (ok()) {
+    os << "OK: " << rows_checked << " row(s) checked, " << ties_at_kth << " with a tie at the k-th place";
+    return os.str();
+  }
+  os << "FAILED: " << violations_total << " violation(s) in " << rows_checked << " row(s) ("
+     << ties_at_kth << " with a tie at the k-th place); first " << violations.size() << ":";
+  for (const Violation& v : violations) os << "\n  " << v.str();
+  return os.str();
+}
+
+void poison_outputs(float* weights, std::int32_t* ids, std::int64_t count) {
+  float pw;
+  std::memcpy(&pw, &kPoisonWeightBits, sizeof pw);
+  for (std::int64_t i = 0; i < count; ++i) {
+    weights[i] = pw;
+    ids[i] = kPoisonId;
+  }
+}
+
+// ---- the oracle ----------------------------------------------------------------------
+
+CheckReport check_routing(const GatingView& g, const RoutingParams& p, const float* weights,
+                          const std::int32_t* ids, const OracleOptions& opt) {
+  validate_routing(g, p);
+  CheckReport rep;
+  Sink sink(&rep, opt.max_violations);
+  const int k = p.k;
+  std::vector<double> x, key, unscaled(static_cast<std::size_t>(k)), mult(static_cast<std::size_t>(k));
+  std::vector<char> written;
+  for (std::int64_t t = 0; t < g.T; ++t) {
+    load_row(g, t, x);
+    row_keys(x, p, key);
+    ++rep.rows_checked;
+    if (row_has_kth_tie(key, p, g.E)) ++rep.ties_at_kth;
+    const float* w = weights + t * k;
+    const std::int32_t* id = ids + t * k;
+    if (!structural_row(w, id, k, g.E, t, opt.check_poison, "", sink, written)) continue;
+    double vk = 0.0;
+    check_selection_row(key, p, g.E, id, opt.precision.select_band_ulps, t, sink, &vk);
+    // Weights are checked even after a selection violation: they must still follow the
+    // family's formula for the ids that were chosen.
+    reference_unscaled_weights_for_ids(x.data(), g.E, p, id, unscaled.data(), mult.data());
+    const WeightBoundInputs b = weight_bound_inputs(x.data(), g.E, p, id);
+    for (int j = 0; j < k; ++j) {
+      if (!written[static_cast<std::size_t>(j)]) continue;
+      const double u = unscaled[static_cast<std::size_t>(j)];
+      const double s = mult[static_cast<std::size_t>(j)];
+      const double expected = u * s;
+      const double tol = weight_tolerance(opt.precision, u, s, b.max_arg, b.n_terms, b.denominator);
+      const double got = w[j];
+      if (!(std::fabs(got - expected) <= tol)) {
+        Violation v = make_violation("weight", t, j, id[j], "");
+        v.expected = expected;
+        v.got = got;
+        v.tolerance = tol;
+        v.margin = key[static_cast<std::size_t>(id[j])] - vk;
+        if (p.family == Family::sigmoid_grouped) v.margin = 0.0;  // vk is a group score there
+        sink.add(std::move(v));
+      }
+    }
+  }
+  return rep;
+}
+
+// ---- metamorphic relations -----------------------------------------------------------
+
+namespace {
+
+struct Run {
+  std::vector<float> w;
+  std::vector<std::int32_t> ids;
+};
+
+Run run_impl(const RoutingFn& impl, const GatingView& g, const RoutingParams& p) {
+  Run r;
+  const std::size_t n = static_cast<std::size_t>(g.T * p.k);
+  r.w.resize(n);
+  r.ids.resize(n);
+  poison_outputs(r.w.data(), r.ids.data(), static_cast<std::int64_t>(n));
+  impl(g, p, r.w.data(), r.ids.data());
+  return r;
+}
+
+/// Stores v (exact in d, checked by callers) at element idx of a dtype buffer.
+void store(DType d, std::vector<std::uint8_t>& buf, std::int64_t idx, float v) {
+  if (d == DType::f32) {
+    std::memcpy(buf.data() + idx * 4, &v, 4);
+  } else {
+    const std::uint16_t h = d == DType::f16 ? float_to_half_bits(v) : float_to_bf16_bits(v);
+    std::memcpy(buf.data() + idx * 2, &h, 2);
+  }
+}
+
+/// Weight relation of one expert present in both runs. unscaled/mult: reference unscaled
+/// weight and final multiplier of the expert under the original params; b: bound inputs of
+/// the row for the first run's ids. Returns true when fine; otherwise fills
+/// expected/got/tolerance for the violation.
+using WeightRelation =
+    std::function<bool(std::int32_t expert, double unscaled, double mult, const WeightBoundInputs& b,
+                       double wa, double wb, double* expected, double* got, double* tol)>;
+
+/* Compares two runs row by row. ids of run b are mapped to the original numbering with
+ * `map_b` (identity when empty). Keys and tolerances come from the original problem (g, p).
+ * Equal id sets: weights compared per expert with `rel` (skipped when rel is empty).
+ * Different sets: both selections must be valid by the band rule (a tie choice); weights
+ * are then compared only for band 0, where tied values are equal. */
+CheckReport compare_runs(const GatingView& g, const RoutingParams& p, const Run& a, const Run& b,
+                         const std::vector<std::int64_t>& map_b, const WeightRelation& rel,
+                         const std::string& what, const OracleOptions& opt) {
+  CheckReport rep;
+  Sink sink(&rep, opt.max_violations);
+  Sink mute(nullptr, 1);
+  const int k = p.k;
+  std::vector<double> x, key, unscaled(static_cast<std::size_t>(k)), mult(static_cast<std::size_t>(k));
+  std::vector<char> wa_ok, wb_ok;
+  std::vector<std::int32_t> idb(static_cast<std::size_t>(k));
+  const std::string who_a = what + ": first run: ";
+  const std::string who_b = what + ": transformed run: ";
+  for (std::int64_t t = 0; t < g.T; ++t) {
+    load_row(g, t, x);
+    row_keys(x, p, key);
+    ++rep.rows_checked;
+    if (row_has_kth_tie(key, p, g.E)) ++rep.ties_at_kth;
+    const float* wa = a.w.data() + t * k;
+    const float* wb = b.w.data() + t * k;
+    const std::int32_t* ida = a.ids.data() + t * k;
+    const std::int32_t* idb_raw = b.ids.data() + t * k;
+    const bool oka = structural_row(wa, ida, k, g.E, t, opt.check_poison, who_a, sink, wa_ok);
+    const bool okb = structural_row(wb, idb_raw, k, g.E, t, opt.check_poison, who_b, sink, wb_ok);
+    if (!oka || !okb) continue;
+    for (int j = 0; j < k; ++j) {
+      const std::int32_t v = idb_raw[j];
+      idb[static_cast<std::size_t>(j)] =
+          map_b.empty() ? v : static_cast<std::int32_t>(map_b[static_cast<std::size_t>(v)]);
+    }
+    std::vector<std::int32_t> sa(ida, ida + k), sb = idb;
+    std::sort(sa.begin(), sa.end());
+    std::sort(sb.begin(), sb.end());
+    bool compare_weights = true;
+    if (sa != sb) {
+      double vk = 0;
+      const double band = opt.precision.select_band_ulps;
+      const bool va = check_selection_row(key, p, g.E, ida, band, t, mute, &vk);
+      const bool vb = check_selection_row(key, p, g.E, idb.data(), band, t, mute, &vk);
+      if (!va || !vb) {
+        std::string la, lb;
+        for (auto e : sa) la += (la.empty() ? "" : ",") + std::to_string(e);
+        for (auto e : sb) lb += (lb.empty() ? "" : ",") + std::to_string(e);
+        sink.add(make_violation("metamorphic-ids", t, -1, -1,
+                                what + ": expert sets differ ({" + la + "} vs {" + lb + "}) and the " +
+                                    (!va ? "first" : "transformed") +
+                                    " run's selection is not a valid tie choice"));
+        continue;
+      }
+      compare_weights = !(band > 0.0);
+    }
+    if (!compare_weights || !rel) continue;
+    reference_unscaled_weights_for_ids(x.data(), g.E, p, ida, unscaled.data(), mult.data());
+    const WeightBoundInputs bound = weight_bound_inputs(x.data(), g.E, p, ida);
+    for (int j = 0; j < k; ++j) {
+      if (!wa_ok[static_cast<std::size_t>(j)]) continue;
+      int jb = -1;
+      for (int i = 0; i < k; ++i) {
+        if (idb[static_cast<std::size_t>(i)] == ida[j]) jb = i;
+      }
+      if (jb < 0 || !wb_ok[static_cast<std::size_t>(jb)]) continue;
+      double expected = 0, got = 0, tol = 0;
+      if (!rel(ida[j], unscaled[static_cast<std::size_t>(j)], mult[static_cast<std::size_t>(j)], bound, wa[j],
+               wb[jb], &expected, &got, &tol)) {
+        Violation v = make_violation("metamorphic-weight", t, j, ida[j],
+                                     what + " (transformed run slot " + std::to_string(jb) + ")");
+        v.expected = expected;
+        v.got = got;
+        v.tolerance = tol;
+        sink.add(std::move(v));
+      }
+    }
+  }
+  return rep;
+}
+
+/// Relation "same weight in both runs" for shift and permutation: |wa - wb| <= 2 * bound.
+WeightRelation equal_weights(const Precision& prec) {
+  return [prec](std::int32_t, double u, double mult, const WeightBoundInputs& b, double wa, double wb,
+                double* ex, double* gt, double* tl) {
+    *ex = wa;
+    *gt = wb;
+    *tl = 2.0 * weight_tolerance(prec, u, mult, b.max_arg, b.n_terms, b.denominator);
+    return std::fabs(wa - wb) <= *tl;
+  };
+}
+
+}  // namespace
+
+RoutingFn reference_routing_fn() {
+  return [](const GatingView& g, const RoutingParams& p, float* weights, std::int32_t* ids) {
+    std::vector<double> w(static_cast<std::size_t>(std::max<std::int64_t>(g.T, 0) * p.k));
+    route_reference(g, p, w.data(), ids);
+    for (std::size_t i = 0; i < w.size(); ++i) weights[i] = static_cast<float>(w[i]);
+  };
+}
+
+CheckReport check_scale_linearity(const GatingView& g, const RoutingParams& p, const RoutingFn& impl,
+                                  const std::vector<float>& scale_a, const std::vector<float>& scale_b,
+                                  const OracleOptions& opt) {
+  for (const auto* s : {&scale_a, &scale_b}) {
+    if (static_cast<std::int64_t>(s->size()) != g.E) {
+      throw RoutingError("scale vectors must have E = " + std::to_string(g.E) + " entries (got " +
+                         std::to_string(s->size()) + ")");
+    }
+  }
+  RoutingParams pa = p, pb = p;
+  pa.scale = scale_a.data();
+  pb.scale = scale_b.data();
+  validate_routing(g, pa);
+  validate_routing(g, pb);
+  const Run ra = run_impl(impl, g, pa);
+  const Run rb = run_impl(impl, g, pb);
+  const Precision prec = opt.precision;
+  WeightRelation rel;
+  if (p.family == Family::gemma4) {
+    // w_a(e) = u(e) s_a(e) and w_b(e) = u(e) s_b(e)  =>  w_a s_b == w_b s_a
+    rel = [&, prec](std::int32_t e, double u, double, const WeightBoundInputs& b, double wa, double wb,
+                    double* ex, double* gt, double* tl) {
+      const double sa = scale_a[static_cast<std::size_t>(e)];
+      const double sb = scale_b[static_cast<std::size_t>(e)];
+      const double ta = weight_tolerance(prec, u, sa, b.max_arg, b.n_terms, b.denominator);
+      const double tb = weight_tolerance(prec, u, sb, b.max_arg, b.n_terms, b.denominator);
+      if (sa == 0.0 && !(std::fabs(wa) <= ta)) {  // zero scale removes the contribution
+        *ex = 0.0, *gt = wa, *tl = ta;
+        return false;
+      }
+      if (sb == 0.0 && !(std::fabs(wb) <= tb)) {
+        *ex = 0.0, *gt = wb, *tl = tb;
+        return false;
+      }
+      *ex = wb * sa;
+      *gt = wa * sb;
+      *tl = ta * std::fabs(sb) + tb * std::fabs(sa);
+      return std::fabs(*gt - *ex) <= *tl;
+    };
+  } else {
+    rel = equal_weights(prec);  // the scale is not used by this family: no effect allowed
+  }
+  return compare_runs(g, pa, ra, rb, {}, rel, "scale linearity", opt);
+}
+
+CheckReport check_scale_multiple(const GatingView& g, const RoutingParams& p, const RoutingFn& impl,
+                                 float c, const OracleOptions& opt) {
+  std::vector<float> a(static_cast<std::size_t>(std::max<std::int64_t>(g.E, 0)), 1.0f);
+  if (p.scale) a.assign(p.scale, p.scale + g.E);
+  std::vector<float> b(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) b[i] = a[i] * c;
+  return check_scale_linearity(g, p, impl, a, b, opt);
+}
+
+bool row_shift_applies(Family f) { return f != Family::sigmoid_grouped; }
+
+std::vector<double> exact_row_shifts(const GatingView& g) {
+  std::vector<double> shifts(static_cast<std::size_t>(std::max<std::int64_t>(g.T, 0)), 0.0);
+  std::vector<double> vals;
+  for (std::int64_t t = 0; t < g.T; ++t) {
+    vals.clear();
+    for (std::int64_t e = 0; e < g.E; ++e) {
+      const double x = g.at(t, e);
+      if (std::isfinite(x)) vals.push_back(x);
+    }
+    if (vals.empty()) {
+      shifts[static_cast<std::size_t>(t)] = 1.0;  // nothing finite: every shift is exact
+      continue;
+    }
+    double q = kInf, mx = -kInf, mn = kInf;
+    for (double x : vals) {
+      mx = std::max(mx, x);
+      mn = std::min(mn, x);
+      if (x == 0.0) continue;
+      int ex = 0;
+      const double m = std::frexp(std::fabs(x), &ex);  // |x| = m * 2^ex, m in [0.5, 1)
+      auto mant = static_cast<std::uint64_t>(std::ldexp(m, 53));
+      int tz = 0;
+      while ((mant & 1u) == 0) {
+        mant >>= 1;
+        ++tz;
+      }
+      q = std::min(q, std::ldexp(1.0, ex - 53 + tz));  // value of the lowest set bit of x
+    }
+    if (!std::isfinite(q)) q = 1.0;
+    const double cands[] = {-mx, -mn, 1, -1, 3, -3, 0.5, -0.5, 16, -16, 256, -256, q, -q, 2 * q, -2 * q};
+    for (double c : cands) {
+      if (c == 0.0 || !std::isfinite(c)) continue;
+      bool ok = true;
+      for (double x : vals) {
+        const double s = x + c;
+        const float f = static_cast<float>(s);
+        if (s - c != x || s - x != c || !std::isfinite(f) || static_cast<double>(f) != s ||
+            round_to_dtype(f, g.dtype) != f) {
+          ok = false;
+          break;
+        }
+      }
+      if (ok) {
+        shifts[static_cast<std::size_t>(t)] = c;
+        break;
+      }
+    }
+  }
+  return shifts;
+}
+
+CheckReport check_row_shift(const GatingView& g, const RoutingParams& p, const RoutingFn& impl,
+                            const std::vector<double>& shifts, const OracleOptions& opt) {
+  validate_routing(g, p);
+  if (!row_shift_applies(p.family)) {
+    throw RoutingError(std::string("row-shift invariance does not hold for family ") + family_name(p.family) +
+                       " (sigmoid scores are not shift-invariant)");
+  }
+  if (static_cast<std::int64_t>(shifts.size()) != g.T) {
+    throw RoutingError("shifts must have T = " + std::to_string(g.T) + " entries (got " +
+                       std::to_string(shifts.size()) + ")");
+  }
+  const std::int64_t T = g.T, E = g.E;
+  std::vector<std::uint8_t> buf(static_cast<std::size_t>(T * E) * dtype_size(g.dtype));
+  for (std::int64_t t = 0; t < T; ++t) {
+    const double c = shifts[static_cast<std::size_t>(t)];
+    for (std::int64_t e = 0; e < E; ++e) {
+      const double x = g.at(t, e);
+      double s = x;
+      if (std::isfinite(x)) {
+        s = x + c;
+        const float f = static_cast<float>(s);
+        if (s - c != x || !std::isfinite(f) || static_cast<double>(f) != s || round_to_dtype(f, g.dtype) != f) {
+          throw RoutingError("shifts[" + std::to_string(t) + "] = " + fmt("%.9g", c) + " makes logit " +
+                             fmt("%.9g", x) + " (expert " + std::to_string(e) + ") inexact in " +
+                             dtype_name(g.dtype));
+        }
+      }
+      store(g.dtype, buf, t * E + e, static_cast<float>(s));
+    }
+  }
+  const GatingView gs{buf.empty() ? nullptr : buf.data(), g.dtype, T, E, E, 1};
+  const Run ra = run_impl(impl, g, p);
+  const Run rb = run_impl(impl, gs, p);
+  // sigmoid_top1: ids only (its weight sigmoid(x) is not shift-invariant)
+  const WeightRelation rel = p.family == Family::sigmoid_top1 ? WeightRelation{} : equal_weights(opt.precision);
+  return compare_runs(g, p, ra, rb, {}, rel, "row shift", opt);
+}
+
+CheckReport check_row_shift(const GatingView& g, const RoutingParams& p, const RoutingFn& impl,
+                            const OracleOptions& opt) {
+  validate_routing(g, p);
+  return check_row_shift(g, p, impl, exact_row_shifts(g), opt);
+}
+
+CheckReport check_permutation(const GatingView& g, const RoutingParams& p, const RoutingFn& impl,
+                              const std::vector<std::int64_t>& perm, const OracleOptions& opt) {
+  validate_routing(g, p);
+  const std::int64_t T = g.T, E = g.E;
+  if (static_cast<std::int64_t>(perm.size()) != E) {
+    throw RoutingError("perm must have E = " + std::to_string(E) + " entries (got " + std::to_string(perm.size()) +
+                       ")");
+  }
+  std::vector<char> seen(static_cast<std::size_t>(E), 0);
+  for (std::int64_t j = 0; j < E; ++j) {
+    const std::int64_t v = perm[static_cast<std::size_t>(j)];
+    if (v < 0 || v >= E || seen[static_cast<std::size_t>(v)]) {
+      throw RoutingError("perm is not a permutation of [0, E): perm[" + std::to_string(j) + "] = " +
+                         std::to_string(v));
+    }
+    seen[static_cast<std::size_t>(v)] = 1;
+  }
+  if (p.family == Family::sigmoid_grouped) {
+    const std::int64_t gs = E / p.n_group;
+    for (std::int64_t j = 0; j < E; ++j) {
+      const std::int64_t first = perm[static_cast<std::size_t>((j / gs) * gs)] / gs;
+      if (perm[static_cast<std::size_t>(j)] / gs != first) {
+        throw RoutingError("perm moves expert " + std::to_string(perm[static_cast<std::size_t>(j)]) +
+                           " across groups (sigmoid_grouped needs whole groups mapped onto whole groups)");
+      }
+    }
+  }
+  const std::size_t es = dtype_size(g.dtype);
+  std::vector<std::uint8_t> buf(static_cast<std::size_t>(T * E) * es);
+  const auto* src = static_cast<const std::uint8_t*>(g.data);
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (std::int64_t j = 0; j < E; ++j) {  // raw bytes: NaN payloads move unchanged
+      const std::int64_t from = t * g.row_stride + perm[static_cast<std::size_t>(j)] * g.col_stride;
+      std::memcpy(buf.data() + static_cast<std::size_t>(t * E + j) * es,
+                  src + from * static_cast<std::int64_t>(es), es);
+    }
+  }
+  std::vector<float> sc, bi;
+  RoutingParams pp = p;
+  if (p.scale) {
+    sc.resize(static_cast<std::size_t>(E));
+    for (std::int64_t j = 0; j < E; ++j) sc[static_cast<std::size_t>(j)] = p.scale[perm[static_cast<std::size_t>(j)]];
+    pp.scale = sc.data();
+  }
+  if (p.bias) {
+    bi.resize(static_cast<std::size_t>(E));
+    for (std::int64_t j = 0; j < E; ++j) bi[static_cast<std::size_t>(j)] = p.bias[perm[static_cast<std::size_t>(j)]];
+    pp.bias = bi.data();
+  }
+  const GatingView gp{buf.empty() ? nullptr : buf.data(), g.dtype, T, E, E, 1};
+  const Run ra = run_impl(impl, g, p);
+  const Run rb = run_impl(impl, gp, pp);
+  return compare_runs(g, p, ra, rb, perm, equal_weights(opt.precision), "expert permutation", opt);
+}
+
+}  // namespace moecheck

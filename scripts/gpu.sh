@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Builds and runs everything GPU-side in one call, on a GPU machine without internet access:
+# LibTorch from the machine's Python (torch.utils.cmake_prefix_path), GoogleTest / RapidCheck /
+# Google Benchmark / CLI11 / nlohmann-json from .deps/sysroot (made by scripts/gpu_deps.sh).
+#
+#   scripts/gpu.sh OUTDIR [STEPS]
+#
+# STEPS is a comma-separated subset of (default: build,tests,substitution,fuzz,mutants,bench):
+#   build         configure + build with the cuda preset's settings
+#   tests         ctest: the gpu label, then the quick label
+#   substitution  the functional-substitution suite with CUDA tensors
+#   fuzz          a GPU fuzzing campaign (MOECHECK_FUZZ_SECONDS, default 120; resumable state in OUTDIR)
+#   mutants       the kill matrix on the GPU (all kernel mutants, GPU-only ones included)
+#   bench         Google Benchmark routing benchmarks -> OUTDIR/bench.json + dashboard
+#   sanitize      compute-sanitizer memcheck and racecheck on a representative GPU test run
+# Logs go to OUTDIR/<step>.log; a summary table is printed last.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+out="${1:?usage: scripts/gpu.sh OUTDIR [STEPS]}"
+steps=",${2:-build,tests,substitution,fuzz,mutants,bench},"
+mkdir -p "$out"
+py="${MOECHECK_PYTHON:-/opt/torch/.venv/bin/python}"
+[[ -x "$py" ]] || py=python3
+sysroot="$root/.deps/sysroot"
+build="$root/build/cuda"
+bin="$build/harness/moecheck"
+export LD_LIBRARY_PATH="$sysroot/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+declare -a summary
+
+step() {  # step NAME CMD...
+  local name="$1"; shift
+  local t0=$(date +%s)
+  echo "=== $name: $*" >&2
+  "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  summary+=("$(printf '%-14s rc=%-3s %5ss' "$name" "$rc" "$(( $(date +%s) - t0 ))")")
+  tail -n 25 "$out/$name.log" >&2
+  return $rc
+}
+
+if [[ "$steps" == *,build,* ]]; then
+  [[ -d "$sysroot/usr" ]] || { echo "missing $sysroot: run scripts/gpu_deps.sh and carry .deps/sysroot" >&2; exit 2; }
+  torch_prefix="$("$py" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
+  step configure cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOECHECK_CUDA=ON \
+    -DMOECHECK_TORCH_CUDA=AUTO -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DCMAKE_PREFIX_PATH="$torch_prefix;$sysroot/usr" || { printf '%s\n' "${summary[@]}"; exit 1; }
+  step build cmake --build "$build" -j "$(nproc)" || { printf '%s\n' "${summary[@]}"; exit 1; }
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv > "$out/device.txt" 2>&1
+
+if [[ "$steps" == *,tests,* ]]; then
+  step tests-gpu ctest --test-dir "$build" -L gpu --output-on-failure --output-junit "$out/ctest-gpu.xml"
+  step tests-quick ctest --test-dir "$build" -L quick -j 8 --output-on-failure --output-junit "$out/ctest-quick.xml"
+fi
+if [[ "$steps" == *,substitution,* ]]; then
+  step substitution "$bin" substitution --device cuda --cases 200 --variant all --json "$out/substitution.json"
+fi
+if [[ "$steps" == *,fuzz,* ]]; then
+  resume=()
+  [[ -f "$out/../fuzz-state.json" ]] && cp "$out/../fuzz-state.json" "$out/fuzz-state.json"
+  [[ -f "$out/fuzz-state.json" ]] && resume=(--resume)
+  step fuzz "$bin" fuzz --target cuda:auto --seconds "${MOECHECK_FUZZ_SECONDS:-120}" --seed "${MOECHECK_FUZZ_SEED:-20261124}" \
+    --max-T 300000 --no-progress --state "$out/fuzz-state.json" "${resume[@]}" --corpus "$out/corpus" \
+    --json "$out/campaign.json" --junit "$out/campaign.xml"
+fi
+if [[ "$steps" == *,mutants,* ]]; then
+  step mutants "$bin" mutants --device cuda --cases 3000 --json "$out/mutants.json" --markdown "$out/mutants.md" \
+    --corpus "$out/mutant-corpus"
+fi
+if [[ "$steps" == *,bench,* ]]; then
+  step bench "$bin" bench -o "$out/bench.json" --repetitions "${MOECHECK_BENCH_REPS:-5}"
+  step dashboard "$bin" report "$out/bench.json" -o "$out/dashboard.html"
+fi
+if [[ "$steps" == *,sanitize,* ]]; then
+  cs=compute-sanitizer
+  command -v $cs >/dev/null || cs=/usr/local/cuda/bin/compute-sanitizer
+  step memcheck $cs --tool memcheck --error-exitcode 9 "$bin" fuzz --target cuda:auto --cases 300 --seed 7 --max-T 2000 --no-progress --corpus "$out/san-corpus"
+  step racecheck $cs --tool racecheck --error-exitcode 9 "$bin" fuzz --target cuda:auto --cases 60 --seed 8 --max-T 500 --no-progress --corpus "$out/san-corpus"
+fi
+echo "=== summary ($(cat "$out/device.txt" | tail -n 1))"
+printf '%s\n' "${summary[@]}"
