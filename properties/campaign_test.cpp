@@ -10,6 +10,7 @@
 #include "harness/core/campaign.hpp"
 #include "harness/core/replay.hpp"
 #include "harness/core/shrink.hpp"
+#include "kernels/routing_kernels.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
@@ -56,7 +57,8 @@ TEST(Campaign, CorrectKernelPassesAFixedSeedCampaign) {
   std::ostringstream log;
   CampaignResult r = run_campaign(*t, o, log);
   EXPECT_TRUE(r.failures.empty()) << log.str();
-  EXPECT_GT(r.cases, 200);
+  EXPECT_EQ(r.cases + r.skipped, 300);  // sigmoid families have no fused kernel: skipped
+  EXPECT_GT(r.cases, 150);
   EXPECT_GT(r.rows, 0);
   EXPECT_FALSE(r.classes.empty());
 }

@@ -110,12 +110,12 @@ void run_device(const KT::Problem& p, K::Variant v, K::Mutant m, Output* out, cu
   const int bytes = KT::gating_bytes(p.dtype);
   DeviceBuffers b;
   CUDA_ASSERT(cudaMalloc(&b.g, p.storage.size() + 64));
-  CUDA_ASSERT(cudaMalloc(&b.w, std::max<std::size_t>(n, 1) * sizeof(float)));
-  CUDA_ASSERT(cudaMalloc(&b.ids, std::max<std::size_t>(n, 1) * sizeof(std::int32_t)));
+  CUDA_ASSERT(cudaMalloc((void**)&b.w, std::max<std::size_t>(n, 1) * sizeof(float)));
+  CUDA_ASSERT(cudaMalloc((void**)&b.ids, std::max<std::size_t>(n, 1) * sizeof(std::int32_t)));
   char* gp = static_cast<char*>(b.g) + offset_elems * bytes;
   if (!p.storage.empty()) CUDA_ASSERT(cudaMemcpy(gp, p.storage.data(), p.storage.size(), cudaMemcpyHostToDevice));
   if (!p.scale.empty()) {
-    CUDA_ASSERT(cudaMalloc(&b.s, p.scale.size() * sizeof(float)));
+    CUDA_ASSERT(cudaMalloc((void**)&b.s, p.scale.size() * sizeof(float)));
     CUDA_ASSERT(cudaMemcpy(b.s, p.scale.data(), p.scale.size() * sizeof(float), cudaMemcpyHostToDevice));
   }
   out->w.assign(n, 0.0f);
@@ -274,10 +274,10 @@ TEST_F(KernelGpu, ConcurrentStreamsSameResult) {
   DeviceBuffers b1, b2;
   CUDA_ASSERT(cudaMalloc(&b1.g, p.storage.size()));
   CUDA_ASSERT(cudaMemcpy(b1.g, p.storage.data(), p.storage.size(), cudaMemcpyHostToDevice));
-  CUDA_ASSERT(cudaMalloc(&b1.w, n * 4));
-  CUDA_ASSERT(cudaMalloc(&b1.ids, n * 4));
-  CUDA_ASSERT(cudaMalloc(&b2.w, n * 4));
-  CUDA_ASSERT(cudaMalloc(&b2.ids, n * 4));
+  CUDA_ASSERT(cudaMalloc((void**)&b1.w, n * 4));
+  CUDA_ASSERT(cudaMalloc((void**)&b1.ids, n * 4));
+  CUDA_ASSERT(cudaMalloc((void**)&b2.w, n * 4));
+  CUDA_ASSERT(cudaMalloc((void**)&b2.ids, n * 4));
   cudaStream_t s1 = nullptr, s2 = nullptr;
   CUDA_ASSERT(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
   CUDA_ASSERT(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
@@ -308,7 +308,8 @@ TEST_F(KernelGpu, CpuVisibleMutantsMatchTheirEmulation) {
     if (K::mutant_is_gpu_only(m)) continue;
     for (int E : {64, 100, 1024}) {
       const auto layout = m == K::Mutant::ignore_col_stride ? KT::Layout::transposed : KT::Layout::contiguous;
-      const auto p = KT::make_problem(++seed, static_cast<K::GatingType>(seed % 3), 300, E, 4,
+      ++seed;
+      const auto p = KT::make_problem(seed, static_cast<K::GatingType>(seed % 3), 300, E, 4,
                                       static_cast<K::KernelFamily>(seed % 3), layout, KT::Values::mixed, true);
       check_against_emulation(p, m);
       if (HasFatalFailure()) return;
@@ -356,8 +357,8 @@ TEST_F(KernelGpu, LaunchErrors) {
   std::vector<float> host(64 * 4, 0.0f);
   DeviceBuffers b;
   CUDA_ASSERT(cudaMalloc(&b.g, 4096 * 4 * 4));
-  CUDA_ASSERT(cudaMalloc(&b.w, 4096));
-  CUDA_ASSERT(cudaMalloc(&b.ids, 4096));
+  CUDA_ASSERT(cudaMalloc((void**)&b.w, 4096));
+  CUDA_ASSERT(cudaMalloc((void**)&b.ids, 4096));
   K::RoutingArgs a;
   a.gating = b.g;
   a.T = 4;

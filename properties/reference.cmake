@@ -7,7 +7,3 @@ moecheck_add_test(oracle_test
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/oracle_test.cpp
   LIBS moecheck::harness_core rapidcheck
   LABELS quick)
-moecheck_add_test(reference_prop
-  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference_prop.cpp
-  LIBS moecheck::harness_core rapidcheck
-  LABELS quick)

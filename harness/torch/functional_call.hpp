@@ -139,16 +139,19 @@ auto functional_call(torch::nn::Module& module, const NamedTensors& tensors, Fn&
 template <class Impl, class... Args>
 auto functional_call(const torch::nn::ModuleHolder<Impl>& module, const NamedTensors& tensors,
                      const std::tuple<Args...>& inputs, const FunctionalCallOptions& options = {}) {
-  ScopedSubstitution scope(*module, tensors, options);
-  return std::apply([&](const auto&... a) { return module->forward(a...); }, inputs);
+  // A const holder still owns a mutable module (shared_ptr<Impl>); substitution needs it.
+  Impl& m = *module.ptr();
+  ScopedSubstitution scope(m, tensors, options);
+  return std::apply([&](const auto&... a) { return m.forward(a...); }, inputs);
 }
 
 /// Module-holder form with a single tensor input.
 template <class Impl>
 auto functional_call(const torch::nn::ModuleHolder<Impl>& module, const NamedTensors& tensors,
                      const torch::Tensor& input, const FunctionalCallOptions& options = {}) {
-  ScopedSubstitution scope(*module, tensors, options);
-  return module->forward(input);
+  Impl& m = *module.ptr();
+  ScopedSubstitution scope(m, tensors, options);
+  return m.forward(input);
 }
 
 /// Identity and metadata of every slot of a module tree, for restoration checks.

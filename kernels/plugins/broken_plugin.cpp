@@ -5,6 +5,8 @@
 //      scale on a selected expert >= 8 -> minimal case T = 1, E = 9, k = 1.
 //   2. T > 1000 is refused with MOECHECK_PLUGIN_INTERNAL_ERROR ("workspace exhausted")
 //      although the problem is valid.
+//   3. a +inf logit sends the "overflow" path through an unset table pointer: the process
+//      dies with SIGSEGV (the harness must contain the crash and report it as a failure).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -42,6 +44,10 @@ int route(const void* gating, std::int64_t row_stride, std::int64_t col_stride, 
     for (std::int32_t e = 0; e < E; ++e) {
       const double v = load(gating, t * row_stride + static_cast<std::int64_t>(e) * col_stride, dtype);
       x[static_cast<std::size_t>(e)] = std::isnan(v) ? -inf : v;
+      if (v == inf) {
+        volatile std::int32_t* overflow_table = nullptr;
+        overflow_table[e] = 1;
+      }
     }
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](std::int32_t a, std::int32_t b) {

@@ -1,0 +1,311 @@
+// The "plugin:<path.so>" target: an external routing implementation loaded with dlopen through
+// the C ABI of kernels/moecheck_plugin.h and checked like every built-in implementation.
+//
+// Crash containment. Host plugins run in a forked child by default (TargetOptions::
+// isolate_plugins): the child calls route() on its copy-on-write view of the case and writes
+// the outputs into an anonymous shared mapping; the parent reads them back. A plugin that
+// segfaults, aborts, calls exit() or hangs (kPluginTimeoutSeconds) is reported as a "crash"
+// failure of that case, and the campaign's own memory cannot be corrupted by it. Without
+// isolation (or for CUDA plugins, since CUDA contexts do not survive fork) the call is made
+// in-process: errors are still reported, a crash is not contained.
+#include <dlfcn.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "harness/core/targets_internal.hpp"
+#include "kernels/moecheck_plugin.h"
+
+#ifdef MOECHECK_HAVE_CUDA_KERNELS
+#include <cuda_runtime_api.h>
+#endif
+
+namespace moecheck {
+namespace {
+
+/// Wall-clock limit for one isolated route() call before the child is killed.
+constexpr int kPluginTimeoutSeconds = 60;
+/// Bytes of the shared mapping reserved for the child's error message.
+constexpr std::size_t kMessageBytes = 1024;
+
+const char* status_name(int s) {
+  switch (s) {
+    case MOECHECK_PLUGIN_OK: return "OK";
+    case MOECHECK_PLUGIN_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case MOECHECK_PLUGIN_UNSUPPORTED: return "UNSUPPORTED";
+    case MOECHECK_PLUGIN_INTERNAL_ERROR: return "INTERNAL_ERROR";
+    default: return "unknown status";
+  }
+}
+
+std::string describe_status(int s, const char* msg) {
+  std::string out = "plugin returned " + std::to_string(s) + " (" + status_name(s) + ")";
+  if (msg && *msg) out += ": " + std::string(msg);
+  return out;
+}
+
+/// Header of the shared mapping between parent and child.
+struct SharedHeader {
+  int status;
+  int finished;
+  char message[kMessageBytes];
+};
+
+class PluginTarget final : public Target {
+ public:
+  PluginTarget(std::string path, bool isolate) : path_(std::move(path)), isolate_(isolate) {
+    dlerror();
+    handle_ = dlopen(path_.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle_) {
+      const char* e = dlerror();
+      throw std::invalid_argument("plugin '" + path_ + "': cannot load: " + (e ? e : "dlopen failed"));
+    }
+    void* sym = dlsym(handle_, MOECHECK_PLUGIN_ENTRY_V1);
+    if (!sym) {
+      close();
+      throw std::invalid_argument("plugin '" + path_ + "': not a moecheck plugin (no exported symbol " +
+                                  MOECHECK_PLUGIN_ENTRY_V1 + ")");
+    }
+    auto entry = reinterpret_cast<moecheck_plugin_entry_v1>(sym);
+    desc_ = entry();
+    std::string why;
+    if (!desc_) {
+      why = "entry point returned NULL";
+    } else if (desc_->abi_version != MOECHECK_PLUGIN_ABI_VERSION) {
+      why = "ABI version " + std::to_string(desc_->abi_version) + ", this moecheck speaks version " +
+            std::to_string(MOECHECK_PLUGIN_ABI_VERSION);
+    } else if (desc_->struct_size < sizeof(moecheck_plugin_desc_v1)) {
+      why = "descriptor struct_size " + std::to_string(desc_->struct_size) + " < " +
+            std::to_string(sizeof(moecheck_plugin_desc_v1)) + " bytes required by ABI version 1";
+    } else if (!desc_->route) {
+      why = "descriptor has no route function";
+    } else if (!desc_->last_error) {
+      why = "descriptor has no last_error function";
+    } else if (desc_->devices == 0 || desc_->dtypes == 0 || desc_->families == 0) {
+      why = "descriptor declares no device, dtype or family";
+    } else if (desc_->max_experts < 0 || desc_->max_k < 0) {
+      why = "descriptor has negative max_experts or max_k";
+    }
+    if (!why.empty()) {
+      close();
+      throw std::invalid_argument("plugin '" + path_ + "': " + why);
+    }
+    name_ = desc_->name ? desc_->name : "?";
+    host_ = (desc_->devices & MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_HOST)) != 0;
+    if (!host_) {
+#ifdef MOECHECK_HAVE_CUDA_KERNELS
+      if (!cuda_device_available()) {
+        close();
+        throw std::invalid_argument("plugin '" + path_ + "' runs on CUDA only and no CUDA device is usable");
+      }
+#else
+      close();
+      throw std::invalid_argument("plugin '" + path_ + "' runs on CUDA only and this moecheck was built without CUDA");
+#endif
+    }
+  }
+  ~PluginTarget() override { close(); }
+
+  std::string spec() const override { return "plugin:" + path_; }
+  std::string device() const override { return host_ ? "cpu" : "cuda"; }
+  std::string unsupported(const RoutingCase& c) const override {
+    if (!(desc_->dtypes & MOECHECK_PLUGIN_BIT(static_cast<int>(c.dtype)))) {
+      return std::string("plugin '") + name_ + "' does not declare dtype " + dtype_name(c.dtype);
+    }
+    if (!(desc_->families & MOECHECK_PLUGIN_BIT(static_cast<int>(c.family)))) {
+      return std::string("plugin '") + name_ + "' does not declare family " + family_name(c.family);
+    }
+    if (desc_->max_experts > 0 && c.E > desc_->max_experts) {
+      return "E > " + std::to_string(desc_->max_experts) + " (plugin max_experts)";
+    }
+    if (desc_->max_k > 0 && c.k > desc_->max_k) return "k > " + std::to_string(desc_->max_k) + " (plugin max_k)";
+    return {};
+  }
+
+  RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
+    if (!host_) return run_cuda(m, weights, ids);
+    if (!isolate_) {
+      const int s = call(m, m.view.data, m.params.scale, weights, ids, MOECHECK_DEVICE_HOST, nullptr);
+      if (s != MOECHECK_PLUGIN_OK) return {RunOutcome::Status::rejected, describe_status(s, desc_->last_error())};
+      return {};
+    }
+    return run_isolated(m, weights, ids);
+  }
+
+ private:
+  int call(const MaterializedCase& m, const void* gating, const float* scale, float* w, std::int32_t* id,
+           int device, void* stream) const {
+    return desc_->route(gating, m.view.row_stride, m.view.col_stride, static_cast<std::int32_t>(m.view.dtype),
+                        m.view.T, static_cast<std::int32_t>(m.view.E), static_cast<std::int32_t>(m.params.k),
+                        static_cast<std::int32_t>(m.params.family), scale, w, id, device, stream);
+  }
+
+  RunOutcome run_isolated(const MaterializedCase& m, float* weights, std::int32_t* ids) {
+    const std::size_t n = static_cast<std::size_t>(m.view.T) * static_cast<std::size_t>(m.params.k);
+    const std::size_t bytes = sizeof(SharedHeader) + n * (sizeof(float) + sizeof(std::int32_t));
+    void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+      return {RunOutcome::Status::crashed, std::string("harness: mmap of the plugin exchange failed: ") +
+                                               std::strerror(errno)};
+    }
+    struct Unmap {
+      void* p;
+      std::size_t b;
+      ~Unmap() { munmap(p, b); }
+    } unmap{mem, bytes};
+    auto* hdr = static_cast<SharedHeader*>(mem);
+    hdr->status = -1;
+    hdr->finished = 0;
+    hdr->message[0] = '\0';
+    auto* w = reinterpret_cast<float*>(static_cast<char*>(mem) + sizeof(SharedHeader));
+    auto* id = reinterpret_cast<std::int32_t*>(w + n);
+    if (n) {
+      std::memcpy(w, weights, n * sizeof(float));  // keep the caller's poison
+      std::memcpy(id, ids, n * sizeof(std::int32_t));
+    }
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      return {RunOutcome::Status::crashed, std::string("harness: fork failed: ") + std::strerror(errno)};
+    }
+    if (pid == 0) {
+      // Child: only async-signal-tolerant work from here on; leave with _exit.
+      const int s = call(m, m.view.data, m.params.scale, n ? w : nullptr, n ? id : nullptr, MOECHECK_DEVICE_HOST,
+                         nullptr);
+      hdr->status = s;
+      if (s != MOECHECK_PLUGIN_OK) {
+        const char* e = desc_->last_error();
+        std::strncpy(hdr->message, e ? e : "", kMessageBytes - 1);
+        hdr->message[kMessageBytes - 1] = '\0';
+      }
+      hdr->finished = 1;
+      _exit(0);
+    }
+    int wstatus = 0;
+    const bool exited = wait_with_timeout(pid, &wstatus);
+    if (!exited) {
+      return {RunOutcome::Status::crashed,
+              "plugin did not return within " + std::to_string(kPluginTimeoutSeconds) + " s (killed)"};
+    }
+    if (WIFSIGNALED(wstatus)) {
+      const int sig = WTERMSIG(wstatus);
+      const char* sn = strsignal(sig);
+      return {RunOutcome::Status::crashed,
+              "plugin crashed: signal " + std::to_string(sig) + " (" + (sn ? sn : "?") + ")"};
+    }
+    if (!hdr->finished) {
+      return {RunOutcome::Status::crashed,
+              "plugin terminated the process (exit status " + std::to_string(WEXITSTATUS(wstatus)) + ")"};
+    }
+    if (hdr->status != MOECHECK_PLUGIN_OK) {
+      return {RunOutcome::Status::rejected, describe_status(hdr->status, hdr->message)};
+    }
+    if (n) {
+      std::memcpy(weights, w, n * sizeof(float));
+      std::memcpy(ids, id, n * sizeof(std::int32_t));
+    }
+    return {};
+  }
+
+  /// Waits for `pid`; kills it after kPluginTimeoutSeconds. Returns false on timeout.
+  static bool wait_with_timeout(pid_t pid, int* wstatus) {
+    const timespec step{0, 200000};  // 0.2 ms
+    timespec start{};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+      const pid_t r = waitpid(pid, wstatus, WNOHANG);
+      if (r == pid) return true;
+      if (r < 0 && errno != EINTR) return true;  // reaped elsewhere: treat as exited
+      timespec now{};
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      if (now.tv_sec - start.tv_sec >= kPluginTimeoutSeconds) {
+        kill(pid, SIGKILL);
+        waitpid(pid, wstatus, 0);
+        return false;
+      }
+      nanosleep(&step, nullptr);
+    }
+  }
+
+  RunOutcome run_cuda(const MaterializedCase& m, float* weights, std::int32_t* ids) {
+#ifdef MOECHECK_HAVE_CUDA_KERNELS
+    const std::size_t n = static_cast<std::size_t>(m.view.T) * static_cast<std::size_t>(m.params.k);
+    const std::size_t storage = m.storage.size();
+    const std::size_t sbytes = m.params.scale ? sizeof(float) * static_cast<std::size_t>(m.view.E) : 0;
+    void *g = nullptr, *s = nullptr, *w = nullptr, *id = nullptr;
+    cudaStream_t stream = nullptr;
+    std::string err;
+    auto chk = [&](cudaError_t e, const char* what) {
+      if (e != cudaSuccess && err.empty()) {
+        err = std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+        cudaGetLastError();
+      }
+      return err.empty();
+    };
+    int status = MOECHECK_PLUGIN_OK;
+    std::string pmsg;
+    if (chk(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate") &&
+        chk(cudaMalloc(&g, storage ? storage : 1), "cudaMalloc(gating)") &&
+        chk(cudaMalloc(&w, n ? n * sizeof(float) : 1), "cudaMalloc(weights)") &&
+        chk(cudaMalloc(&id, n ? n * sizeof(std::int32_t) : 1), "cudaMalloc(ids)") &&
+        (!sbytes || chk(cudaMalloc(&s, sbytes), "cudaMalloc(scale)")) &&
+        (!storage || chk(cudaMemcpy(g, m.storage.data(), storage, cudaMemcpyHostToDevice), "cudaMemcpy(gating)")) &&
+        (!sbytes || chk(cudaMemcpy(s, m.params.scale, sbytes, cudaMemcpyHostToDevice), "cudaMemcpy(scale)")) &&
+        (!n || chk(cudaMemcpy(w, weights, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy(poison)")) &&
+        (!n || chk(cudaMemcpy(id, ids, n * sizeof(std::int32_t), cudaMemcpyHostToDevice), "cudaMemcpy(poison)"))) {
+      MaterializedCase dm;
+      dm.view = m.view;
+      dm.params = m.params;
+      status = call(dm, g, static_cast<const float*>(s), static_cast<float*>(w), static_cast<std::int32_t*>(id),
+                    MOECHECK_DEVICE_CUDA, stream);
+      if (status != MOECHECK_PLUGIN_OK) pmsg = desc_->last_error();
+      chk(cudaStreamSynchronize(stream), "plugin work on the stream");
+      if (err.empty() && status == MOECHECK_PLUGIN_OK && n) {
+        chk(cudaMemcpy(weights, w, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy(weights)");
+        chk(cudaMemcpy(ids, id, n * sizeof(std::int32_t), cudaMemcpyDeviceToHost), "cudaMemcpy(ids)");
+      }
+    }
+    cudaFree(g);
+    cudaFree(s);
+    cudaFree(w);
+    cudaFree(id);
+    if (stream) cudaStreamDestroy(stream);
+    if (!err.empty()) return {RunOutcome::Status::crashed, err};
+    if (status != MOECHECK_PLUGIN_OK) return {RunOutcome::Status::rejected, describe_status(status, pmsg.c_str())};
+    return {};
+#else
+    (void)m;
+    (void)weights;
+    (void)ids;
+    return {RunOutcome::Status::crashed, "CUDA plugin in a build without CUDA"};
+#endif
+  }
+
+  void close() {
+    if (handle_) dlclose(handle_);
+    handle_ = nullptr;
+  }
+
+  std::string path_;
+  bool isolate_;
+  void* handle_ = nullptr;
+  const moecheck_plugin_desc_v1* desc_ = nullptr;
+  std::string name_;
+  bool host_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<Target> make_plugin_target(const std::string& path, bool isolate) {
+  if (path.empty()) throw std::invalid_argument("target 'plugin:': missing the path of a shared object");
+  return std::make_unique<PluginTarget>(path, isolate);
+}
+
+}  // namespace moecheck
