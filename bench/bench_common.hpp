@@ -112,6 +112,8 @@ struct DeviceInfo {
   double theoretical_bytes_per_second = 0;  ///< 2 (DDR) x memory clock x bus width
   double copy_bytes_per_second = 0;         ///< measured copy ceiling (read + write bytes / s)
   std::size_t copy_buffer_bytes = 0;        ///< size of each buffer of the copy ceiling
+  bool copy_with_memcpy = false;            ///< the ceiling came from cudaMemcpyAsync (faster
+                                            ///< than the copy kernel on this device)
   cudaStream_t stream = nullptr;            ///< stream of the fused/copy benchmarks
 };
 
@@ -175,16 +177,17 @@ Fixture* install_fixture(const std::string& key, std::unique_ptr<Fixture> f);
 /// One launch of the benchmarked operation; returns an error message or "".
 using LaunchFn = std::function<std::string()>;
 
-/// Warm-up launches, then a short timed batch to choose the number of launches per timed
-/// iteration (about 1 ms of device time per iteration). Returns an error message or "".
-std::string plan_launches(cudaStream_t stream, const LaunchFn& launch, int* launches_per_iteration);
+/// Warm-up launches, then a short timed batch to choose how many launches one timed batch
+/// holds (about 1 ms of device time). Returns an error message or "".
+std::string plan_launches(cudaStream_t stream, const LaunchFn& launch, int* launches_per_batch);
 
-/// The timed loop: per iteration, `launches_per_iteration` launches between two CUDA events
-/// on `stream`; the iteration time (UseManualTime) is the elapsed time per launch. Sets the
-/// counters bytes_per_second, floor_us, copy_fraction, rows and bytes from `bytes` (effective
-/// bytes per launch). On error the benchmark is failed and the loop left.
+/// The timed loop (UseManualTime): batches of `launches_per_batch` launches between two CUDA
+/// events on `stream`; each batch counts as that many benchmark iterations, so the reported
+/// time is the time per launch. Sets the counters bytes_per_second, copy_fraction, floor_us,
+/// bytes (`bytes` = effective bytes per launch) and rows (when rows > 0). On error the
+/// benchmark is failed and the loop left.
 void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch,
-               int launches_per_iteration, double bytes, std::int64_t rows);
+               int launches_per_batch, double bytes, std::int64_t rows);
 
 #if defined(MOECHECK_WITH_TORCH_CUDA)
 /// Registers BM_Composite/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time (composite_bench.cpp).

@@ -41,7 +41,7 @@ struct CompositeFixture final : Fixture {
   at::Tensor scale;  ///< [E] view of `scale_buf`
   std::vector<float> host_scale;
   std::int64_t slots = 0, next = 0;
-  int launches_per_iteration = 0;
+  int launches_per_batch = 0;
   std::string failure;
 
   ~CompositeFixture() override {
@@ -148,20 +148,20 @@ void bm_composite(benchmark::State& state, GatingType dtype, int E, int k, std::
     }
     return {};
   };
-  if (f->launches_per_iteration == 0) {
+  if (f->launches_per_batch == 0) {
     std::string err;
     try {
       err = verify(*f);
     } catch (const std::exception& e) {
       err = std::string("composite check: ") + e.what();
     }
-    if (err.empty()) err = plan_launches(device_info().stream, launch, &f->launches_per_iteration);
+    if (err.empty()) err = plan_launches(device_info().stream, launch, &f->launches_per_batch);
     if (!err.empty()) {
       f->failure = err;
       MOECHECK_BENCH_REQUIRE(state, err);
     }
   }
-  run_timed(state, device_info().stream, launch, f->launches_per_iteration, effective_bytes(dtype, E, k, T), T);
+  run_timed(state, device_info().stream, launch, f->launches_per_batch, effective_bytes(dtype, E, k, T), T);
 }
 
 }  // namespace

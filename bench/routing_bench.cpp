@@ -4,7 +4,8 @@
 //   BM_Copy/bytes:<N>/manual_time                          copy ceiling (N bytes read + N written)
 //   BM_Route/variant:<v>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   launch_routing, gemma4 family
 //   BM_Composite/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   LibTorch composite (when linked)
-// Times are per launch, measured with CUDA events (UseManualTime). Every launch reads a
+// Times are per launch, measured with CUDA events (UseManualTime; one benchmark iteration
+// is one launch, timed in batches of about 1 ms). Every launch reads a
 // different slice of a pool of gating buffers several times the size of L2, so the input
 // comes from device memory. Each configuration is checked once before it is timed: the
 // outputs are poisoned, one launch must write every element, and the first and last rows
@@ -58,7 +59,7 @@ DeviceInfo g_info;
 std::atomic<int> g_failures{0};
 
 constexpr std::size_t kAlign = 256;               ///< slot alignment (keeps vector loads legal)
-constexpr double kIterationTargetSeconds = 1e-3;  ///< device time per timed iteration
+constexpr double kBatchTargetSeconds = 1e-3;  ///< device time per timed batch
 constexpr std::size_t kCopyBytes = std::size_t{1} << 30;
 constexpr std::int64_t kCheckRows = 1024;         ///< rows compared at each end of the output
 
@@ -132,7 +133,7 @@ std::string time_batch(cudaStream_t stream, const LaunchFn& launch, int n, doubl
 struct CopyFixture final : Fixture {
   DeviceBuffer src, dst;
   std::size_t bytes = 0;
-  int launches_per_iteration = 0;
+  int launches_per_batch = 0;
 };
 
 std::string make_copy_buffers(std::size_t bytes, DeviceBuffer& src, DeviceBuffer& dst) {
@@ -156,16 +157,20 @@ void bm_copy(benchmark::State& state, std::size_t bytes) {
     f = static_cast<CopyFixture*>(install_fixture(key, std::move(nf)));
   }
   const LaunchFn launch = [f]() -> std::string {
-    MOECHECK_BENCH_TRY(copy_bytes(f->dst.get(), f->src.get(), f->bytes, g_info.stream));
+    if (g_info.copy_with_memcpy)
+      MOECHECK_BENCH_TRY(cudaMemcpyAsync(f->dst.get(), f->src.get(), f->bytes, cudaMemcpyDeviceToDevice, g_info.stream));
+    else
+      MOECHECK_BENCH_TRY(copy_bytes(f->dst.get(), f->src.get(), f->bytes, g_info.stream));
     return {};
   };
-  if (f->launches_per_iteration == 0)
-    MOECHECK_BENCH_REQUIRE(state, plan_launches(g_info.stream, launch, &f->launches_per_iteration));
-  run_timed(state, g_info.stream, launch, f->launches_per_iteration, 2.0 * static_cast<double>(bytes), 0);
+  if (f->launches_per_batch == 0)
+    MOECHECK_BENCH_REQUIRE(state, plan_launches(g_info.stream, launch, &f->launches_per_batch));
+  run_timed(state, g_info.stream, launch, f->launches_per_batch, 2.0 * static_cast<double>(bytes), 0);
 }
 
-/// The copy ceiling recorded in the context: median of 10 timed copies of `bytes`.
-std::string measure_copy_ceiling(std::size_t bytes, double* bytes_per_second, double* memcpy_bytes_per_second) {
+/// Copy speeds (read + write bytes / s) of the copy kernel and of a device-to-device
+/// cudaMemcpyAsync: median of 10 timed copies of `bytes` each.
+std::string measure_copy(std::size_t bytes, double* kernel_bytes_per_second, double* memcpy_bytes_per_second) {
   DeviceBuffer src, dst;
   if (std::string e = make_copy_buffers(bytes, src, dst); !e.empty()) return e;
   const auto median_of_runs = [&](const LaunchFn& launch, double* out) -> std::string {
@@ -185,7 +190,7 @@ std::string measure_copy_ceiling(std::size_t bytes, double* bytes_per_second, do
             MOECHECK_BENCH_TRY(copy_bytes(dst.get(), src.get(), bytes, g_info.stream));
             return {};
           },
-          bytes_per_second);
+          kernel_bytes_per_second);
       !e.empty())
     return e;
   return median_of_runs(
@@ -410,7 +415,7 @@ std::string init_device() {
   return {};
 }
 
-void add_context(double memcpy_bytes_per_second) {
+void add_context(double kernel_bytes_per_second, double memcpy_bytes_per_second) {
   const DeviceInfo& d = g_info;
   int driver = 0, runtime = 0;
   const cudaError_t de = cudaDriverGetVersion(&driver);
@@ -433,9 +438,12 @@ void add_context(double memcpy_bytes_per_second) {
   benchmark::AddCustomContext("moecheck_memory_bus_width_bits", std::to_string(d.bus_width_bits));
   benchmark::AddCustomContext("moecheck_theoretical_bw_gbs", format_double(d.theoretical_bytes_per_second / 1e9));
   benchmark::AddCustomContext("moecheck_copy_ceiling_gbs", format_double(d.copy_bytes_per_second / 1e9));
-  benchmark::AddCustomContext("moecheck_copy_method", "vectorized copy kernel, " +
-                                                          std::to_string(d.copy_buffer_bytes) +
-                                                          " bytes, read + write, median of 10");
+  benchmark::AddCustomContext("moecheck_copy_method",
+                              std::string(d.copy_with_memcpy ? "cudaMemcpyAsync device to device"
+                                                             : "vectorized copy kernel") +
+                                  ", " + std::to_string(d.copy_buffer_bytes) +
+                                  " bytes, read + write, median of 10 (the faster of kernel and memcpy)");
+  benchmark::AddCustomContext("moecheck_copy_kernel_gbs", format_double(kernel_bytes_per_second / 1e9));
   benchmark::AddCustomContext("moecheck_memcpy_gbs", format_double(memcpy_bytes_per_second / 1e9));
   benchmark::AddCustomContext("moecheck_rotation_bytes", std::to_string(rotation_bytes()));
   benchmark::AddCustomContext("moecheck_family", "gemma4");
@@ -589,32 +597,35 @@ Fixture* install_fixture(const std::string& key, std::unique_ptr<Fixture> f) {
   return g_fixture.get();
 }
 
-std::string plan_launches(cudaStream_t stream, const LaunchFn& launch, int* launches_per_iteration) {
+std::string plan_launches(cudaStream_t stream, const LaunchFn& launch, int* launches_per_batch) {
   for (int i = 0; i < 3; ++i)
     if (std::string e = launch(); !e.empty()) return e;
   double one = 0;
   if (std::string e = time_batch(stream, launch, 1, &one); !e.empty()) return e;
   double per_launch = one;
-  if (one < 0.2 * kIterationTargetSeconds) {
+  if (one < 0.2 * kBatchTargetSeconds) {
     // Short launches: estimate from a batch (the single launch includes event overhead).
-    const int n = static_cast<int>(std::clamp(std::ceil(0.5 * kIterationTargetSeconds / std::max(one, 1e-7)), 2.0, 200.0));
+    const int n = static_cast<int>(std::clamp(std::ceil(0.5 * kBatchTargetSeconds / std::max(one, 1e-7)), 2.0, 200.0));
     double batch = 0;
     if (std::string e = time_batch(stream, launch, n, &batch); !e.empty()) return e;
     per_launch = batch / n;
   }
-  *launches_per_iteration =
-      static_cast<int>(std::clamp(std::ceil(kIterationTargetSeconds / std::max(per_launch, 1e-8)), 1.0, 20000.0));
+  *launches_per_batch =
+      static_cast<int>(std::clamp(std::ceil(kBatchTargetSeconds / std::max(per_launch, 1e-8)), 1.0, 20000.0));
   return {};
 }
 
-void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch, int launches_per_iteration,
+void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch, int launches_per_batch,
                double bytes, std::int64_t rows) {
   EventPair ev;
   MOECHECK_BENCH_REQUIRE(state, ev.create());
-  const int n = std::max(1, launches_per_iteration);
+  const int n = std::max(1, launches_per_batch);
   double total_seconds = 0;
   std::int64_t launches = 0;
-  for (auto _ : state) {
+  // One benchmark iteration is one launch: each pass of the loop counts n iterations and
+  // reports the elapsed time of its n launches, so Google Benchmark's real_time is the time
+  // per launch and --benchmark_min_time bounds the device time of a run.
+  while (state.KeepRunningBatch(n)) {
     MOECHECK_BENCH_CHECK(state, cudaEventRecord(ev.start, stream));
     for (int i = 0; i < n; ++i) MOECHECK_BENCH_REQUIRE(state, launch());
     MOECHECK_BENCH_CHECK(state, cudaEventRecord(ev.stop, stream));
@@ -622,7 +633,7 @@ void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& lau
     float ms = 0;
     MOECHECK_BENCH_CHECK(state, cudaEventElapsedTime(&ms, ev.start, ev.stop));
     const double seconds = static_cast<double>(ms) * 1e-3;
-    state.SetIterationTime(seconds / n);
+    state.SetIterationTime(seconds);
     total_seconds += seconds;
     launches += n;
   }
@@ -643,9 +654,10 @@ void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& lau
 
 int main(int argc, char** argv) {
   using namespace moecheck::bench;
-  // Without an explicit --benchmark_min_time every benchmark runs for 30 ms of device time
-  // per repetition (the whole grid then takes a couple of minutes on an H100). A per-benchmark
-  // MinTime would add "/min_time:..." to the names the reports parse.
+  // Without an explicit --benchmark_min_time every benchmark runs for about 30 ms of device
+  // time per repetition (the whole grid then takes a minute or two on an H100). A
+  // per-benchmark MinTime or Iterations would add "/min_time:..." or "/iterations:..." to the
+  // names the reports parse.
   std::vector<char*> args(argv, argv + argc);
   static char default_min_time[] = "--benchmark_min_time=0.03";
   if (!has_flag(argc, argv, "--benchmark_min_time")) args.insert(args.begin() + 1, default_min_time);
@@ -675,13 +687,15 @@ int main(int argc, char** argv) {
   }
   std::size_t copy_n = kCopyBytes;
   while (copy_n > (std::size_t{16} << 20) && 2 * copy_n > budget) copy_n /= 2;
-  double memcpy_bps = 0;
-  if (std::string e = measure_copy_ceiling(copy_n, &g_info.copy_bytes_per_second, &memcpy_bps); !e.empty()) {
+  double kernel_bps = 0, memcpy_bps = 0;
+  if (std::string e = measure_copy(copy_n, &kernel_bps, &memcpy_bps); !e.empty()) {
     std::fprintf(stderr, "moecheck_routing_bench: measuring the copy ceiling: %s\n", e.c_str());
     return 1;
   }
+  g_info.copy_with_memcpy = memcpy_bps > kernel_bps;
+  g_info.copy_bytes_per_second = std::max(kernel_bps, memcpy_bps);
   g_info.copy_buffer_bytes = copy_n;
-  add_context(memcpy_bps);
+  add_context(kernel_bps, memcpy_bps);
   register_benchmarks(copy_n);
   benchmark::RunSpecifiedBenchmarks();
   release_fixture();

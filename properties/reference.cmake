@@ -7,3 +7,9 @@ moecheck_add_test(oracle_test
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/oracle_test.cpp
   LIBS moecheck::harness_core rapidcheck
   LABELS quick)
+# Properties of the reference and oracles over the RapidCheck generators, including agreement
+# with LibTorch's composite ops and the planted kernel bugs (LibTorch via moecheck::harness).
+moecheck_add_test(reference_prop
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference_prop.cpp
+  LIBS moecheck::harness rapidcheck
+  LABELS quick)

@@ -631,7 +631,11 @@ CheckReport compare_runs(const GatingView& g, const RoutingParams& p, const Run&
                                     " run's selection is not a valid tie choice"));
         continue;
       }
-      compare_weights = !(band > 0.0);
+      // Equal keys give equal weights in the softmax families (the key is the logit), so the
+      // experts both runs chose can still be compared. In sigmoid_grouped a tied key can hide
+      // different sigmoid values (bias) or different group members, which changes every
+      // renormalised weight of the row: only the selection is comparable there.
+      compare_weights = !(band > 0.0) && p.family != Family::sigmoid_grouped;
     }
     if (!compare_weights || !rel) continue;
     reference_unscaled_weights_for_ids(x.data(), g.E, p, ida, unscaled.data(), mult.data());
