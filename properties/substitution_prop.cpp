@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -167,6 +168,18 @@ VariantRun check_variant(SubstitutionProperty p, ModuleVariant v, SubstitutionMo
   return run;
 }
 
+/// True when `text` holds a describe_case line of a shrunk case: one token and every size
+/// at most 4 (cases are generated up to E = H = I = 16, T = 8; none of the bugs needs more
+/// than two experts). Shrinking is deterministic under the fixed seeds used here.
+bool looks_shrunk(const std::string& text) {
+  std::size_t at = text.rfind("\nE=");
+  at = at == std::string::npos ? (text.rfind("E=", 0) == 0 ? 0 : std::string::npos) : at + 1;
+  if (at == std::string::npos) return false;
+  long long E = 0, k = 0, H = 0, I = 0, T = 0;
+  if (std::sscanf(text.c_str() + at, "E=%lld k=%lld H=%lld I=%lld T=%lld", &E, &k, &H, &I, &T) != 5) return false;
+  return T == 1 && E <= 4 && H <= 4 && I <= 4;
+}
+
 bool expected_to_fail(SubstitutionProperty p, ModuleVariant v, SubstitutionMode mode) {
   if (p == SubstitutionProperty::restoration) return false;  // checks functional_call, not the module
   if (p == SubstitutionProperty::scale_linearity && v == ModuleVariant::scale_by_slot) return false;
@@ -178,6 +191,10 @@ struct VariantCase {
   ModuleVariant variant;
   SubstitutionMode mode;
 };
+void PrintTo(const VariantCase& c, std::ostream* os) {
+  *os << substitution_property_name(c.property) << '/' << module_variant_name(c.variant) << '/'
+      << substitution_mode_name(c.mode);
+}
 
 class SUBSTITUTION_SUITE(VariantDetection) : public ::testing::TestWithParam<VariantCase> {};
 
@@ -191,6 +208,10 @@ TEST_P(SUBSTITUTION_SUITE(VariantDetection), FailsExactlyWhereDocumented) {
             << substitution_mode_name(vc.mode) << "] " << (run.failed ? "FAILS (as expected)" : "passes")
             << (run.failed ? ", shrunk counterexample:\n" + run.text : std::string()) << "\n";
   EXPECT_EQ(run.failed, expect_fail) << run.text;
+  // A failure comes with a shrunk counterexample.
+  if (run.failed) {
+    EXPECT_TRUE(looks_shrunk(run.text)) << run.text;
+  }
 }
 
 std::vector<VariantCase> variant_cases() {
@@ -257,13 +278,78 @@ TEST(SUBSTITUTION_SUITE(SubstitutionSuite), OriginalBugIsReportedWithAReplayable
   }
 }
 
+// Every bug variant through the programmatic suite, every property and mode: reported as a
+// failure with a shrunk, replayable counterexample exactly where documented, a pass elsewhere.
+class SUBSTITUTION_SUITE(SuiteReportsVariant) : public ::testing::TestWithParam<ModuleVariant> {};
+
+TEST_P(SUBSTITUTION_SUITE(SuiteReportsVariant), FailuresWhereDocumentedWithShrunkCounterexamples) {
+  SKIP_WITHOUT_DEVICE();
+  SubstitutionOptions o;
+  o.spec.device = kDevice;
+  o.spec.variant = GetParam();
+  o.modes = all_substitution_modes();
+  o.cases = 40;
+  o.seed = 3;
+  const SubstitutionReport r = run_substitution_suite(o);
+  ASSERT_EQ(r.results.size(), 15u);
+  EXPECT_FALSE(r.passed());
+  for (const PropertyResult& pr : r.results) {
+    const std::string what = std::string(substitution_property_name(pr.property)) + " / " +
+                             substitution_mode_name(pr.mode);
+    EXPECT_FALSE(pr.error) << what << ": " << pr.failure;
+    EXPECT_EQ(!pr.passed, expected_to_fail(pr.property, GetParam(), pr.mode)) << what << "\n" << pr.failure;
+    if (pr.passed) {
+      EXPECT_EQ(pr.cases_passed, o.cases) << what;
+      EXPECT_TRUE(pr.counterexample.empty()) << what;
+      continue;
+    }
+    EXPECT_NE(pr.failure.find(std::string("mode ") + substitution_mode_name(pr.mode)), std::string::npos)
+        << what << ": the explanation names the mode\n" << pr.failure;
+    EXPECT_TRUE(looks_shrunk(pr.counterexample)) << what << "\n" << pr.counterexample;
+    EXPECT_FALSE(pr.reproduce.empty()) << what;
+    EXPECT_NE(pr.replay.find("--reproduce"), std::string::npos) << what;
+  }
+  const std::string text = r.str();
+  EXPECT_NE(text.find("counterexample:"), std::string::npos);
+  EXPECT_NE(text.find("replay: moecheck substitution"), std::string::npos);
+}
+
+SUBSTITUTION_INSTANTIATE(BugVariants, SUBSTITUTION_SUITE(SuiteReportsVariant),
+                         ::testing::Values(ModuleVariant::capture_handle, ModuleVariant::capture_copy,
+                                           ModuleVariant::cache_data_ptr, ModuleVariant::scale_by_slot),
+                         [](const auto& info) { return std::string(module_variant_name(info.param)); });
+
+// A reproduce string of a case that now holds (a fixed bug, or a correct module) replays as a
+// pass, not as an error.
+TEST(SUBSTITUTION_SUITE(SubstitutionSuite), ReproducingAHoldingCaseIsAPass) {
+  SKIP_WITHOUT_DEVICE();
+  SubstitutionOptions o;
+  o.spec.device = kDevice;
+  o.spec.variant = ModuleVariant::cache_data_ptr;
+  o.modes = {SubstitutionMode::rebind};
+  o.properties = {SubstitutionProperty::zero_scale};
+  o.cases = 40;
+  const SubstitutionReport bug = run_substitution_suite(o);
+  ASSERT_EQ(bug.results.size(), 1u);
+  ASSERT_FALSE(bug.results[0].passed);
+  SubstitutionOptions fixed = o;
+  fixed.spec.variant = ModuleVariant::correct;
+  fixed.reproduce = bug.results[0].reproduce;
+  const SubstitutionReport r = run_substitution_suite(fixed);
+  ASSERT_EQ(r.results.size(), 1u);
+  EXPECT_TRUE(r.results[0].passed) << r.results[0].failure;
+  EXPECT_FALSE(r.results[0].error);
+}
+
 TEST(SUBSTITUTION_SUITE(SubstitutionSuite), BadOptionsAreErrors) {
   SubstitutionOptions o;
   o.spec.device = "tpu";
   EXPECT_THROW(run_substitution_suite(o), std::invalid_argument);
   o.spec.device = kDevice;
   o.reproduce = "not a reproduce string";
-  if (!device_missing()) EXPECT_THROW(run_substitution_suite(o), std::invalid_argument);
+  if (!device_missing()) {
+    EXPECT_THROW(run_substitution_suite(o), std::invalid_argument);
+  }
 }
 
 }  // namespace

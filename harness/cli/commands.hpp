@@ -23,17 +23,28 @@ int report_replay(const std::vector<ReplayResult>& results, const std::string& j
 struct SubstitutionCliOptions {
   std::string device = "auto";    ///< cpu, cuda, auto
   std::string variant = "correct";///< module variant or "all"
-  std::string mode = "both";      ///< rebind, in_place, copy_into, both, all
+  std::string mode = "both";      ///< rebind, in_place, copy_into, both, all (or a comma list)
+  std::string property = "all";   ///< a property name, a comma list, or "all"
   std::string backend = "composite";
   std::string dtype = "f32";
   int cases = 100;
   std::uint64_t seed = 1;
-  std::string corpus_dir = "corpora/substitution";
+  std::string corpus_dir = "corpora/substitution";  ///< "" = do not save counterexamples
   std::string json;
+  std::string reproduce;          ///< re-run one recorded shrunk case (single variant)
+  std::vector<std::string> replay;///< .subst files/folders to replay instead of a search
 };
 void add_substitution_options(CLI::App* app, SubstitutionCliOptions& o);
-/// Runs the substitution property suite; returns 0 iff every selected property held for the
-/// correct module and (for bug variants) 1 when a bug variant was caught as expected... see .cpp.
+/// Runs the substitution property suite (or, with `replay`, re-runs recorded .subst files).
+/// Exit status:
+///   one variant    : 0 when every (property, mode) held, 1 when a failure was found
+///                    (bug variants are failure finders: finding their bug exits 1);
+///   variant "all"  : 0 iff every variant behaved as documented (the correct module passes,
+///                    each bug variant is caught exactly in the modes that catch it), else 1;
+///   replay         : 0 iff every file's verdict matched its expectation, 1 otherwise,
+///                    2 when a file is malformed or unreadable;
+///   3 when a run could not reach a verdict (RapidCheck gave up or errored).
+/// Throws std::invalid_argument for bad options (exit 2 in main).
 int run_substitution(const SubstitutionCliOptions& o, std::ostream& out);
 
 struct MutantsCliOptions {

@@ -514,9 +514,17 @@ SubstitutionReport run_substitution_suite(const SubstitutionOptions& o) {
         r.failure = "gave up: " + g.description;
         r.replay = replay_command(o, p, m);
       } else {
-        r.error = true;
-        r.failure = "error: " + result.template get<rc::detail::Error>().description;
-        r.replay = replay_command(o, p, m);
+        const std::string what = result.template get<rc::detail::Error>().description;
+        if (!reproduce.empty() && what.find("Reproduced result is not a failure") != std::string::npos) {
+          // The recorded case was re-run and now holds (e.g. a fixed bug): a pass, not an error.
+          r.passed = true;
+          r.cases_passed = 1;
+          r.replay = replay_command(o, p, m, o.reproduce);
+        } else {
+          r.error = true;
+          r.failure = "error: " + what;
+          r.replay = replay_command(o, p, m);
+        }
       }
       report.results.push_back(std::move(r));
     }
