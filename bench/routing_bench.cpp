@@ -313,7 +313,9 @@ std::string verify_variant(const RouteFixture& f, Variant v) {
     h.weights = ew.data();
     h.ids = eid.data();
     std::string msg;
-    if (kernels::emulate_routing(h, v, kernels::Mutant::none, &msg) != kernels::ArgStatus::ok)
+    // automatic resolves with the launch's T (the emulated slice has fewer rows).
+    const Variant ev = v == Variant::automatic ? kernels::choose_variant(E, T) : v;
+    if (kernels::emulate_routing(h, ev, kernels::Mutant::none, &msg) != kernels::ArgStatus::ok)
       return "emulate_routing rejected the problem: " + msg;
     const std::size_t base = static_cast<std::size_t>(first) * static_cast<std::size_t>(k);
     for (std::size_t i = 0; i < rn; ++i) {
@@ -371,7 +373,7 @@ void register_benchmarks(std::size_t copy_bytes_n) {
   for (GatingType dtype : grid_dtypes()) {
     for (const Shape& s : grid_shapes()) {
       for (std::int64_t T : grid_tokens()) {
-        for (Variant v : {Variant::warp_per_row, Variant::block_per_row, Variant::automatic}) {
+        for (Variant v : {Variant::warp_per_row, Variant::block_per_row, Variant::thread_per_row, Variant::automatic}) {
           if (v == Variant::warp_per_row && s.E > kernels::kWarpMaxExperts) continue;
           const std::string name = std::string("BM_Route/variant:") + bench_variant_name(v) + "/dtype:" +
                                    dtype_name(dtype) + "/E:" + std::to_string(s.E) + "/k:" +

@@ -1,6 +1,7 @@
 // moecheck fused routing: argument validation, names, the variant heuristic, and the host
-// emulation of both kernel variants (runs the routing_row.hpp warp programs with a 32-lane
-// host context, so its output is bit-identical to the device kernels').
+// emulation of the kernel variants (runs the routing_row.hpp warp programs with a 32-lane
+// host context, and the thread-per-row routine with a host element source, so its output is
+// bit-identical to the device kernels').
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -35,12 +36,14 @@ const char* variant_name(Variant v) {
     case Variant::automatic: return "automatic";
     case Variant::warp_per_row: return "warp_per_row";
     case Variant::block_per_row: return "block_per_row";
+    case Variant::thread_per_row: return "thread_per_row";
   }
   return "unknown";
 }
 
 bool parse_variant(std::string_view s, Variant* out) {
-  for (Variant v : {Variant::automatic, Variant::warp_per_row, Variant::block_per_row}) {
+  for (Variant v : {Variant::automatic, Variant::warp_per_row, Variant::block_per_row,
+                    Variant::thread_per_row}) {
     if (s == variant_name(v)) {
       *out = v;
       return true;
@@ -56,6 +59,10 @@ bool parse_variant(std::string_view s, Variant* out) {
   }
   if (s == "block") {
     *out = Variant::block_per_row;
+    return true;
+  }
+  if (s == "thread") {
+    *out = Variant::thread_per_row;
     return true;
   }
   return false;
@@ -112,13 +119,21 @@ ArgStatus validate_args(const RoutingArgs& a, std::string* message) {
   return ArgStatus::ok;
 }
 
-/// Heuristic (kernels/README.md, "Variant choice"): warp_per_row up to 256 experts
-/// (V <= 8 elements per lane, everything in registers, no barriers), block_per_row above.
-/// Measured on H100 SXM (bench/routing_bench, T = 250000, k = 8, bf16 and fp32): at E = 256
-/// the warp variant is faster than the block variant; at E = 512 the warp variant's 16-entry
-/// lane lists (63-exchange sort network, 16-register shifts) make it slower than two warps
-/// of 256 experts plus a merge.
-Variant choose_variant(int E) { return E <= 256 ? Variant::warp_per_row : Variant::block_per_row; }
+/// Heuristic (tuning thresholds; re-measure with bench/routing_bench when a kernel changes):
+///  * T >= kThreadPerRowMinRows (16384): thread_per_row. One row per thread needs T / 32
+///    warps; 16384 rows are 512 warps, about one per scheduler of an H100 / H200 (132 SMs x 4
+///    schedulers), the point from which the thread variant's per-row latency is hidden by
+///    other rows. At T = 250000 on an H200 the warp/block variants reach only 15-23% of the
+///    copy bandwidth (bf16 E = 128 k = 8: ~80 us against a ~19 us memory floor) because a
+///    whole warp spends k rounds of reductions on one row; the thread variant streams each
+///    row once through registers.
+///  * below: warp_per_row for E <= kWarpMaxExperts (512), block_per_row above. Measured on
+///    an H200 at T = 250000, k = 8, warp_per_row beats block_per_row at E = 512 (bf16 329 vs
+///    405 us, f16 352 vs 538 us, f32 626 vs 654 us) and at E <= 256.
+Variant choose_variant(int E, std::int64_t T) {
+  if (T >= kThreadPerRowMinRows) return Variant::thread_per_row;
+  return E <= kWarpMaxExperts ? Variant::warp_per_row : Variant::block_per_row;
+}
 
 bool built_with_cuda() {
 #if defined(MOECHECK_HAVE_CUDA_KERNELS)
@@ -208,10 +223,35 @@ void emulate_block(const RoutingArgs& a, const RowConfig& cfg, Mutant m, std::in
   }
 }
 
+/// Thread-per-row: row::thread_row on every row in order. skip_partial_warp leaves the rows
+/// of the last partial 32-row tile unwritten (T - T % 32 rows are computed), as the kernel's
+/// tile loop does.
+template <class Tr, int KB>
+void emulate_thread(const RoutingArgs& a, const RowConfig& cfg, Mutant m, std::int64_t cs) {
+  constexpr int B = row::thread_batch(KB);
+  const auto* base = static_cast<const unsigned char*>(a.gating);
+  const std::int64_t rows = m == Mutant::skip_partial_warp ? a.T - a.T % 32 : a.T;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    row::HostRowSource<Tr, B> src{base + r * a.row_stride * Tr::kBytes, a.E, cs};
+    row::HostRowOut out{a.weights + r * a.k, a.ids + r * a.k};
+    row::thread_row<Tr, KB>(src, cfg, m, out);
+  }
+}
+
 template <class Tr>
 void emulate_typed(const RoutingArgs& a, Variant v, const RowConfig& cfg, Mutant m) {
   const std::int64_t cs = m == Mutant::ignore_col_stride ? 1 : a.col_stride;
   if (v == Variant::block_per_row) return emulate_block<Tr>(a, cfg, m, cs);
+  if (v == Variant::thread_per_row) {
+    switch (row::thread_bucket(a.k)) {
+      case 1: return emulate_thread<Tr, 1>(a, cfg, m, cs);
+      case 2: return emulate_thread<Tr, 2>(a, cfg, m, cs);
+      case 4: return emulate_thread<Tr, 4>(a, cfg, m, cs);
+      case 8: return emulate_thread<Tr, 8>(a, cfg, m, cs);
+      case 16: return emulate_thread<Tr, 16>(a, cfg, m, cs);
+      default: return emulate_thread<Tr, 32>(a, cfg, m, cs);
+    }
+  }
   switch (row::warp_lane_elems(a.E)) {
     case 1: return emulate_warp<Tr, 1>(a, cfg, m, cs);
     case 2: return emulate_warp<Tr, 2>(a, cfg, m, cs);
@@ -228,8 +268,8 @@ ArgStatus emulate_routing(const RoutingArgs& a, Variant v, Mutant m, std::string
   if (st != ArgStatus::ok) return st;
   if (static_cast<int>(m) < 0 || m >= Mutant::count_)
     return fail(message, ArgStatus::unsupported, "mutant " + std::to_string(static_cast<int>(m)) + " is out of range");
-  if (v == Variant::automatic) v = choose_variant(a.E);
-  if (v != Variant::warp_per_row && v != Variant::block_per_row)
+  if (v == Variant::automatic) v = choose_variant(a.E, a.T);
+  if (v != Variant::warp_per_row && v != Variant::block_per_row && v != Variant::thread_per_row)
     return fail(message, ArgStatus::unsupported, "variant " + std::to_string(static_cast<int>(v)) + " is out of range");
   if (v == Variant::warp_per_row && a.E > kWarpMaxExperts)
     return fail(message, ArgStatus::unsupported, "warp_per_row supports E <= " + std::to_string(kWarpMaxExperts) + ", got E = " + std::to_string(a.E));

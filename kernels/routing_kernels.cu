@@ -18,6 +18,20 @@
 //   softmax_topk_raw each warp also publishes its chunk's softmax sum relative to its chunk
 //   maximum; warp 0 rescales and adds them. A second barrier protects the candidate lists
 //   before the next row (grid-stride over rows, next row prefetched) overwrites them.
+// thread_per_row (any E <= 4096; chosen for large T): one thread owns a row and runs
+//   row::thread_row (the same routine as the emulation): it streams the row in expert order
+//   in batches of B <= 8 elements, sorts each batch (Batcher network) and merges it into its
+//   sorted top-KB register list (bitonic merge; KB = next_pow2(k) is a template parameter),
+//   then runs the weight epilogue. A warp owns a tile of 32 consecutive rows; warps
+//   grid-stride over tiles (1-D grid sized from the occupancy). Contiguous aligned rows
+//   (col_stride 1, 16-byte aligned base and row pitch, E * bytes % 16 == 0) are staged through
+//   shared memory: the warp copies its 32 rows' next 128-byte column chunk with 16-byte
+//   cp.async (8 lanes per row: full cache lines), double-buffered and continued across tiles
+//   so that one chunk is always in flight, and each lane reads its own row's chunk (row pitch
+//   padded by 16 bytes: conflict-free 16-byte reads). Other layouts load element by element
+//   (coalesced for transposed layouts, where the lanes' rows are adjacent). Each lane writes its
+//   k weights / ids into shared memory, and the warp stores the tile's 32 * k outputs with
+//   coalesced stores.
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -258,6 +272,279 @@ __global__ void __launch_bounds__(row::kBlockMaxWarps * 32) block_per_row_kernel
 }
 
 // ---------------------------------------------------------------------------------------
+// thread_per_row
+// ---------------------------------------------------------------------------------------
+
+constexpr int kThreadWarps = 4;                    ///< warps per block
+constexpr int kChunkBytes = 128;                   ///< bytes of one row per staged chunk
+constexpr int kStagePitch = kChunkBytes + 16;      ///< smem row pitch (16-byte reads conflict-free)
+constexpr int kStageBytes = 2 * 32 * kStagePitch;  ///< two chunk buffers of a warp's 32 rows
+
+/// Shared memory of one warp: the chunk buffers (staged kernels) and the output tile
+/// (32 rows x (KB + 1) floats, then the same for ids; odd pitch: conflict-free lane stores).
+constexpr int thread_warp_smem(int KB, bool staged) {
+  return (staged ? kStageBytes : 0) + 32 * (KB + 1) * 8;
+}
+
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem_src) : "memory");
+#else
+  *static_cast<uint4*>(smem_dst) = __ldcs(static_cast<const uint4*>(gmem_src));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+/// Waits until at most N of this thread's committed copy groups are pending.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+/// Calls f(raw, base, n) for the batches of B elements in a group of G = max(B, 16 / bytes)
+/// elements held in the 16-byte words v[] (expert `base0` first); `E` bounds the last group.
+template <class Tr, int B, class F>
+__device__ __forceinline__ void visit_group(const uint4* v, int base0, int E, F& f) {
+  constexpr int UE = 16 / Tr::kBytes;
+  constexpr int G = B > UE ? B : UE;
+  std::uint32_t w[G * Tr::kBytes / 4];
+#pragma unroll
+  for (int q = 0; q < G / UE; ++q) {
+    w[4 * q + 0] = v[q].x;
+    w[4 * q + 1] = v[q].y;
+    w[4 * q + 2] = v[q].z;
+    w[4 * q + 3] = v[q].w;
+  }
+#pragma unroll
+  for (int b0 = 0; b0 < G; b0 += B) {
+    std::uint32_t raw[B];
+#pragma unroll
+    for (int j = 0; j < B; ++j) raw[j] = row::raw_elem<Tr, G>(w, b0 + j);
+    const int base = base0 + b0;
+    if constexpr (B > UE) {
+      // fp32 batches of 8 span two 16-byte words; E may end after the first.
+      if (base + B <= E) {
+        f(static_cast<const std::uint32_t*>(raw), base, B);
+      } else {
+        f(static_cast<const std::uint32_t*>(raw), base, E - base);
+      }
+    } else {
+      f(static_cast<const std::uint32_t*>(raw), base, B);  // E % UE == 0: whole batches
+    }
+  }
+}
+
+/// Direct element source: the row's elements at row + e * cs * bytes, read by this thread.
+/// kVec: contiguous 16-byte aligned row with E * bytes % 16 == 0 (16-byte loads).
+template <class Tr, int B, bool kVec>
+struct DirectRowSource {
+  const char* row;
+  int E;
+  std::int64_t cs;
+  template <class F>
+  __device__ __forceinline__ void scan(F&& f) const {
+    if constexpr (kVec) {
+      constexpr int UE = 16 / Tr::kBytes;
+      constexpr int G = B > UE ? B : UE;
+      for (int g = 0; g < E; g += G) {
+        uint4 v[G / UE];
+#pragma unroll
+        for (int q = 0; q < G / UE; ++q) {
+          v[q] = g + q * UE < E ? __ldg(reinterpret_cast<const uint4*>(row + static_cast<std::int64_t>(g + q * UE) * Tr::kBytes))
+                                : make_uint4(0, 0, 0, 0);
+        }
+        visit_group<Tr, B>(v, g, E, f);
+      }
+    } else {
+      for (int base = 0; base < E; base += B) {
+        const int n = E - base < B ? E - base : B;
+        std::uint32_t raw[B];
+#pragma unroll
+        for (int j = 0; j < B; ++j) {
+          raw[j] = 0u;
+          if (j < n) {
+            const char* p = row + static_cast<std::int64_t>(base + j) * cs * Tr::kBytes;
+            if constexpr (Tr::kBytes == 4) {
+              raw[j] = __ldg(reinterpret_cast<const unsigned int*>(p));
+            } else {
+              raw[j] = __ldg(reinterpret_cast<const unsigned short*>(p));
+            }
+          }
+        }
+        f(static_cast<const std::uint32_t*>(raw), base, n);
+      }
+    }
+  }
+  template <class F>
+  __device__ __forceinline__ void scan_full(F&& f) const {
+    scan(f);
+  }
+};
+
+/// A warp's stream of staged chunks: chunk c of every row of tile t, for the warp's tiles
+/// t = first, first + step, .. in order. issue() starts the copy of the next chunk of the
+/// stream into the other buffer (one commit group per chunk, possibly empty); consume_row
+/// walks the current tile's chunks: start the next copy, wait for this one, read it.
+/// kMut && race (the shared_race mutant): no wait / __syncwarp between the copy and the
+/// reads, so a lane may read a chunk before its copies (or the other lanes') have landed.
+template <class Tr, bool kMut>
+struct ChunkStream {
+  static constexpr int CHE = kChunkBytes / Tr::kBytes;  ///< elements per chunk
+  static constexpr int UE = 16 / Tr::kBytes;            ///< elements per 16-byte word
+  const char* gating;
+  std::int64_t row_bytes;
+  std::int64_t T;
+  int E;
+  int nc;  ///< chunks per row
+  std::int64_t ntiles, step;
+  unsigned char* stage;
+  int lane;
+  std::int64_t iss_tile;
+  bool race = false;
+  int iss_c = 0;
+  int iss_buf = 0;
+  int cons_buf = 0;
+
+  __device__ __forceinline__ void issue() {
+    if (iss_tile < ntiles) {
+      unsigned char* dst = stage + iss_buf * (32 * kStagePitch);
+      const int vec = lane & 7;
+      const int e0 = iss_c * CHE + vec * UE;
+      if (e0 < E) {
+        const char* src = gating + static_cast<std::int64_t>(e0) * Tr::kBytes;
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+          const int r = u * 4 + (lane >> 3);
+          const std::int64_t row = iss_tile * 32 + r;
+          if (row < T) cp_async16(dst + r * kStagePitch + vec * 16, src + row * row_bytes);
+        }
+      }
+      if (++iss_c == nc) {
+        iss_c = 0;
+        iss_tile += step;
+      }
+    }
+    cp_async_commit();
+    iss_buf ^= 1;
+  }
+
+  template <int B, class F>
+  __device__ __forceinline__ void consume_row(F& f) {
+    constexpr int G = B > UE ? B : UE;
+    for (int c = 0; c < nc; ++c) {
+      issue();
+      if (!kMut || !race) {
+        cp_async_wait<1>();
+        __syncwarp();
+      }
+      const unsigned char* src = stage + cons_buf * (32 * kStagePitch) + lane * kStagePitch;
+      const int e_base = c * CHE;
+#pragma unroll
+      for (int g = 0; g < CHE; g += G) {
+        if (e_base + g >= E) break;
+        uint4 v[G / UE];
+#pragma unroll
+        for (int q = 0; q < G / UE; ++q) v[q] = *reinterpret_cast<const uint4*>(src + (g + q * UE) * Tr::kBytes);
+        visit_group<Tr, B>(v, e_base + g, E, f);
+      }
+      __syncwarp();  // every lane has read this buffer before it is refilled
+      cons_buf ^= 1;
+    }
+  }
+};
+
+/// Staged element source: the selection pass reads the warp's chunk stream, the all-expert
+/// pass reads the row directly (16-byte loads).
+template <class Tr, int B, bool kMut>
+struct StagedRowSource {
+  ChunkStream<Tr, kMut>* stream;
+  DirectRowSource<Tr, B, true> direct;
+  template <class F>
+  __device__ __forceinline__ void scan(F&& f) {
+    stream->template consume_row<B>(f);
+  }
+  template <class F>
+  __device__ __forceinline__ void scan_full(F&& f) const {
+    direct.scan(f);
+  }
+};
+
+/// Output of one lane's row: its slots in the warp's shared output tile.
+struct SmemRowOut {
+  float* w;
+  std::int32_t* id;
+  __device__ __forceinline__ static float scale(const float* p) { return __ldg(p); }
+  __device__ __forceinline__ void store(int slot, float wv, std::int32_t idv) const {
+    w[slot] = wv;
+    id[slot] = idv;
+  }
+};
+
+template <class Tr, int KB, bool kMut, bool kStaged>
+__global__ void __launch_bounds__(kThreadWarps * 32) thread_per_row_kernel(const KernelParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int B = row::thread_batch(KB);
+  constexpr int OP = KB + 1;  // output tile pitch
+  const Mutant m = kMut ? p.mutant : Mutant::none;
+  const int lane = static_cast<int>(threadIdx.x & 31u);
+  const int warp = static_cast<int>(threadIdx.x >> 5);
+  unsigned char* ws = smem + warp * thread_warp_smem(KB, kStaged);
+  float* ow = reinterpret_cast<float*>(ws + (kStaged ? kStageBytes : 0));
+  std::int32_t* oi = reinterpret_cast<std::int32_t*>(ow + 32 * OP);
+  const std::int64_t T = p.T_eff;
+  const int E = p.cfg.E;
+  const int k = p.cfg.k;
+  // Planted bug skip_partial_warp: the last partial 32-row tile is never processed.
+  const std::int64_t ntiles = (kMut && m == Mutant::skip_partial_warp) ? T / 32 : (T + 31) / 32;
+  const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * kThreadWarps;
+  std::int64_t tile = static_cast<std::int64_t>(blockIdx.x) * kThreadWarps + warp;
+  const std::int64_t row_bytes = p.row_stride * Tr::kBytes;
+  // Output copy walk: lane's first output (r, c) of a tile and the advance per 32 outputs.
+  const int r_first = lane / k, c_first = lane % k, r_step = 32 / k, c_step = 32 % k;
+
+  ChunkStream<Tr, kMut> s{p.gating, row_bytes, T, E, (E * Tr::kBytes + kChunkBytes - 1) / kChunkBytes,
+                          ntiles, step, ws, lane, tile, m == Mutant::shared_race};
+  if constexpr (kStaged) s.issue();
+  for (; tile < ntiles; tile += step) {
+    const std::int64_t row0 = tile * 32;
+    // Lanes past T (last tile) compute a copy of the last row and store nothing.
+    const std::int64_t row = row0 + lane < T ? row0 + lane : T - 1;
+    const char* rp = p.gating + row * row_bytes;
+    SmemRowOut out{ow + lane * OP, oi + lane * OP};
+    if constexpr (kStaged) {
+      StagedRowSource<Tr, B, kMut> src{&s, {rp, E, 1}};
+      row::thread_row<Tr, KB>(src, p.cfg, m, out);
+    } else {
+      DirectRowSource<Tr, B, false> src{rp, E, p.col_stride};
+      row::thread_row<Tr, KB>(src, p.cfg, m, out);
+    }
+    __syncwarp();
+    const int n = static_cast<int>(T - row0 < 32 ? T - row0 : 32) * k;
+    float* wdst = p.weights + row0 * k;
+    std::int32_t* idst = p.ids + row0 * k;
+    int r = r_first, c = c_first;
+    for (int i = lane; i < n; i += 32) {
+      __stcs(wdst + i, ow[r * OP + c]);
+      __stcs(idst + i, oi[r * OP + c]);
+      r += r_step;
+      c += c_step;
+      if (c >= k) {
+        c -= k;
+        ++r;
+      }
+    }
+    __syncwarp();  // the tile's outputs are read before the next tile's lanes overwrite them
+  }
+  if constexpr (kStaged) cp_async_wait<0>();
+}
+
+// ---------------------------------------------------------------------------------------
 // Launch helpers
 // ---------------------------------------------------------------------------------------
 
@@ -347,9 +634,68 @@ cudaError_t launch_warp_v(const RoutingArgs& a, KernelParams p, bool mut, cudaSt
   return launch_warp_vr<Tr, V, 1, false>(p, stream);
 }
 
+/// Launches thread_per_row kernel K over `ntiles` 32-row tiles with `smem` bytes of dynamic
+/// shared memory per block: grid = min(tiles / warps per block, resident blocks). The
+/// shared-memory attribute (above 48 KiB) and the occupancy are set / queried once per device.
+template <auto K>
+cudaError_t launch_thread_kernel(const KernelParams& p, std::int64_t ntiles, int smem, cudaStream_t stream) {
+  static std::atomic<int> cache[64] = {};
+  int dev = 0, sms = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  e = sm_count(&sms);
+  if (e != cudaSuccess) return e;
+  int per_sm = dev >= 0 && dev < 64 ? cache[dev].load(std::memory_order_relaxed) : 0;
+  if (per_sm == 0) {
+    if (smem > 48 * 1024) {
+      e = cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+      if (e != cudaSuccess) return e;
+    }
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, K, kThreadWarps * 32, static_cast<std::size_t>(smem));
+    if (e != cudaSuccess) return e;
+    if (per_sm < 1) per_sm = 1;
+    if (dev >= 0 && dev < 64) cache[dev].store(per_sm, std::memory_order_relaxed);
+  }
+  const std::int64_t blocks = (ntiles + kThreadWarps - 1) / kThreadWarps;
+  const std::int64_t cap = static_cast<std::int64_t>(sms) * per_sm;
+  const std::int64_t grid = blocks < cap ? blocks : cap;
+  K<<<static_cast<unsigned>(grid), kThreadWarps * 32, static_cast<std::size_t>(smem), stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <class Tr, int KB>
+cudaError_t launch_thread_kb(const RoutingArgs& a, const KernelParams& p, bool mut, cudaStream_t stream) {
+  // Staged loads need whole 16-byte words: contiguous columns, aligned base and row pitch,
+  // rows of a whole number of words.
+  const bool staged = p.col_stride == 1 && reinterpret_cast<std::uintptr_t>(a.gating) % 16 == 0 &&
+                      (a.T <= 1 || (p.row_stride * Tr::kBytes) % 16 == 0) && (a.E * Tr::kBytes) % 16 == 0;
+  const std::int64_t ntiles =
+      (mut && p.mutant == Mutant::skip_partial_warp) ? p.T_eff / 32 : (p.T_eff + 31) / 32;
+  if (ntiles == 0) return cudaSuccess;
+  constexpr int kStagedSmem = kThreadWarps * thread_warp_smem(KB, true);
+  constexpr int kDirectSmem = kThreadWarps * thread_warp_smem(KB, false);
+  if (staged) {
+    if (mut) return launch_thread_kernel<thread_per_row_kernel<Tr, KB, true, true>>(p, ntiles, kStagedSmem, stream);
+    return launch_thread_kernel<thread_per_row_kernel<Tr, KB, false, true>>(p, ntiles, kStagedSmem, stream);
+  }
+  if (mut) return launch_thread_kernel<thread_per_row_kernel<Tr, KB, true, false>>(p, ntiles, kDirectSmem, stream);
+  return launch_thread_kernel<thread_per_row_kernel<Tr, KB, false, false>>(p, ntiles, kDirectSmem, stream);
+}
+
 template <class Tr>
 cudaError_t launch_typed(const RoutingArgs& a, Variant v, const KernelParams& p, bool mut,
                          cudaStream_t stream) {
+  if (v == Variant::thread_per_row) {
+    switch (row::thread_bucket(a.k)) {
+      case 1: return launch_thread_kb<Tr, 1>(a, p, mut, stream);
+      case 2: return launch_thread_kb<Tr, 2>(a, p, mut, stream);
+      case 4: return launch_thread_kb<Tr, 4>(a, p, mut, stream);
+      case 8: return launch_thread_kb<Tr, 8>(a, p, mut, stream);
+      case 16: return launch_thread_kb<Tr, 16>(a, p, mut, stream);
+      case 32: return launch_thread_kb<Tr, 32>(a, p, mut, stream);
+      default: return cudaErrorInvalidValue;
+    }
+  }
   if (v == Variant::warp_per_row) {
     switch (row::warp_lane_elems(a.E)) {
       case 1: return launch_warp_v<Tr, 1>(a, p, mut, stream);
@@ -370,16 +716,18 @@ cudaError_t launch_typed(const RoutingArgs& a, Variant v, const KernelParams& p,
 
 }  // namespace
 
-int threads_per_block(Variant v, int E) {
-  if (v == Variant::automatic) v = choose_variant(E);
+int threads_per_block(Variant v, int E, std::int64_t T) {
+  if (v == Variant::automatic) v = choose_variant(E, T);
+  if (v == Variant::thread_per_row) return kThreadWarps * 32;
   return v == Variant::warp_per_row ? kWarpThreads : 32 * row::block_warps(E);
 }
 
 cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream, Mutant m) {
   if (validate_args(a, nullptr) != ArgStatus::ok) return cudaErrorInvalidValue;
   if (static_cast<int>(m) < 0 || m >= Mutant::count_) return cudaErrorInvalidValue;
-  if (v == Variant::automatic) v = choose_variant(a.E);
-  if (v != Variant::warp_per_row && v != Variant::block_per_row) return cudaErrorInvalidValue;
+  if (v == Variant::automatic) v = choose_variant(a.E, a.T);
+  if (v != Variant::warp_per_row && v != Variant::block_per_row && v != Variant::thread_per_row)
+    return cudaErrorInvalidValue;
   if (v == Variant::warp_per_row && a.E > kWarpMaxExperts) return cudaErrorInvalidValue;
   if (a.T == 0) return cudaSuccess;
 

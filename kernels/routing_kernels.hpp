@@ -23,8 +23,9 @@ enum class KernelFamily : int { gemma4 = 0, softmax_topk = 1, softmax_topk_raw =
 /// Kernel variants. `automatic` resolves through `choose_variant`.
 enum class Variant : int {
   automatic = 0,
-  warp_per_row = 1,   ///< one warp owns a row; E <= kWarpMaxExperts
-  block_per_row = 2,  ///< one block owns a row; any E <= kMaxExperts
+  warp_per_row = 1,    ///< one warp owns a row; E <= kWarpMaxExperts
+  block_per_row = 2,   ///< one block owns a row; any E <= kMaxExperts
+  thread_per_row = 3,  ///< one thread owns a row; any E <= kMaxExperts (for large T)
 };
 const char* variant_name(Variant v);
 bool parse_variant(std::string_view s, Variant* out);
@@ -32,6 +33,8 @@ bool parse_variant(std::string_view s, Variant* out);
 constexpr int kMaxK = 32;           ///< largest supported k
 constexpr int kMaxExperts = 4096;   ///< largest supported E
 constexpr int kWarpMaxExperts = 512;///< largest E the warp-per-row variant accepts
+/// Rows from which choose_variant picks thread_per_row (see choose_variant).
+constexpr std::int64_t kThreadPerRowMinRows = 16384;
 
 /// Planted-bug variants of the kernels (mutation testing). `none` is the correct kernel.
 /// Each mutant is selectable by name; see mutant_name / parse_mutant.
@@ -76,9 +79,9 @@ enum class ArgStatus : int { ok = 0, bad_shape, bad_k, bad_stride, null_pointer,
 /// Validates args; on failure writes a sentence naming the field into *message.
 ArgStatus validate_args(const RoutingArgs& a, std::string* message);
 
-/// Documented heuristic: which variant runs for this E (see the function's comment for the
-/// measurement it cites).
-Variant choose_variant(int E);
+/// Documented heuristic: which variant runs for E experts and T rows (see the function's
+/// comment for the measurements it cites). Never returns Variant::automatic.
+Variant choose_variant(int E, std::int64_t T);
 
 /// Runs the kernel algorithm on the host for all rows (pointers are host pointers).
 /// Returns ArgStatus::ok or the validation error.

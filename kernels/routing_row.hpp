@@ -25,6 +25,17 @@
 //   * renormalised families: w_j = term_j / D with D = sum of the k terms, D := 1 if 0;
 //     softmax_topk_raw: D = sum of term over all E experts (zero-sum guard likewise).
 //   * gemma4 multiplies by per_expert_scale[id_j] (other families ignore the scale).
+// Sum orders: the k-term sum D is a pairwise tree over kpad = next_pow2(k) slots (slot j
+// adds slot j + w for w = 1, 2, ..; the warp butterfly gives every lane exactly this sum), so
+// all variants agree bit for bit on the renormalised families. The all-expert sum differs per
+// variant (warp: per-lane list sums, then a butterfly; block: per-warp sums rescaled; thread:
+// expert order), so softmax_topk_raw weights may differ in the last bits between variants.
+//
+// Thread-per-row (thread_row below) needs no warp context: one thread streams its row in
+// expert order in batches of B entries (sorted by a Batcher network, then merged into the
+// running sorted top-KB list with a bitonic merge), then runs the same weight epilogue. The
+// element source (device: shared-memory tiles or direct loads; host: plain loads) is the only
+// part that differs between the kernel and the emulation.
 #pragma once
 
 #include <math.h>
@@ -685,6 +696,217 @@ MOECHECK_HD constexpr int warp_batch_rows(int V, int k) {
   const int by_v = V <= 4 ? 4 : (V == 8 ? 2 : 1);
   const int r = by_k < by_v ? by_k : by_v;
   return r >= 4 ? 4 : (r >= 2 ? 2 : 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Thread-per-row: one thread owns one row (no warp collectives)
+// ---------------------------------------------------------------------------------------
+
+/// Bucket of k for the thread variant: the top list holds next_pow2(k) entries (1..32).
+MOECHECK_HD constexpr int thread_bucket(int k) { return next_pow2(k); }
+
+/// Entries per batch of the thread variant: a batch of B elements is sorted and merged into
+/// the top list at once (B = KB up to 8: per element cost of a sorted-batch merge is lower
+/// than one sorted insertion per element).
+MOECHECK_HD constexpr int thread_batch(int KB) { return KB < 8 ? KB : 8; }
+
+/// IEEE maxNum(x, -inf): NaN -> -inf, every other value unchanged (one FMNMX on the device).
+MOECHECK_HD inline float nan_to_neg_inf(float x) {
+#if defined(__CUDA_ARCH__)
+  return fmaxf(x, neg_inf());
+#else
+  return ::fmaxf(x, neg_inf());
+#endif
+}
+
+/// Order-preserving 32-bit key of float bits f: sign set -> ~f, else f | 0x80000000
+/// (the arithmetic form of F32::key).
+MOECHECK_HD inline std::uint32_t float_key32(std::uint32_t f) {
+  const std::uint32_t s = static_cast<std::uint32_t>(static_cast<std::int32_t>(f) >> 31);
+  return f ^ (s | 0x80000000u);
+}
+
+/// Entry of raw element bits `raw` (16-bit types in the low half) at expert `index`:
+/// exactly Tr::make(Tr::key(Tr::canonical(raw, keep_nan)), index) (kernel_host_test checks
+/// every 16-bit pattern). fp32 and bf16 canonicalise with float operations instead of
+/// integer compares: max(x, -inf) maps NaN to -inf and x + 0 maps -0 to +0 (round to
+/// nearest, no flush to zero, so every other value, subnormals included, is unchanged).
+template <class Tr>
+MOECHECK_HD inline typename Tr::Entry thread_entry(std::uint32_t raw, int index, bool keep_nan) {
+  using Entry = typename Tr::Entry;
+  if constexpr (Tr::kType == GatingType::f16) {
+    return Tr::make(Tr::key(Tr::canonical(raw, keep_nan)), index);
+  } else {
+    if (keep_nan) return Tr::make(Tr::key(Tr::canonical(raw, true)), index);
+    const std::uint32_t low = kIndexMask - static_cast<std::uint32_t>(index);
+    if constexpr (Tr::kType == GatingType::f32) {
+      const std::uint32_t c = float_to_bits(add_rn(nan_to_neg_inf(bits_to_float(raw)), 0.0f));
+      return (static_cast<Entry>(float_key32(c)) << 32) | low;
+    } else {  // bf16: the value as float bits (raw << 16), key in the high half
+      const std::uint32_t c = float_to_bits(add_rn(nan_to_neg_inf(bits_to_float(raw << 16)), 0.0f));
+      return (float_key32(c) & 0xffff0000u) | low;
+    }
+  }
+}
+
+/// Half cleaners of distance D, D/2, .., 1: sorts a bitonic sequence of N entries descending.
+template <int N, int D, class Entry>
+MOECHECK_HD inline void bitonic_clean(Entry* a) {
+  if constexpr (D >= 1) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      if ((i & D) == 0) compare_exchange(a[i], a[i + D]);
+    }
+    bitonic_clean<N, D / 2>(a);
+  }
+}
+
+/// top (KB entries, descending) := the KB largest of top and b (B <= KB entries,
+/// descending), descending. max(top[KB-1-j], b[j]) leaves a bitonic sequence that holds the
+/// KB largest (b reversed is ascending), the cleaners sort it.
+template <int KB, int B, class Entry>
+MOECHECK_HD inline void merge_topk(Entry* top, const Entry* b) {
+#pragma unroll
+  for (int j = 0; j < B; ++j) top[KB - 1 - j] = top[KB - 1 - j] > b[j] ? top[KB - 1 - j] : b[j];
+  bitonic_clean<KB, KB / 2>(top);
+}
+
+/// Host element source of the thread variant: row elements at row + e * cs * bytes, in
+/// batches of B in expert order (the last batch padded; n = its real elements).
+template <class Tr, int B>
+struct HostRowSource {
+  const unsigned char* row = nullptr;
+  int E = 0;
+  std::int64_t cs = 1;
+  std::uint32_t load(int e) const {
+    const unsigned char* p = row + static_cast<std::int64_t>(e) * cs * Tr::kBytes;
+    if constexpr (Tr::kBytes == 4) {
+      std::uint32_t b;
+      std::memcpy(&b, p, 4);
+      return b;
+    } else {
+      std::uint16_t h;
+      std::memcpy(&h, p, 2);
+      return h;
+    }
+  }
+  template <class F>
+  void scan(F&& f) const {
+    for (int base = 0; base < E; base += B) {
+      const int n = E - base < B ? E - base : B;
+      std::uint32_t raw[B];
+      for (int j = 0; j < B; ++j) raw[j] = j < n ? load(base + j) : 0u;
+      f(static_cast<const std::uint32_t*>(raw), base, n);
+    }
+  }
+  template <class F>
+  void scan_full(F&& f) const {
+    scan(f);
+  }
+};
+
+/// Host output of one row of the thread variant.
+struct HostRowOut {
+  float* weights = nullptr;     ///< the row's k weights
+  std::int32_t* ids = nullptr;  ///< the row's k ids
+  static float scale(const float* p) { return *p; }
+  void store(int slot, float w, std::int32_t id) const {
+    weights[slot] = w;
+    ids[slot] = id;
+  }
+};
+
+/// One row, one thread. Src: scan(f) / scan_full(f) call f(raw, base, n) for consecutive
+/// batches of B = thread_batch(KB) elements in expert order (raw[j] = bits of expert
+/// base + j, 16-bit types in the low half; j >= n is padding); scan streams the row for the
+/// selection, scan_full again for the all-expert sum (cfg.want_full only). Out: store(slot,
+/// w, id) for slots < k, scale(p) loads a per-expert scale.
+/// Selection: top = the KB largest entries, descending = the winners of the k rounds of the
+/// other variants. Mutants: off_by_one_k / drop_tied_expert (slot k-1 repeats slot k-2),
+/// nan_duplicates (slots after the first NaN repeat it) as in select_rounds; the weight
+/// epilogue is finish_rows' (same terms, same pairwise sum over kpad slots, same guard,
+/// divide and scale), the all-expert sum is taken in expert order relative to top[0].
+/// skip_partial_warp is applied by the callers (rows of a last partial 32-row tile are
+/// skipped), grid_overflow by the launcher; cfg.E_valid is not used.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, int KB, class Src, class Out>
+MOECHECK_HD inline void thread_row(Src& src, const RowConfig& cfg, Mutant m, Out& out) {
+  using Entry = typename Tr::Entry;
+  constexpr int B = thread_batch(KB);
+  const bool keep_nan = m == Mutant::nan_duplicates;
+  const bool fp16 = m == Mutant::fp16_accumulation;
+  const int k = cfg.k;
+  Entry top[KB];
+#pragma unroll
+  for (int j = 0; j < KB; ++j) top[j] = 0;
+  src.scan([&](const std::uint32_t* raw, int base, int n) {
+    Entry b[B];
+#pragma unroll
+    for (int j = 0; j < B; ++j) b[j] = j < n ? thread_entry<Tr>(raw[j], base + j, keep_nan) : Entry(0);
+    sort_desc<B>(b);
+    merge_topk<KB, B>(top, b);
+  });
+  if (m == Mutant::off_by_one_k || m == Mutant::drop_tied_expert) {
+#pragma unroll
+    for (int j = 1; j < KB; ++j) {
+      if (j == k - 1 &&
+          (m == Mutant::off_by_one_k || Tr::entry_key(top[j]) == Tr::entry_key(top[j - 1]))) {
+        top[j] = top[j - 1];
+      }
+    }
+  }
+  if (m == Mutant::nan_duplicates) {
+    bool seen = false;
+    Entry first_nan = 0;
+#pragma unroll
+    for (int j = 0; j < KB; ++j) {
+      if (seen) {
+        top[j] = first_nan;
+      } else if (j < k && entry_is_nan<Tr>(top[j])) {
+        seen = true;
+        first_nan = top[j];
+      }
+    }
+  }
+  const float mx = Tr::value(top[0]);
+  float full = 0.0f;
+  if (cfg.want_full) {
+    src.scan_full([&](const std::uint32_t* raw, int base, int n) {
+#pragma unroll
+      for (int j = 0; j < B; ++j) {
+        if (j < n) {
+          const float x = Tr::value(thread_entry<Tr>(raw[j], base + j, keep_nan));
+          full = accumulate(full, softmax_term(x, mx), fp16);
+        }
+      }
+    });
+  }
+  float e[KB], s[KB];
+#pragma unroll
+  for (int j = 0; j < KB; ++j) {
+    e[j] = j < k ? softmax_term(Tr::value(top[j]), mx) : 0.0f;
+    s[j] = e[j];
+  }
+#pragma unroll
+  for (int w = 1; w < KB; w <<= 1) {
+#pragma unroll
+    for (int j = 0; j + w < KB; j += 2 * w) s[j] = accumulate(s[j], s[j + w], fp16);
+  }
+  float d = cfg.want_full ? full : s[0];
+  if (d == 0.0f && m != Mutant::zero_sum_divide) d = 1.0f;
+#pragma unroll
+  for (int j = 0; j < KB; ++j) {
+    if (j < k) {
+      const int id = entry_index(top[j]);
+      float w = div_rn(e[j], d);
+      if (cfg.scale != nullptr) {
+        w = mul_rn(w, out.scale(cfg.scale + (m == Mutant::scale_by_slot ? j : id)));
+      }
+      out.store(j, w, static_cast<std::int32_t>(id));
+    }
+  }
 }
 
 }  // namespace moecheck::kernels::row

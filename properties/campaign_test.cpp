@@ -103,7 +103,7 @@ TEST(Campaign, EveryHostMutantIsKilled) {
     auto m = static_cast<kernels::Mutant>(i);
     if (kernels::mutant_is_gpu_only(m)) continue;
     bool killed = false;
-    for (const char* spec : {"kernel:auto", "kernel:warp_per_row", "kernel:block_per_row"}) {
+    for (const char* spec : {"kernel:auto", "kernel:warp_per_row", "kernel:block_per_row", "kernel:thread_per_row"}) {
       TargetOptions to;
       to.mutant = kernels::mutant_name(m);
       auto t = make_core_target(spec, to);

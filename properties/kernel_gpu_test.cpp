@@ -3,7 +3,8 @@
 // the reference oracle, with poisoned outputs; T = 0, T = 70000 (> 65535), E up to 4096,
 // strided / transposed / misaligned layouts; bitwise determinism across launches and streams;
 // the GPU-only planted bugs (grid_overflow, shared_race) detected; every CPU-visible mutant
-// identical to its emulation; launch errors. Skips cleanly without a CUDA device.
+// identical to its emulation; launch errors; all three variants (warp, block, thread per row).
+// Skips cleanly without a CUDA device.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -153,7 +154,7 @@ std::string first_difference(const Output& a, const Output& b, int k) {
 }
 
 std::vector<K::Variant> variants_for(int E) {
-  std::vector<K::Variant> v{K::Variant::block_per_row};
+  std::vector<K::Variant> v{K::Variant::block_per_row, K::Variant::thread_per_row};
   if (E <= K::kWarpMaxExperts) v.insert(v.begin(), K::Variant::warp_per_row);
   return v;
 }
@@ -209,7 +210,8 @@ TEST_F(KernelGpu, MisalignedBaseAndOddStrides) {
 }
 
 TEST_F(KernelGpu, ZeroRows) {
-  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row, K::Variant::automatic}) {
+  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row, K::Variant::thread_per_row,
+                       K::Variant::automatic}) {
     K::RoutingArgs a;
     a.T = 0;
     a.E = 64;
@@ -227,6 +229,46 @@ TEST_F(KernelGpu, MoreThan65535Rows) {
       check_against_emulation(p);
       if (HasFatalFailure()) return;
     }
+  }
+}
+
+TEST_F(KernelGpu, ThreadPerRowTilesAndLayouts) {
+  // Many 32-row tiles per warp (grid-stride and the staged chunk stream continued across
+  // tiles), partial last tiles, every k bucket, rows that are not a whole number of chunks,
+  // staged (contiguous) and direct (padded / transposed / strided) layouts.
+  auto check = [](const KT::Problem& p) {
+    Output dev;
+    run_device(p, K::Variant::thread_per_row, K::Mutant::none, &dev);
+    if (::testing::Test::HasFatalFailure()) return;
+    ASSERT_EQ(first_difference(dev, emulate(p, K::Variant::thread_per_row), p.k), "") << p.describe();
+    const auto rep = oracle(p, dev);
+    ASSERT_TRUE(rep.ok()) << rep.str() << "\n" << p.describe();
+  };
+  std::uint64_t seed = 1500;
+  for (int k : {1, 2, 4, 5, 8, 16, 32}) {
+    for (int E : {8, 60, 64, 100, 128, 200, 256, 1000}) {
+      if (k > E) continue;
+      for (int layout = 0; layout < 4; ++layout) {
+        ++seed;
+        check(KT::make_problem(seed, static_cast<K::GatingType>(seed % 3), 3000 + static_cast<std::int64_t>(seed % 31), E,
+                               k, static_cast<K::KernelFamily>(seed % 3), static_cast<KT::Layout>(layout),
+                               KT::Values::mixed, seed % 2 == 0));
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+  // More tiles than resident warps: each warp walks several tiles.
+  struct Big {
+    K::GatingType dtype;
+    int E, k;
+    K::KernelFamily family;
+  };
+  for (const Big& b : {Big{K::GatingType::bf16, 64, 4, K::KernelFamily::gemma4},
+                       Big{K::GatingType::f32, 128, 8, K::KernelFamily::softmax_topk_raw},
+                       Big{K::GatingType::bf16, 256, 8, K::KernelFamily::softmax_topk},
+                       Big{K::GatingType::f16, 100, 8, K::KernelFamily::gemma4}}) {
+    check(KT::make_problem(++seed, b.dtype, 150001, b.E, b.k, b.family, KT::Layout::contiguous, KT::Values::mixed, true));
+    if (HasFatalFailure()) return;
   }
 }
 
@@ -320,7 +362,7 @@ TEST_F(KernelGpu, CpuVisibleMutantsMatchTheirEmulation) {
 TEST_F(KernelGpu, GridOverflowMutantIsDetected) {
   const auto p = KT::make_problem(1300, K::GatingType::bf16, 70000, 128, 8, K::KernelFamily::gemma4,
                                   KT::Layout::contiguous, KT::Values::normal, true);
-  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row, K::Variant::thread_per_row}) {
     Output good, bad;
     run_device(p, v, K::Mutant::none, &good);
     run_device(p, v, K::Mutant::grid_overflow, &bad);
@@ -350,6 +392,27 @@ TEST_F(KernelGpu, SharedRaceMutantIsDetected) {
     caught += rep.violations_total;
   }
   std::printf("shared_race: %lld violations after %d launch(es)\n", static_cast<long long>(caught), launches);
+  EXPECT_GT(caught, 0) << "shared_race not detected in " << launches << " launches";
+}
+
+TEST_F(KernelGpu, SharedRaceMutantIsDetectedThreadPerRow) {
+  // thread_per_row: without the wait between the cooperative chunk copy and the lanes' reads,
+  // a lane reads a chunk buffer before the copies into it have landed (at the latest the
+  // first chunk of every warp, which is copied right before it is read).
+  const auto p = KT::make_problem(1401, K::GatingType::bf16, 40000, 128, 8, K::KernelFamily::gemma4,
+                                  KT::Layout::contiguous, KT::Values::normal, true);
+  Output good;
+  run_device(p, K::Variant::thread_per_row, K::Mutant::none, &good);
+  ASSERT_TRUE(oracle(p, good).ok());
+  std::int64_t caught = 0;
+  int launches = 0;
+  for (; launches < 8 && caught == 0; ++launches) {
+    Output bad;
+    run_device(p, K::Variant::thread_per_row, K::Mutant::shared_race, &bad);
+    caught += oracle(p, bad).violations_total;
+  }
+  std::printf("shared_race (thread_per_row): %lld violations after %d launch(es)\n", static_cast<long long>(caught),
+              launches);
   EXPECT_GT(caught, 0) << "shared_race not detected in " << launches << " launches";
 }
 
@@ -384,6 +447,7 @@ TEST_F(KernelGpu, LaunchErrors) {
   bad.E = 600;
   bad.row_stride = 600;
   EXPECT_EQ(K::launch_routing(bad, K::Variant::warp_per_row, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(K::launch_routing(bad, K::Variant::thread_per_row, nullptr), cudaSuccess);  // any E <= 4096
   EXPECT_EQ(K::launch_routing(a, static_cast<K::Variant>(7), nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(K::launch_routing(a, K::Variant::automatic, nullptr, K::Mutant::count_), cudaErrorInvalidValue);
   CUDA_ASSERT(cudaDeviceSynchronize());

@@ -1,7 +1,9 @@
 // Host emulation of the fused routing kernels (the kernels' own per-row algorithm on the CPU)
 // against the reference oracle: random problems over E in 1..2048, all dtypes, all layouts,
-// ties, +-inf, NaN, all -inf rows, T = 0; row-math unit checks; and every CPU-visible
-// planted bug (Mutant) must be rejected by the oracle on a designated problem.
+// ties, +-inf, NaN, all -inf rows, T = 0, every variant (warp, block, thread per row); the
+// variants agree bit for bit where their sum order is the same; row-math unit checks; and
+// every CPU-visible planted bug (Mutant) must be rejected by the oracle on a designated
+// problem, for every variant.
 // Every failure prints a replay line (the problem's seed and shape).
 #include <gtest/gtest.h>
 
@@ -73,6 +75,9 @@ bool same_bits(const Output& a, const Output& b) {
   return a.w.size() == b.w.size() && a.ids == b.ids &&
          (a.w.empty() || std::memcmp(a.w.data(), b.w.data(), a.w.size() * sizeof(float)) == 0);
 }
+
+/// Every concrete variant (index = value - 1).
+constexpr K::Variant kVariants[] = {K::Variant::warp_per_row, K::Variant::block_per_row, K::Variant::thread_per_row};
 
 std::string replay(const KT::Problem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
   return "replay: " + p.describe() + " variant=" + K::variant_name(v) + " mutant=" + K::mutant_name(m);
@@ -202,6 +207,66 @@ void check_sort(std::mt19937_64& rng) {
   }
 }
 
+template <class Tr>
+void check_thread_entries(std::uint64_t n_random) {
+  // The thread variant's float canonicalisation equals the integer one, bit for bit.
+  auto check = [](std::uint32_t raw, int idx) {
+    for (bool keep_nan : {false, true}) {
+      const auto want = Tr::make(Tr::key(Tr::canonical(raw, keep_nan)), idx);
+      const auto got = R::thread_entry<Tr>(raw, idx, keep_nan);
+      ASSERT_EQ(got, want) << "raw 0x" << std::hex << raw << " keep_nan " << keep_nan;
+    }
+  };
+  if (Tr::kBytes == 2) {
+    for (std::uint32_t b = 0; b < 65536; ++b) check(b, static_cast<int>(b % 4096));
+  } else {
+    const std::uint32_t special[] = {0u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u,
+                                     0x7f800001u, 0xff800001u, 0x00000001u, 0x80000001u, 0x007fffffu,
+                                     0x807fffffu, 0x7f7fffffu, 0xff7fffffu, 0x3f800000u, 0xbf800000u};
+    for (std::uint32_t b : special) check(b, 7);
+    std::mt19937_64 rng(41);
+    for (std::uint64_t i = 0; i < n_random; ++i) check(static_cast<std::uint32_t>(rng()), static_cast<int>(i % 4096));
+  }
+}
+
+TEST(RowMath, ThreadEntriesMatchCanonicalKeys) {
+  check_thread_entries<R::F32>(4000000);
+  check_thread_entries<R::F16>(0);
+  check_thread_entries<R::BF16>(0);
+}
+
+template <int KB, int B, class Entry>
+void check_merge(std::mt19937_64& rng) {
+  for (int it = 0; it < 3000; ++it) {
+    const std::uint64_t range = it % 3 == 0 ? 7 : 1000000;
+    std::vector<Entry> all;
+    Entry top[KB], b[B];
+    for (auto& x : top) x = static_cast<Entry>(rng() % range);
+    for (auto& x : b) x = static_cast<Entry>(rng() % range);
+    all.insert(all.end(), top, top + KB);
+    all.insert(all.end(), b, b + B);
+    std::sort(all.begin(), all.end(), [](Entry x, Entry y) { return x > y; });
+    std::sort(top, top + KB, [](Entry x, Entry y) { return x > y; });
+    R::sort_desc<B>(b);
+    R::merge_topk<KB, B>(top, b);
+    ASSERT_EQ(std::vector<Entry>(top, top + KB), std::vector<Entry>(all.begin(), all.begin() + KB))
+        << "KB = " << KB << " B = " << B;
+  }
+}
+
+TEST(RowMath, TopListMerge) {
+  std::mt19937_64 rng(5);
+  check_merge<1, 1, std::uint32_t>(rng);
+  check_merge<2, 2, std::uint32_t>(rng);
+  check_merge<4, 4, std::uint32_t>(rng);
+  check_merge<8, 8, std::uint32_t>(rng);
+  check_merge<16, 8, std::uint32_t>(rng);
+  check_merge<32, 8, std::uint32_t>(rng);
+  check_merge<8, 8, std::uint64_t>(rng);
+  check_merge<32, 8, std::uint64_t>(rng);
+  check_merge<8, 2, std::uint32_t>(rng);
+}
+
 TEST(RowMath, SortNetworks) {
   std::mt19937_64 rng(3);
   check_sort<1, std::uint32_t>(rng);
@@ -243,11 +308,11 @@ void check_problem(const KT::Problem& p) {
   std::vector<double> rw(static_cast<std::size_t>(p.T * p.k));
   std::vector<std::int32_t> rid(static_cast<std::size_t>(p.T * p.k));
   if (p.T > 0) moecheck::route_reference(view_of(p), params_of(p), rw.data(), rid.data());
-  Output outs[2];
-  bool have[2] = {false, false};
-  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+  Output outs[3];
+  bool have[3] = {false, false, false};
+  for (K::Variant v : kVariants) {
     if (v == K::Variant::warp_per_row && p.E > K::kWarpMaxExperts) continue;
-    const int vi = v == K::Variant::warp_per_row ? 0 : 1;
+    const int vi = static_cast<int>(v) - 1;
     Output o = run_host(p, v);
     ASSERT_EQ(o.status, K::ArgStatus::ok) << o.message << "\n" << replay(p, v);
     const CheckReport rep = oracle(p, o);
@@ -258,9 +323,33 @@ void check_problem(const KT::Problem& p) {
     outs[vi] = std::move(o);
     have[vi] = true;
   }
-  if (have[0] && have[1] && p.family != K::KernelFamily::softmax_topk_raw) {
-    // Same selection and the same epilogue: the variants agree bit for bit.
-    ASSERT_TRUE(same_bits(outs[0], outs[1])) << "warp and block variants differ\n" << replay(p, K::Variant::automatic);
+  if (p.family != K::KernelFamily::softmax_topk_raw) {
+    // Same selection and the same epilogue (pairwise k-term sum): the variants agree bit for
+    // bit. softmax_topk_raw sums all E terms in a variant-specific order: the oracle judges.
+    for (int a = 0; a < 3; ++a) {
+      for (int b = a + 1; b < 3; ++b) {
+        if (!have[a] || !have[b]) continue;
+        ASSERT_TRUE(same_bits(outs[a], outs[b]))
+            << K::variant_name(static_cast<K::Variant>(a + 1)) << " and "
+            << K::variant_name(static_cast<K::Variant>(b + 1)) << " differ\n" << replay(p, K::Variant::automatic);
+      }
+    }
+  }
+}
+
+TEST(Emulation, ThreadPerRowManyRows) {
+  // Several 32-row tiles, partial last tiles, every k bucket, all layouts and families.
+  std::uint64_t seed = 3000;
+  for (int k : {1, 2, 3, 4, 5, 8, 9, 16, 17, 32}) {
+    for (int E : {32, 64, 100, 128, 256, 260}) {
+      if (k > E) continue;
+      ++seed;
+      const auto p = KT::make_problem(seed, static_cast<K::GatingType>(seed % 3), 33 + static_cast<std::int64_t>(seed % 70),
+                                      E, k, static_cast<K::KernelFamily>(seed % 3), static_cast<KT::Layout>(seed % 4),
+                                      KT::Values::mixed, seed % 2 == 0);
+      check_problem(p);
+      if (HasFatalFailure()) return;
+    }
   }
 }
 
@@ -311,7 +400,7 @@ TEST(Emulation, AllExpertsAndAllK) {
 TEST(Emulation, EdgeRowsExactValues) {
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+  for (K::Variant v : kVariants) {
     for (int dt = 0; dt < 3; ++dt) {
       auto p = KT::make_problem(1, static_cast<K::GatingType>(dt), 4, 10, 3, K::KernelFamily::softmax_topk,
                                 KT::Layout::contiguous, KT::Values::normal, false);
@@ -367,6 +456,7 @@ TEST(Emulation, ZeroRowsAndArgumentErrors) {
   std::string msg;
   EXPECT_EQ(K::emulate_routing(a, K::Variant::warp_per_row, K::Mutant::none, &msg), K::ArgStatus::ok) << msg;
   EXPECT_EQ(K::emulate_routing(a, K::Variant::block_per_row, K::Mutant::none, &msg), K::ArgStatus::ok) << msg;
+  EXPECT_EQ(K::emulate_routing(a, K::Variant::thread_per_row, K::Mutant::none, &msg), K::ArgStatus::ok) << msg;
   auto bad = [&](auto mutate, K::ArgStatus want) {
     K::RoutingArgs b;
     float w[64];
@@ -401,7 +491,8 @@ TEST(Emulation, ZeroRowsAndArgumentErrors) {
   bad([](K::RoutingArgs& b) { b.ids = nullptr; }, K::ArgStatus::null_pointer);
   bad([](K::RoutingArgs& b) { b.dtype = static_cast<K::GatingType>(7); }, K::ArgStatus::unsupported);
   bad([](K::RoutingArgs& b) { b.family = static_cast<K::KernelFamily>(3); }, K::ArgStatus::unsupported);
-  // warp_per_row is limited to kWarpMaxExperts; automatic picks block_per_row there
+  // warp_per_row is limited to kWarpMaxExperts; automatic picks block_per_row there, and
+  // thread_per_row takes any E
   std::vector<float> g(2 * 600, 0.0f), w(4);
   std::vector<std::int32_t> id(4);
   K::RoutingArgs c;
@@ -414,6 +505,7 @@ TEST(Emulation, ZeroRowsAndArgumentErrors) {
   c.ids = id.data();
   EXPECT_EQ(K::emulate_routing(c, K::Variant::warp_per_row, K::Mutant::none, &msg), K::ArgStatus::unsupported);
   EXPECT_EQ(K::emulate_routing(c, K::Variant::automatic, K::Mutant::none, &msg), K::ArgStatus::ok) << msg;
+  EXPECT_EQ(K::emulate_routing(c, K::Variant::thread_per_row, K::Mutant::none, &msg), K::ArgStatus::ok) << msg;
   EXPECT_EQ(K::emulate_routing(c, static_cast<K::Variant>(9), K::Mutant::none, &msg), K::ArgStatus::unsupported);
   EXPECT_EQ(K::emulate_routing(c, K::Variant::automatic, K::Mutant::count_, &msg), K::ArgStatus::unsupported);
 }
@@ -426,7 +518,8 @@ TEST(Emulation, NamesAndHeuristic) {
   }
   K::Mutant m = K::Mutant::none;
   EXPECT_FALSE(K::parse_mutant("bogus", &m));
-  for (K::Variant v : {K::Variant::automatic, K::Variant::warp_per_row, K::Variant::block_per_row}) {
+  for (K::Variant v : {K::Variant::automatic, K::Variant::warp_per_row, K::Variant::block_per_row,
+                       K::Variant::thread_per_row}) {
     K::Variant out = K::Variant::automatic;
     ASSERT_TRUE(K::parse_variant(K::variant_name(v), &out));
     EXPECT_EQ(out, v);
@@ -436,16 +529,23 @@ TEST(Emulation, NamesAndHeuristic) {
   EXPECT_TRUE(K::mutant_is_gpu_only(K::Mutant::grid_overflow));
   EXPECT_TRUE(K::mutant_is_gpu_only(K::Mutant::shared_race));
   EXPECT_FALSE(K::mutant_is_gpu_only(K::Mutant::nan_duplicates));
-  for (int E = 1; E <= K::kMaxExperts; ++E) {
-    const K::Variant v = K::choose_variant(E);
-    ASSERT_TRUE(v == K::Variant::warp_per_row || v == K::Variant::block_per_row);
-    if (v == K::Variant::warp_per_row) ASSERT_LE(E, K::kWarpMaxExperts);
+  EXPECT_TRUE(K::parse_variant("thread", &out));
+  EXPECT_EQ(out, K::Variant::thread_per_row);
+  for (std::int64_t T : {std::int64_t{0}, std::int64_t{1}, K::kThreadPerRowMinRows - 1, K::kThreadPerRowMinRows,
+                         std::int64_t{250000}}) {
+    for (int E = 1; E <= K::kMaxExperts; ++E) {
+      const K::Variant v = K::choose_variant(E, T);
+      ASSERT_TRUE(v == K::Variant::warp_per_row || v == K::Variant::block_per_row || v == K::Variant::thread_per_row);
+      if (v == K::Variant::warp_per_row) ASSERT_LE(E, K::kWarpMaxExperts);
+      ASSERT_EQ(v == K::Variant::thread_per_row, T >= K::kThreadPerRowMinRows) << "E " << E << " T " << T;
+      if (T < K::kThreadPerRowMinRows) ASSERT_EQ(v == K::Variant::warp_per_row, E <= K::kWarpMaxExperts);
+    }
   }
 }
 
 // ---------------------------------------------------------------------------------------
 // Planted bugs: each CPU-visible mutant is rejected by the oracle on its designated problem
-// (for both variants), and the correct kernel passes the same problem.
+// (for every variant), and the correct kernel passes the same problem.
 // ---------------------------------------------------------------------------------------
 
 struct MutantCase {
@@ -464,7 +564,8 @@ std::vector<MutantCase> designated_cases() {
       {K::Mutant::scale_by_slot, KT::make_problem(13, bf16, 32, 64, 4, F::gemma4, L::contiguous, V::normal, true)},
       {K::Mutant::off_by_one_k, KT::make_problem(14, f16, 32, 64, 4, F::softmax_topk, L::contiguous, V::normal, false)},
       {K::Mutant::drop_tied_expert, KT::make_problem(15, bf16, 32, 64, 4, F::gemma4, L::contiguous, V::ties, false)},
-      {K::Mutant::skip_partial_warp, KT::make_problem(16, f32, 64, 100, 4, F::softmax_topk, L::contiguous, V::normal, false)},
+      // E = 100: warp/block lanes drop experts 96..99; T = 70: thread_per_row drops rows 64..69
+      {K::Mutant::skip_partial_warp, KT::make_problem(16, f32, 70, 100, 4, F::softmax_topk, L::contiguous, V::normal, false)},
       {K::Mutant::fp16_accumulation, KT::make_problem(17, f32, 32, 64, 8, F::gemma4, L::contiguous, V::normal, false)},
       {K::Mutant::ignore_col_stride, KT::make_problem(18, bf16, 32, 64, 4, F::gemma4, L::transposed, V::normal, true)},
       {K::Mutant::nan_duplicates, KT::make_problem(19, f16, 32, 64, 4, F::softmax_topk, L::contiguous, V::inf_nan, false)},
@@ -477,7 +578,7 @@ TEST(Mutants, EveryCpuVisibleMutantIsRejected) {
   int covered = 0;
   for (const MutantCase& c : cases) {
     ++covered;
-    for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+    for (K::Variant v : kVariants) {
       const Output good = run_host(c.problem, v);
       const CheckReport good_rep = oracle(c.problem, good);
       EXPECT_TRUE(good_rep.ok()) << good_rep.str() << "\n" << replay(c.problem, v);
@@ -504,7 +605,7 @@ TEST(Mutants, GpuOnlyMutantsEmulateAsCorrectKernel) {
   const auto p = KT::make_problem(21, K::GatingType::bf16, 16, 1024, 8, K::KernelFamily::gemma4,
                                   KT::Layout::contiguous, KT::Values::mixed, true);
   for (K::Mutant m : {K::Mutant::grid_overflow, K::Mutant::shared_race}) {
-    for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row}) {
+    for (K::Variant v : kVariants) {
       if (v == K::Variant::warp_per_row && p.E > K::kWarpMaxExperts) continue;
       EXPECT_TRUE(same_bits(run_host(p, v, m), run_host(p, v))) << K::mutant_name(m);
     }

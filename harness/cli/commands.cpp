@@ -110,6 +110,10 @@ int report_replay(const std::vector<ReplayResult>& results, const std::string& j
     os << " </testsuite>\n</testsuites>\n";
     write_file(junit_path, os.str());
   }
+  // Unreadable or malformed entries are input errors (2), reported after every other entry ran.
+  for (const auto& r : results) {
+    if (r.outcome == "error") return 2;
+  }
   return bad == 0 ? 0 : 1;
 }
 
@@ -153,8 +157,9 @@ KillRow run_kernel_mutant(kernels::Mutant m, const MutantsCliOptions& o, bool cu
     return row;
   }
   const std::vector<std::string> specs =
-      cuda ? std::vector<std::string>{"cuda:auto", "cuda:warp_per_row", "cuda:block_per_row"}
-           : std::vector<std::string>{"kernel:auto", "kernel:warp_per_row", "kernel:block_per_row"};
+      cuda ? std::vector<std::string>{"cuda:auto", "cuda:warp_per_row", "cuda:block_per_row", "cuda:thread_per_row"}
+           : std::vector<std::string>{"kernel:auto", "kernel:warp_per_row", "kernel:block_per_row",
+                                      "kernel:thread_per_row"};
   auto t0 = std::chrono::steady_clock::now();
   std::int64_t total_cases = 0;
   for (const auto& spec : specs) {

@@ -62,6 +62,7 @@ std::string kernel_unsupported(const RoutingCase& c, kernels::Variant v) {
   }
   if (c.k > kernels::kMaxK) return "k > " + std::to_string(kernels::kMaxK);
   if (c.E > kernels::kMaxExperts) return "E > " + std::to_string(kernels::kMaxExperts);
+  // block_per_row and thread_per_row take every E <= kMaxExperts.
   if (v == kernels::Variant::warp_per_row && c.E > kernels::kWarpMaxExperts) {
     return "E > " + std::to_string(kernels::kWarpMaxExperts) + " for warp_per_row";
   }
@@ -88,7 +89,7 @@ kernels::Variant parse_variant_or_throw(const std::string& spec, const std::stri
   kernels::Variant v = kernels::Variant::automatic;
   if (!name.empty() && !kernels::parse_variant(name, &v)) {
     throw std::invalid_argument("target '" + spec + "': unknown kernel variant '" + name +
-                                "' (auto, warp_per_row, block_per_row)");
+                                "' (auto, warp_per_row, block_per_row, thread_per_row)");
   }
   return v;
 }
@@ -130,8 +131,9 @@ std::unique_ptr<Target> make_core_target(const std::string& spec, const TargetOp
 }
 
 std::vector<std::string> core_target_specs() {
-  return {"reference", "kernel:auto", "kernel:warp_per_row", "kernel:block_per_row", "cuda:auto",
-          "cuda:warp_per_row", "cuda:block_per_row", "plugin:<path.so>"};
+  return {"reference",          "kernel:auto",         "kernel:warp_per_row", "kernel:block_per_row",
+          "kernel:thread_per_row", "cuda:auto",         "cuda:warp_per_row",   "cuda:block_per_row",
+          "cuda:thread_per_row", "plugin:<path.so>"};
 }
 
 Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base) {
