@@ -28,11 +28,25 @@ struct Rng {
   }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1p-53; }
   int range(int lo, int hi) { return lo + static_cast<int>(next() % static_cast<std::uint64_t>(hi - lo + 1)); }
+  /// Standard normal deviates by Marsaglia's polar method (two per accepted pair).
   double normal() {
-    double u1 = uniform(), u2 = uniform();
-    if (u1 < 1e-300) u1 = 1e-300;
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    if (have_spare) {
+      have_spare = false;
+      return spare;
+    }
+    double u, v, q;
+    do {
+      u = 2.0 * uniform() - 1.0;
+      v = 2.0 * uniform() - 1.0;
+      q = u * u + v * v;
+    } while (q >= 1.0 || q == 0.0);
+    const double f = std::sqrt(-2.0 * std::log(q) / q);
+    spare = v * f;
+    have_spare = true;
+    return u * f;
   }
+  double spare = 0.0;
+  bool have_spare = false;
 };
 
 RoutingCase anchor_case(Rng& rng) {

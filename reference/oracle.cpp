@@ -80,17 +80,20 @@ void row_keys(const std::vector<double>& x, const RoutingParams& p, std::vector<
   }
 }
 
-/// n-th largest (1-based) of vals (copied).
-double nth_largest(std::vector<double> vals, std::size_t n) {
-  std::nth_element(vals.begin(), vals.begin() + static_cast<std::ptrdiff_t>(n - 1), vals.end(),
+/// n-th largest (1-based) of vals (copied into a per-thread scratch buffer).
+double nth_largest(const std::vector<double>& vals, std::size_t n) {
+  thread_local std::vector<double> v;
+  v.assign(vals.begin(), vals.end());
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n - 1), v.end(),
                    std::greater<double>());
-  return vals[n - 1];
+  return v[n - 1];
 }
 
 /// True when the n-th and (n+1)-th largest of vals are equal (an ambiguous cut).
 bool tie_at(const std::vector<double>& vals, std::size_t n) {
   if (n >= vals.size()) return false;
-  std::vector<double> v = vals;
+  thread_local std::vector<double> v;
+  v.assign(vals.begin(), vals.end());
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n - 1), v.end(),
                    std::greater<double>());
   const double vn = v[n - 1];

@@ -54,29 +54,72 @@ if [[ "$steps" == *,tests,* ]]; then
   step tests-quick ctest --test-dir "$build" -L quick -j 8 --output-on-failure --output-junit "$out/ctest-quick.xml"
 fi
 if [[ "$steps" == *,substitution,* ]]; then
-  step substitution "$bin" substitution --device cuda --cases 200 --variant all --json "$out/substitution.json"
+  step substitution "$bin" substitution --device cuda --cases 200 --variant all --mode all \
+    --corpus "$out/subst-corpus" --json "$out/substitution.json"
+  step substitution-fused "$bin" substitution --device cuda --backend fused --cases 200 --variant all --mode all \
+    --corpus "$out/subst-corpus" --json "$out/substitution-fused.json"
 fi
 if [[ "$steps" == *,fuzz,* ]]; then
-  resume=()
-  [[ -f "$out/../fuzz-state.json" ]] && cp "$out/../fuzz-state.json" "$out/fuzz-state.json"
-  [[ -f "$out/fuzz-state.json" ]] && resume=(--resume)
-  step fuzz "$bin" fuzz --target cuda:auto --seconds "${MOECHECK_FUZZ_SECONDS:-120}" --seed "${MOECHECK_FUZZ_SEED:-20261124}" \
-    --max-T 300000 --no-progress --state "$out/fuzz-state.json" "${resume[@]}" --corpus "$out/corpus" \
-    --json "$out/campaign.json" --junit "$out/campaign.xml"
+  # One campaign per kernel variant, each split into MOECHECK_FUZZ_SHARDS shards that run in
+  # parallel (the oracle runs on the host's cores; the shards share the GPU). Resumable: the
+  # state files live in OUTDIR/fuzz and a later call with the same OUTDIR continues them.
+  shards="${MOECHECK_FUZZ_SHARDS:-4}"
+  secs="${MOECHECK_FUZZ_SECONDS:-120}"
+  fdir="$out/fuzz"
+  mkdir -p "$fdir"
+  t0=$(date +%s)
+  pids=()
+  for v in warp_per_row block_per_row thread_per_row; do
+    for ((i = 0; i < shards; i++)); do
+      st="$fdir/state-$v-$i.json"
+      resume=()
+      [[ -f "$st" ]] && resume=(--resume)
+      "$bin" fuzz --target "cuda:$v" --seconds "$secs" --seed "${MOECHECK_FUZZ_SEED:-20261124}" --shard "$i/$shards" \
+        --max-T 300000 --no-progress --state "$st" "${resume[@]}" --corpus "$fdir/corpus" \
+        --json "$fdir/campaign-$v-$i.json" --junit "$fdir/campaign-$v-$i.xml" > "$fdir/fuzz-$v-$i.log" 2>&1 &
+      pids+=($!)
+    done
+  done
+  rc=0
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  "$py" - "$fdir" > "$out/fuzz.log" 2>&1 <<'PY' || rc=1
+import glob, json, sys
+tot = {"cases": 0, "rows": 0, "skipped": 0, "failures": 0}
+for f in sorted(glob.glob(sys.argv[1] + "/campaign-*.json")):
+    j = json.load(open(f))
+    c = j.get("totals", j)
+    line = {k: c.get(k, 0) if not isinstance(c.get(k), list) else len(c.get(k)) for k in tot}
+    for k in tot: tot[k] += line[k]
+    print(f.split("/")[-1], line)
+print("TOTAL", tot)
+PY
+  summary+=("$(printf '%-14s rc=%-3s %5ss' fuzz "$rc" "$(( $(date +%s) - t0 ))")")
+  cat "$out/fuzz.log" >&2
+  tail -n 3 "$fdir"/fuzz-*.log >&2
 fi
 if [[ "$steps" == *,mutants,* ]]; then
   step mutants "$bin" mutants --device cuda --cases 3000 --json "$out/mutants.json" --markdown "$out/mutants.md" \
     --corpus "$out/mutant-corpus"
 fi
 if [[ "$steps" == *,bench,* ]]; then
-  step bench "$bin" bench -o "$out/bench.json" --repetitions "${MOECHECK_BENCH_REPS:-5}"
-  step dashboard "$bin" report "$out/bench.json" -o "$out/dashboard.html"
+  step bench "$bin" bench -o "$out/bench.json" --repetitions "${MOECHECK_BENCH_REPS:-5}" ${MOECHECK_BENCH_FILTER:+--filter "$MOECHECK_BENCH_FILTER"}
+  if [[ "${MOECHECK_BENCH_RERUN:-1}" == 1 ]]; then
+    # An unchanged rerun, compared against the first run: the regression gate must stay quiet.
+    step bench-rerun "$bin" bench -o "$out/bench-rerun.json" --repetitions "${MOECHECK_BENCH_REPS:-5}" ${MOECHECK_BENCH_FILTER:+--filter "$MOECHECK_BENCH_FILTER"}
+    step dashboard "$bin" report --baseline "$out/bench.json" "$out/bench-rerun.json" -o "$out/dashboard.html"
+  else
+    step dashboard "$bin" report "$out/bench.json" -o "$out/dashboard.html"
+  fi
 fi
 if [[ "$steps" == *,sanitize,* ]]; then
   cs=compute-sanitizer
   command -v $cs >/dev/null || cs=/usr/local/cuda/bin/compute-sanitizer
-  step memcheck $cs --tool memcheck --error-exitcode 9 "$bin" fuzz --target cuda:auto --cases 300 --seed 7 --max-T 2000 --no-progress --corpus "$out/san-corpus"
-  step racecheck $cs --tool racecheck --error-exitcode 9 "$bin" fuzz --target cuda:auto --cases 60 --seed 8 --max-T 500 --no-progress --corpus "$out/san-corpus"
+  for v in warp_per_row block_per_row thread_per_row; do
+    step "memcheck-$v" $cs --tool memcheck --error-exitcode 9 "$bin" fuzz --target "cuda:$v" --cases 150 --seed 7 \
+      --max-T 3000 --no-progress --corpus "$out/san-corpus"
+    step "racecheck-$v" $cs --tool racecheck --error-exitcode 9 "$bin" fuzz --target "cuda:$v" --cases 40 --seed 8 \
+      --max-T 300 --no-progress --corpus "$out/san-corpus"
+  done
 fi
 echo "=== summary ($(cat "$out/device.txt" | tail -n 1))"
 printf '%s\n' "${summary[@]}"
