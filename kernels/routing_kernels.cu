@@ -1,6 +1,6 @@
 // moecheck fused routing kernels (CUDA). The per-row algorithm lives in routing_row.hpp and
 // is shared with the host emulation; this file holds the device warp context, the loads,
-// the two kernel variants and the launcher.
+// the three kernel variants and the launcher.
 //
 // warp_per_row (E <= 512): one warp owns a row. Lane l holds V = next_pow2(ceil(E/32))
 //   elements (16-byte, 8-byte... vector loads interleaved across lanes when the layout
@@ -30,8 +30,9 @@
 //   so that one chunk is always in flight, and each lane reads its own row's chunk (row pitch
 //   padded by 16 bytes: conflict-free 16-byte reads). Other layouts load element by element
 //   (coalesced for transposed layouts, where the lanes' rows are adjacent). Each lane writes its
-//   k weights / ids into shared memory, and the warp stores the tile's 32 * k outputs with
-//   coalesced stores.
+//   k weights / ids into a shared output tile (for k <= 16 in the chunk buffer read last), and
+//   the warp stores the tile's 32 * k outputs with coalesced stores. 4 warps per block; with
+//   k <= 8 a warp needs 9 KiB of shared memory and <= 80 registers: 6 blocks (24 warps) per SM.
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -280,10 +281,17 @@ constexpr int kChunkBytes = 128;                   ///< bytes of one row per sta
 constexpr int kStagePitch = kChunkBytes + 16;      ///< smem row pitch (16-byte reads conflict-free)
 constexpr int kStageBytes = 2 * 32 * kStagePitch;  ///< two chunk buffers of a warp's 32 rows
 
-/// Shared memory of one warp: the chunk buffers (staged kernels) and the output tile
-/// (32 rows x (KB + 1) floats, then the same for ids; odd pitch: conflict-free lane stores).
+/// Bytes of a warp's output tile: 32 rows x (KB + 1) floats, then the same for ids (odd
+/// pitch: conflict-free lane stores).
+constexpr int thread_out_bytes(int KB) { return 32 * (KB + 1) * 8; }
+
+/// Staged kernels keep the output tile in the chunk buffer read last (free from the end of
+/// the tile's selection until the next tile's first copy) when it fits (KB <= 16).
+constexpr bool thread_out_in_stage(int KB) { return thread_out_bytes(KB) <= 32 * kStagePitch; }
+
+/// Shared memory of one warp: the chunk buffers (staged kernels) and the output tile.
 constexpr int thread_warp_smem(int KB, bool staged) {
-  return (staged ? kStageBytes : 0) + 32 * (KB + 1) * 8;
+  return staged ? kStageBytes + (thread_out_in_stage(KB) ? 0 : thread_out_bytes(KB)) : thread_out_bytes(KB);
 }
 
 __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src) {
@@ -308,8 +316,9 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 /// Calls f(raw, base, n) for the batches of B elements in a group of G = max(B, 16 / bytes)
-/// elements held in the 16-byte words v[] (expert `base0` first); `E` bounds the last group.
-template <class Tr, int B, class F>
+/// elements held in the 16-byte words v[] (expert `base0` first); `E` bounds the last group
+/// (kWhole: the group lies below E).
+template <class Tr, int B, bool kWhole, class F>
 __device__ __forceinline__ void visit_group(const uint4* v, int base0, int E, F& f) {
   constexpr int UE = 16 / Tr::kBytes;
   constexpr int G = B > UE ? B : UE;
@@ -327,7 +336,7 @@ __device__ __forceinline__ void visit_group(const uint4* v, int base0, int E, F&
 #pragma unroll
     for (int j = 0; j < B; ++j) raw[j] = row::raw_elem<Tr, G>(w, b0 + j);
     const int base = base0 + b0;
-    if constexpr (B > UE) {
+    if constexpr (B > UE && !kWhole) {
       // fp32 batches of 8 span two 16-byte words; E may end after the first.
       if (base + B <= E) {
         f(static_cast<const std::uint32_t*>(raw), base, B);
@@ -359,7 +368,7 @@ struct DirectRowSource {
           v[q] = g + q * UE < E ? __ldg(reinterpret_cast<const uint4*>(row + static_cast<std::int64_t>(g + q * UE) * Tr::kBytes))
                                 : make_uint4(0, 0, 0, 0);
         }
-        visit_group<Tr, B>(v, g, E, f);
+        visit_group<Tr, B, false>(v, g, E, f);
       }
     } else {
       for (int base = 0; base < E; base += B) {
@@ -408,8 +417,7 @@ struct ChunkStream {
   std::int64_t iss_tile;
   bool race = false;
   int iss_c = 0;
-  int iss_buf = 0;
-  int cons_buf = 0;
+  int iss_buf = 0;  ///< buffer of the next copy; right after issue() also the one to read
 
   __device__ __forceinline__ void issue() {
     if (iss_tile < ntiles) {
@@ -443,18 +451,28 @@ struct ChunkStream {
         cp_async_wait<1>();
         __syncwarp();
       }
-      const unsigned char* src = stage + cons_buf * (32 * kStagePitch) + lane * kStagePitch;
+      // issue() filled the other buffer and toggled iss_buf back to the one to read now.
+      const unsigned char* src = stage + iss_buf * (32 * kStagePitch) + lane * kStagePitch;
       const int e_base = c * CHE;
+      if (E - e_base >= CHE) {  // whole chunk: no bound checks
 #pragma unroll
-      for (int g = 0; g < CHE; g += G) {
-        if (e_base + g >= E) break;
-        uint4 v[G / UE];
+        for (int g = 0; g < CHE; g += G) {
+          uint4 v[G / UE];
 #pragma unroll
-        for (int q = 0; q < G / UE; ++q) v[q] = *reinterpret_cast<const uint4*>(src + (g + q * UE) * Tr::kBytes);
-        visit_group<Tr, B>(v, e_base + g, E, f);
+          for (int q = 0; q < G / UE; ++q) v[q] = *reinterpret_cast<const uint4*>(src + (g + q * UE) * Tr::kBytes);
+          visit_group<Tr, B, true>(v, e_base + g, E, f);
+        }
+      } else {
+#pragma unroll
+        for (int g = 0; g < CHE; g += G) {
+          if (e_base + g >= E) break;
+          uint4 v[G / UE];
+#pragma unroll
+          for (int q = 0; q < G / UE; ++q) v[q] = *reinterpret_cast<const uint4*>(src + (g + q * UE) * Tr::kBytes);
+          visit_group<Tr, B, false>(v, e_base + g, E, f);
+        }
       }
       __syncwarp();  // every lane has read this buffer before it is refilled
-      cons_buf ^= 1;
     }
   }
 };
@@ -477,17 +495,25 @@ struct StagedRowSource {
 
 /// Output of one lane's row: its slots in the warp's shared output tile.
 struct SmemRowOut {
-  float* w;
-  std::int32_t* id;
+  float* wp;
+  std::int32_t* ip;
   __device__ __forceinline__ static float scale(const float* p) { return __ldg(p); }
+  __device__ __forceinline__ float weight(int slot) const { return wp[slot]; }
+  __device__ __forceinline__ std::int32_t id(int slot) const { return ip[slot]; }
   __device__ __forceinline__ void store(int slot, float wv, std::int32_t idv) const {
-    w[slot] = wv;
-    id[slot] = idv;
+    wp[slot] = wv;
+    ip[slot] = idv;
   }
 };
 
+/// Resident blocks per SM the register allocation aims at: staged kernels with KB <= 8 fit 6
+/// blocks in shared memory (36 KiB each), which needs <= 80 registers per thread; larger
+/// lists get what they need (1: no cap, no spills).
+constexpr int thread_min_blocks(int KB, bool staged) { return staged && KB <= 8 ? 6 : 1; }
+
 template <class Tr, int KB, bool kMut, bool kStaged>
-__global__ void __launch_bounds__(kThreadWarps * 32) thread_per_row_kernel(const KernelParams p) {
+__global__ void __launch_bounds__(kThreadWarps * 32, thread_min_blocks(KB, kStaged))
+    thread_per_row_kernel(const KernelParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int B = row::thread_batch(KB);
   constexpr int OP = KB + 1;  // output tile pitch
@@ -495,8 +521,7 @@ __global__ void __launch_bounds__(kThreadWarps * 32) thread_per_row_kernel(const
   const int lane = static_cast<int>(threadIdx.x & 31u);
   const int warp = static_cast<int>(threadIdx.x >> 5);
   unsigned char* ws = smem + warp * thread_warp_smem(KB, kStaged);
-  float* ow = reinterpret_cast<float*>(ws + (kStaged ? kStageBytes : 0));
-  std::int32_t* oi = reinterpret_cast<std::int32_t*>(ow + 32 * OP);
+  constexpr bool kOutInStage = kStaged && thread_out_in_stage(KB);
   const std::int64_t T = p.T_eff;
   const int E = p.cfg.E;
   const int k = p.cfg.k;
@@ -505,8 +530,6 @@ __global__ void __launch_bounds__(kThreadWarps * 32) thread_per_row_kernel(const
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * kThreadWarps;
   std::int64_t tile = static_cast<std::int64_t>(blockIdx.x) * kThreadWarps + warp;
   const std::int64_t row_bytes = p.row_stride * Tr::kBytes;
-  // Output copy walk: lane's first output (r, c) of a tile and the advance per 32 outputs.
-  const int r_first = lane / k, c_first = lane % k, r_step = 32 / k, c_step = 32 % k;
 
   ChunkStream<Tr, kMut> s{p.gating, row_bytes, T, E, (E * Tr::kBytes + kChunkBytes - 1) / kChunkBytes,
                           ntiles, step, ws, lane, tile, m == Mutant::shared_race};
@@ -516,6 +539,11 @@ __global__ void __launch_bounds__(kThreadWarps * 32) thread_per_row_kernel(const
     // Lanes past T (last tile) compute a copy of the last row and store nothing.
     const std::int64_t row = row0 + lane < T ? row0 + lane : T - 1;
     const char* rp = p.gating + row * row_bytes;
+    // Output tile: its own region, or the chunk buffer this tile reads last (each of its
+    // nc chunk copies toggles the buffer once).
+    float* ow = reinterpret_cast<float*>(
+        kOutInStage ? ws + (s.iss_buf ^ (s.nc & 1)) * (32 * kStagePitch) : ws + (kStaged ? kStageBytes : 0));
+    std::int32_t* oi = reinterpret_cast<std::int32_t*>(ow + 32 * OP);
     SmemRowOut out{ow + lane * OP, oi + lane * OP};
     if constexpr (kStaged) {
       StagedRowSource<Tr, B, kMut> src{&s, {rp, E, 1}};
@@ -528,7 +556,10 @@ __global__ void __launch_bounds__(kThreadWarps * 32) thread_per_row_kernel(const
     const int n = static_cast<int>(T - row0 < 32 ? T - row0 : 32) * k;
     float* wdst = p.weights + row0 * k;
     std::int32_t* idst = p.ids + row0 * k;
-    int r = r_first, c = c_first;
+    // Walk (row r, slot c) of output i = lane, lane + 32, .. (computed here rather than kept
+    // live across the row: fewer registers held around the division's slow-path call).
+    const int r_step = 32 / k, c_step = 32 - r_step * k;
+    int r = lane / k, c = lane - (lane / k) * k;
     for (int i = lane; i < n; i += 32) {
       __stcs(wdst + i, ow[r * OP + c]);
       __stcs(idst + i, oi[r * OP + c]);

@@ -45,13 +45,15 @@ enum class Mutant : int {
   scale_by_slot,          ///< multiplies by scale[slot] instead of scale[expert id]
   off_by_one_k,           ///< selects k-1 experts and leaves the last slot as a duplicate
   drop_tied_expert,       ///< tie at the k-th place resolved by picking an already-selected expert
-  skip_partial_warp,      ///< ignores experts beyond the last multiple of 32
+  skip_partial_warp,      ///< ignores experts beyond the last multiple of 32 (thread_per_row:
+                          ///< skips the rows of the last partial 32-row tile)
   fp16_accumulation,      ///< sums the softmax denominator in fp16
   ignore_col_stride,      ///< assumes contiguous columns
   nan_duplicates,         ///< NaN logits compare true, the same expert can be picked twice
   zero_sum_divide,        ///< no zero-sum guard: rows with all -inf give NaN
   grid_overflow,          ///< (GPU) row index in 16 bits: rows >= 65536 are never written
-  shared_race,            ///< (GPU) missing barrier before reusing shared scratch
+  shared_race,            ///< (GPU) missing barrier before reusing shared scratch (thread_per_row:
+                          ///< no wait between a warp's cooperative chunk copy and its reads)
   count_
 };
 const char* mutant_name(Mutant m);

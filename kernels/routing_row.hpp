@@ -47,8 +47,10 @@
 
 #if defined(__CUDACC__)
 #define MOECHECK_HD __host__ __device__
+#define MOECHECK_UNROLL _Pragma("unroll")
 #else
 #define MOECHECK_HD
+#define MOECHECK_UNROLL
 #endif
 
 namespace moecheck::kernels::row {
@@ -352,43 +354,68 @@ MOECHECK_HD inline void compare_exchange(Entry& a, Entry& b) {
   b = x > y ? y : x;
 }
 
+/// compare_exchange as a functor (the default of the sorting networks below).
+struct CompareExchange {
+  template <class Entry>
+  MOECHECK_HD void operator()(Entry& a, Entry& b) const {
+    compare_exchange(a, b);
+  }
+};
+
+/// compare_exchange with one comparison for both outputs on the device (the compiler turns the
+/// plain form into a separate max and min, i.e. two 64-bit comparisons for fp32 entries).
+struct CompareExchangeOnce {
+  MOECHECK_HD void operator()(std::uint32_t& a, std::uint32_t& b) const { compare_exchange(a, b); }
+  MOECHECK_HD void operator()(std::uint64_t& a, std::uint64_t& b) const {
+#if defined(__CUDA_ARCH__)
+    const std::uint64_t x = a, y = b;
+    asm("{\n\t.reg .pred gt;\n\tsetp.gt.u64 gt, %2, %3;\n\tselp.b64 %0, %2, %3, gt;\n\t"
+        "selp.b64 %1, %3, %2, gt;\n\t}"
+        : "=l"(a), "=l"(b)
+        : "l"(x), "l"(y));
+#else
+    compare_exchange(a, b);
+#endif
+  }
+};
+
 /// Batcher's odd-even merge sort network, written as compile-time recursion over the
 /// classic loop nest (p, k, j, i) so that every comparator has constant register indices:
 ///   for p = 1, 2, 4.. < V; for k = p, p/2 .. 1; for j = k % p; j + k < V; j += 2k;
 ///   for i < k: compare (i+j, i+j+k) when both lie in the same block of 2p.
-template <int V, int P, int K, int J, int I, class Entry>
+template <int V, int P, int K, int J, int I, class CE = CompareExchange, class Entry>
 MOECHECK_HD inline void batcher_step(Entry* a) {
   if constexpr (P < V) {
     if constexpr (K >= 1) {
       if constexpr (J + K < V) {
         if constexpr (I < K) {
           if constexpr (I + J + K < V && (I + J) / (2 * P) == (I + J + K) / (2 * P)) {
-            compare_exchange(a[I + J], a[I + J + K]);
+            CE()(a[I + J], a[I + J + K]);
           }
-          batcher_step<V, P, K, J, I + 1>(a);
+          batcher_step<V, P, K, J, I + 1, CE>(a);
         } else {
-          batcher_step<V, P, K, J + 2 * K, 0>(a);
+          batcher_step<V, P, K, J + 2 * K, 0, CE>(a);
         }
       } else {
-        batcher_step<V, P, K / 2, (K / 2 >= 1 ? (K / 2) % P : 0), 0>(a);
+        batcher_step<V, P, K / 2, (K / 2 >= 1 ? (K / 2) % P : 0), 0, CE>(a);
       }
     } else {
-      batcher_step<V, 2 * P, 2 * P, 0, 0>(a);
+      batcher_step<V, 2 * P, 2 * P, 0, 0, CE>(a);
     }
   }
 }
 
 /// Sorts V entries descending in place (V = 1, 2, 4, 8, 16 -> 0, 1, 5, 19, 63
 /// compare-exchanges).
-template <int V, class Entry>
+template <int V, class CE = CompareExchange, class Entry>
 MOECHECK_HD inline void sort_desc(Entry* a) {
-  batcher_step<V, 1, 1, 0, 0>(a);
+  batcher_step<V, 1, 1, 0, 0, CE>(a);
 }
 
 /// Drops the head of a descending list when `pred` (the tail becomes padding).
 template <int V, class Entry>
 MOECHECK_HD inline void pop_front_if(Entry* a, bool pred) {
-#pragma unroll
+MOECHECK_UNROLL
   for (int j = 0; j + 1 < V; ++j) a[j] = pred ? a[j + 1] : a[j];
   a[V - 1] = pred ? Entry(0) : a[V - 1];
 }
@@ -434,7 +461,7 @@ template <class Tr, int V>
 MOECHECK_HD inline void build_list(const std::uint32_t* words, int lane, int chunk_base,
                                    const RowConfig& cfg, Mutant m, typename Tr::Entry* list) {
   const bool keep_nan = m == Mutant::nan_duplicates;
-#pragma unroll
+MOECHECK_UNROLL
   for (int j = 0; j < V; ++j) {
     const int idx = chunk_base + lane_elem_index<Tr, V>(lane, j);
     const std::uint32_t c = Tr::canonical(raw_elem<Tr, V>(words, j), keep_nan);
@@ -448,7 +475,7 @@ MOECHECK_HD inline void build_list(const std::uint32_t* words, int lane, int chu
 template <class Tr, int V>
 MOECHECK_HD inline float lane_term_sum(const typename Tr::Entry* list, float m, bool fp16) {
   float s = 0.0f;
-#pragma unroll
+MOECHECK_UNROLL
   for (int j = 0; j < V; ++j) {
     const float e = list[j] != 0 ? softmax_term(Tr::value(list[j]), m) : 0.0f;
     s = accumulate(s, e, fp16);
@@ -710,12 +737,14 @@ MOECHECK_HD constexpr int thread_bucket(int k) { return next_pow2(k); }
 /// than one sorted insertion per element).
 MOECHECK_HD constexpr int thread_batch(int KB) { return KB < 8 ? KB : 8; }
 
-/// IEEE maxNum(x, -inf): NaN -> -inf, every other value unchanged (one FMNMX on the device).
+/// NaN (quiet or signalling, any sign and payload) -> -inf, every other value unchanged.
+/// Device: max(x, -inf) (one FMNMX; PTX max returns the other operand for any NaN input).
+/// Host: an explicit test (C fmaxf returns NaN for a signalling NaN operand).
 MOECHECK_HD inline float nan_to_neg_inf(float x) {
 #if defined(__CUDA_ARCH__)
   return fmaxf(x, neg_inf());
 #else
-  return ::fmaxf(x, neg_inf());
+  return x != x ? neg_inf() : x;
 #endif
 }
 
@@ -724,6 +753,19 @@ MOECHECK_HD inline float nan_to_neg_inf(float x) {
 MOECHECK_HD inline std::uint32_t float_key32(std::uint32_t f) {
   const std::uint32_t s = static_cast<std::uint32_t>(static_cast<std::int32_t>(f) >> 31);
   return f ^ (s | 0x80000000u);
+}
+
+/// 0xffff0000 when the sign bit of f is set, else 0 (one byte permute on the device: PTX prmt
+/// with selector 0xBB44, bytes 3 and 2 = the sign of byte 3 replicated, bytes 1 and 0 = byte 0
+/// of the zero operand; __byte_perm would drop the sign-replicate bit of the selector).
+MOECHECK_HD inline std::uint32_t sign_mask_hi16(std::uint32_t f) {
+#if defined(__CUDA_ARCH__)
+  std::uint32_t r;
+  asm("prmt.b32 %0, %1, %2, 0xBB44;" : "=r"(r) : "r"(f), "r"(0u));
+  return r;
+#else
+  return (f & 0x80000000u) ? 0xffff0000u : 0u;
+#endif
 }
 
 /// Entry of raw element bits `raw` (16-bit types in the low half) at expert `index`:
@@ -744,7 +786,8 @@ MOECHECK_HD inline typename Tr::Entry thread_entry(std::uint32_t raw, int index,
       return (static_cast<Entry>(float_key32(c)) << 32) | low;
     } else {  // bf16: the value as float bits (raw << 16), key in the high half
       const std::uint32_t c = float_to_bits(add_rn(nan_to_neg_inf(bits_to_float(raw << 16)), 0.0f));
-      return (float_key32(c) & 0xffff0000u) | low;
+      // The low half of c is zero, so is the key's: adding the index part equals or-ing it.
+      return (c ^ (sign_mask_hi16(c) | 0x80000000u)) + low;
     }
   }
 }
@@ -753,9 +796,9 @@ MOECHECK_HD inline typename Tr::Entry thread_entry(std::uint32_t raw, int index,
 template <int N, int D, class Entry>
 MOECHECK_HD inline void bitonic_clean(Entry* a) {
   if constexpr (D >= 1) {
-#pragma unroll
+MOECHECK_UNROLL
     for (int i = 0; i < N; ++i) {
-      if ((i & D) == 0) compare_exchange(a[i], a[i + D]);
+      if ((i & D) == 0) CompareExchangeOnce()(a[i], a[i + D]);
     }
     bitonic_clean<N, D / 2>(a);
   }
@@ -766,7 +809,7 @@ MOECHECK_HD inline void bitonic_clean(Entry* a) {
 /// KB largest (b reversed is ascending), the cleaners sort it.
 template <int KB, int B, class Entry>
 MOECHECK_HD inline void merge_topk(Entry* top, const Entry* b) {
-#pragma unroll
+MOECHECK_UNROLL
   for (int j = 0; j < B; ++j) top[KB - 1 - j] = top[KB - 1 - j] > b[j] ? top[KB - 1 - j] : b[j];
   bitonic_clean<KB, KB / 2>(top);
 }
@@ -810,6 +853,8 @@ struct HostRowOut {
   float* weights = nullptr;     ///< the row's k weights
   std::int32_t* ids = nullptr;  ///< the row's k ids
   static float scale(const float* p) { return *p; }
+  float weight(int slot) const { return weights[slot]; }
+  std::int32_t id(int slot) const { return ids[slot]; }
   void store(int slot, float w, std::int32_t id) const {
     weights[slot] = w;
     ids[slot] = id;
@@ -820,7 +865,8 @@ struct HostRowOut {
 /// batches of B = thread_batch(KB) elements in expert order (raw[j] = bits of expert
 /// base + j, 16-bit types in the low half; j >= n is padding); scan streams the row for the
 /// selection, scan_full again for the all-expert sum (cfg.want_full only). Out: store(slot,
-/// w, id) for slots < k, scale(p) loads a per-expert scale.
+/// w, id) for slots < k, weight(slot) / id(slot) read a stored slot back (the softmax term
+/// is stored first, then replaced by its weight), scale(p) loads a per-expert scale.
 /// Selection: top = the KB largest entries, descending = the winners of the k rounds of the
 /// other variants. Mutants: off_by_one_k / drop_tied_expert (slot k-1 repeats slot k-2),
 /// nan_duplicates (slots after the first NaN repeat it) as in select_rounds; the weight
@@ -839,42 +885,44 @@ MOECHECK_HD inline void thread_row(Src& src, const RowConfig& cfg, Mutant m, Out
   const bool fp16 = m == Mutant::fp16_accumulation;
   const int k = cfg.k;
   Entry top[KB];
-#pragma unroll
+MOECHECK_UNROLL
   for (int j = 0; j < KB; ++j) top[j] = 0;
   src.scan([&](const std::uint32_t* raw, int base, int n) {
     Entry b[B];
-#pragma unroll
+MOECHECK_UNROLL
     for (int j = 0; j < B; ++j) b[j] = j < n ? thread_entry<Tr>(raw[j], base + j, keep_nan) : Entry(0);
-    sort_desc<B>(b);
+    sort_desc<B, CompareExchangeOnce>(b);
     merge_topk<KB, B>(top, b);
   });
+  // (Selects on constant slots with the slot tested through a bit mask: a test j == k - 1 lets
+  // the compiler turn the loop into one store at index k - 1, and a dynamically indexed list
+  // lives in local memory on the device.)
   if (m == Mutant::off_by_one_k || m == Mutant::drop_tied_expert) {
-#pragma unroll
-    for (int j = 1; j < KB; ++j) {
-      if (j == k - 1 &&
-          (m == Mutant::off_by_one_k || Tr::entry_key(top[j]) == Tr::entry_key(top[j - 1]))) {
-        top[j] = top[j - 1];
-      }
+    const std::uint32_t last_slot = 1u << (k - 1);
+MOECHECK_UNROLL
+    for (int j = KB - 1; j >= 1; --j) {
+      const bool hit = ((last_slot >> j) & 1u) != 0 &&
+                       (m == Mutant::off_by_one_k || Tr::entry_key(top[j]) == Tr::entry_key(top[j - 1]));
+      top[j] = hit ? top[j - 1] : top[j];
     }
   }
   if (m == Mutant::nan_duplicates) {
     bool seen = false;
     Entry first_nan = 0;
-#pragma unroll
+MOECHECK_UNROLL
     for (int j = 0; j < KB; ++j) {
-      if (seen) {
-        top[j] = first_nan;
-      } else if (j < k && entry_is_nan<Tr>(top[j])) {
-        seen = true;
-        first_nan = top[j];
-      }
+      const Entry cur = top[j];
+      const bool nan_here = !seen && j < k && entry_is_nan<Tr>(cur);
+      top[j] = seen ? first_nan : cur;
+      first_nan = nan_here ? cur : first_nan;
+      seen = seen || nan_here;
     }
   }
   const float mx = Tr::value(top[0]);
   float full = 0.0f;
   if (cfg.want_full) {
     src.scan_full([&](const std::uint32_t* raw, int base, int n) {
-#pragma unroll
+MOECHECK_UNROLL
       for (int j = 0; j < B; ++j) {
         if (j < n) {
           const float x = Tr::value(thread_entry<Tr>(raw[j], base + j, keep_nan));
@@ -884,28 +932,31 @@ MOECHECK_HD inline void thread_row(Src& src, const RowConfig& cfg, Mutant m, Out
     });
   }
   float e[KB], s[KB];
-#pragma unroll
+MOECHECK_UNROLL
   for (int j = 0; j < KB; ++j) {
     e[j] = j < k ? softmax_term(Tr::value(top[j]), mx) : 0.0f;
     s[j] = e[j];
   }
-#pragma unroll
+MOECHECK_UNROLL
   for (int w = 1; w < KB; w <<= 1) {
-#pragma unroll
+MOECHECK_UNROLL
     for (int j = 0; j + w < KB; j += 2 * w) s[j] = accumulate(s[j], s[j + w], fp16);
   }
   float d = cfg.want_full ? full : s[0];
   if (d == 0.0f && m != Mutant::zero_sum_divide) d = 1.0f;
-#pragma unroll
+  // The terms go to the output first and are divided in place by a rolled loop: one
+  // division call site (its slow path is a subroutine call on the device; k unrolled call
+  // sites make the register allocator spill around them).
+MOECHECK_UNROLL
   for (int j = 0; j < KB; ++j) {
-    if (j < k) {
-      const int id = entry_index(top[j]);
-      float w = div_rn(e[j], d);
-      if (cfg.scale != nullptr) {
-        w = mul_rn(w, out.scale(cfg.scale + (m == Mutant::scale_by_slot ? j : id)));
-      }
-      out.store(j, w, static_cast<std::int32_t>(id));
-    }
+    if (j < k) out.store(j, e[j], static_cast<std::int32_t>(entry_index(top[j])));
+  }
+#pragma unroll 1
+  for (int j = 0; j < k; ++j) {
+    const std::int32_t id = out.id(j);
+    float w = div_rn(out.weight(j), d);
+    if (cfg.scale != nullptr) w = mul_rn(w, out.scale(cfg.scale + (m == Mutant::scale_by_slot ? j : id)));
+    out.store(j, w, id);
   }
 }
 

@@ -536,9 +536,13 @@ TEST(Emulation, NamesAndHeuristic) {
     for (int E = 1; E <= K::kMaxExperts; ++E) {
       const K::Variant v = K::choose_variant(E, T);
       ASSERT_TRUE(v == K::Variant::warp_per_row || v == K::Variant::block_per_row || v == K::Variant::thread_per_row);
-      if (v == K::Variant::warp_per_row) ASSERT_LE(E, K::kWarpMaxExperts);
+      if (v == K::Variant::warp_per_row) {
+        ASSERT_LE(E, K::kWarpMaxExperts);
+      }
       ASSERT_EQ(v == K::Variant::thread_per_row, T >= K::kThreadPerRowMinRows) << "E " << E << " T " << T;
-      if (T < K::kThreadPerRowMinRows) ASSERT_EQ(v == K::Variant::warp_per_row, E <= K::kWarpMaxExperts);
+      if (T < K::kThreadPerRowMinRows) {
+        ASSERT_EQ(v == K::Variant::warp_per_row, E <= K::kWarpMaxExperts) << "E " << E << " T " << T;
+      }
     }
   }
 }
