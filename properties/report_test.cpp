@@ -27,6 +27,25 @@ std::string testdata(const std::string& file) {
   return base + "/reports/testdata/" + file;
 }
 
+std::string baseline_file(const std::string& file) {
+  const char* root = std::getenv("MOECHECK_SOURCE_DIR");
+#if defined(MOECHECK_REPORTS_SOURCE_DIR)
+  const std::string base = root != nullptr ? std::string(root) : std::string(MOECHECK_REPORTS_SOURCE_DIR);
+#else
+  const std::string base = root != nullptr ? std::string(root) : std::string(".");
+#endif
+  return base + "/reports/baselines/" + file;
+}
+
+/// The relative rule alone (no absolute floor, every family gated): the fixtures' times are a
+/// few microseconds, below the default absolute floor.
+mr::CompareOptions relative_only() {
+  mr::CompareOptions o;
+  o.min_abs_ns = 0;
+  o.ungated_families.clear();
+  return o;
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream s;
@@ -265,7 +284,7 @@ TEST(Gate, TwentyPercentSlowdownIsFlagged) {
       mr::parse_bench_run(mr::scale_bench_times(read_json(testdata("bench_baseline.json")), 1.2), "scaled");
   const mr::BenchRun script = mr::load_bench_run(testdata("bench_slow20.json"));
   for (const mr::BenchRun* slow : {&scaled, &script}) {
-    const mr::Comparison cmp = mr::compare_runs(base, *slow);
+    const mr::Comparison cmp = mr::compare_runs(base, *slow, relative_only());
     EXPECT_TRUE(cmp.has_regression());
     ASSERT_EQ(cmp.deltas.size(), base.results.size());
     EXPECT_EQ(cmp.count(mr::Verdict::regression), base.results.size());
@@ -303,7 +322,7 @@ TEST(Gate, NoisyBenchmarkNeedsLargerChange) {
   // not flagged; the quiet one (cv = 1%) keeps the 5% floor and is.
   const mr::BenchRun base = mr::load_bench_run(testdata("noisy_baseline.json"));
   const mr::BenchRun cur = mr::load_bench_run(testdata("noisy_current.json"));
-  const mr::Comparison cmp = mr::compare_runs(base, cur);
+  const mr::Comparison cmp = mr::compare_runs(base, cur, relative_only());
   ASSERT_EQ(cmp.deltas.size(), 2u);
   const mr::BenchDelta& noisy = cmp.deltas[0];
   const mr::BenchDelta& quiet = cmp.deltas[1];
@@ -328,11 +347,43 @@ TEST(Gate, ImprovementsAreReported) {
   const json doc = read_json(testdata("bench_baseline.json"));
   const mr::BenchRun base = mr::parse_bench_run(doc, "base");
   const mr::BenchRun fast = mr::parse_bench_run(mr::scale_bench_times(doc, 0.8), "fast");
-  const mr::Comparison cmp = mr::compare_runs(base, fast);
+  const mr::Comparison cmp = mr::compare_runs(base, fast, relative_only());
   EXPECT_FALSE(cmp.has_regression());
   EXPECT_EQ(cmp.count(mr::Verdict::improvement), base.results.size());
   EXPECT_THROW(mr::scale_bench_times(doc, 0.0), std::invalid_argument);
   EXPECT_THROW(mr::scale_bench_times(doc, std::nan("")), std::invalid_argument);
+}
+
+// The committed device baseline and an unchanged rerun of the same build on the same GPU.
+TEST(Gate, RealDeviceRerunIsNotFlagged) {
+  const mr::BenchRun base = mr::load_bench_run(baseline_file("h200-2026-11-27.json"));
+  const mr::BenchRun rerun = mr::load_bench_run(baseline_file("h200-2026-11-27-rerun.json"));
+  ASSERT_GT(base.results.size(), 400u);
+  const mr::Comparison cmp = mr::compare_runs(base, rerun);
+  EXPECT_FALSE(cmp.has_regression());
+  for (const mr::BenchDelta& d : cmp.deltas) {
+    if (d.gated) EXPECT_NE(d.verdict, mr::Verdict::regression) << d.name << " " << d.change;
+  }
+  // The relative rule alone would flag launch-latency jitter of the few-microsecond launches.
+  EXPECT_TRUE(mr::compare_runs(base, rerun, relative_only()).has_regression());
+}
+
+TEST(Gate, RealDeviceTwentyPercentSlowdownIsFlagged) {
+  const json doc = read_json(baseline_file("h200-2026-11-27.json"));
+  const mr::BenchRun base = mr::parse_bench_run(doc, "base");
+  const mr::BenchRun slow = mr::parse_bench_run(mr::scale_bench_times(doc, 1.2), "slow");
+  const mr::Comparison cmp = mr::compare_runs(base, slow);
+  EXPECT_TRUE(cmp.has_regression());
+  std::size_t flagged = 0;
+  for (const mr::BenchDelta& d : cmp.deltas) {
+    if (!d.gated || d.verdict == mr::Verdict::invalid) continue;
+    if (d.baseline_ns >= 10000.0) {
+      EXPECT_EQ(d.verdict, mr::Verdict::regression) << d.name;
+      ++flagged;
+    }
+    if (d.baseline_ns * 0.2 <= cmp.options.min_abs_ns) EXPECT_EQ(d.verdict, mr::Verdict::unchanged) << d.name;
+  }
+  EXPECT_GT(flagged, 100u);
 }
 
 TEST(Gate, MissingBenchmarksAreListed) {
@@ -370,7 +421,7 @@ TEST(Dashboard, EmbedsChartJsAndDrawsEveryGroup) {
   const mr::BenchRun base = mr::load_bench_run(testdata("bench_baseline.json"));
   const mr::BenchRun rerun = mr::load_bench_run(testdata("bench_rerun.json"));
   const mr::BenchRun slow = mr::load_bench_run(testdata("bench_slow20.json"));
-  const mr::Comparison cmp = mr::compare_runs(base, slow);
+  const mr::Comparison cmp = mr::compare_runs(base, slow, relative_only());
   const std::string html = mr::render_dashboard_html({base, rerun, slow}, &cmp);
 
   const std::string& chartjs = mr::chartjs_source();

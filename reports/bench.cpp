@@ -461,7 +461,11 @@ const char* verdict_name(Verdict v) {
   return "?";
 }
 
-bool Comparison::has_regression() const { return count(Verdict::regression) > 0; }
+bool Comparison::has_regression() const {
+  for (const BenchDelta& d : deltas)
+    if (d.gated && d.verdict == Verdict::regression) return true;
+  return false;
+}
 
 std::size_t Comparison::count(Verdict v) const {
   return static_cast<std::size_t>(
@@ -477,8 +481,10 @@ double regression_threshold(double cv_baseline, double cv_current, const Compare
 Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
                         const CompareOptions& options) {
   if (!std::isfinite(options.min_threshold) || options.min_threshold < 0 ||
-      !std::isfinite(options.noise_factor) || options.noise_factor < 0)
-    throw std::invalid_argument("compare_runs: min_threshold and noise_factor must be finite and >= 0");
+      !std::isfinite(options.noise_factor) || options.noise_factor < 0 ||
+      !std::isfinite(options.min_abs_ns) || options.min_abs_ns < 0)
+    throw std::invalid_argument(
+        "compare_runs: min_threshold, noise_factor and min_abs_ns must be finite and >= 0");
   Comparison cmp;
   cmp.options = options;
   cmp.baseline_label = baseline.label();
@@ -501,6 +507,8 @@ Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
     BenchDelta d;
     d.name = c.name;
     d.params = c.params;
+    for (const std::string& fam : options.ungated_families)
+      if (!fam.empty() && c.params.family.rfind(fam, 0) == 0) d.gated = false;
     d.baseline_ns = b->median_ns;
     d.current_ns = c.median_ns;
     d.baseline_cv = b->cv;
@@ -519,9 +527,13 @@ Comparison compare_runs(const BenchRun& baseline, const BenchRun& current,
       d.note = "median time not positive and finite";
     } else {
       d.change = c.median_ns / b->median_ns - 1.0;
-      if (c.median_ns > b->median_ns * (1.0 + d.threshold)) d.verdict = Verdict::regression;
-      else if (b->median_ns > c.median_ns * (1.0 + d.threshold)) d.verdict = Verdict::improvement;
-      else d.verdict = Verdict::unchanged;
+      const double delta = c.median_ns - b->median_ns;
+      if (c.median_ns > b->median_ns * (1.0 + d.threshold) && delta > options.min_abs_ns)
+        d.verdict = Verdict::regression;
+      else if (b->median_ns > c.median_ns * (1.0 + d.threshold) && -delta > options.min_abs_ns)
+        d.verdict = Verdict::improvement;
+      else
+        d.verdict = Verdict::unchanged;
     }
     cmp.deltas.push_back(std::move(d));
   }

@@ -76,7 +76,7 @@ json points_json(std::vector<Point> pts, bool with_fraction) {
 
 std::string verdict_cell(const BenchDelta& d) {
   switch (d.verdict) {
-    case Verdict::regression: return "<b>REGRESSION</b>";
+    case Verdict::regression: return d.gated ? "<b>REGRESSION</b>" : "slower (not gated)";
     case Verdict::improvement: return "improvement";
     case Verdict::invalid: return "invalid: " + esc(d.note);
     case Verdict::unchanged: return "unchanged";
@@ -321,8 +321,14 @@ std::string comparison_section(const Comparison& cmp) {
   out += "<p>Rule: per benchmark, <i>regression</i> iff current median &gt; baseline median &times; (1 + t) with "
          "t = max(" + esc(fmt_percent(cmp.options.min_threshold)) + ", " +
          esc(fmt_fixed(cmp.options.noise_factor, 1)) +
-         " &times; cv), where cv is the larger coefficient of variation of the two runs; "
-         "<i>improvement</i> iff baseline median &gt; current median &times; (1 + t).</p>\n";
+         " &times; cv), where cv is the larger coefficient of variation of the two runs, and the "
+         "medians differ by more than " + esc(fmt_time_ns(cmp.options.min_abs_ns)) + "; "
+         "<i>improvement</i> likewise the other way. Reference benchmarks (" +
+         [&] {
+           std::string f;
+           for (const std::string& x : cmp.options.ungated_families) f += (f.empty() ? "" : ", ") + x;
+           return esc(f);
+         }() + ") are shown but never fail the gate.</p>\n";
   for (const std::string& w : cmp.warnings) out += "<div class=\"banner warn\">" + esc(w) + "</div>\n";
 
   std::vector<const BenchDelta*> rows;
@@ -520,7 +526,8 @@ std::string render_dashboard_html(const std::vector<BenchRun>& history, const Co
          " &middot; current run <b>" + esc(cur.label()) + "</b>" +
          (cur.context.device.empty() ? std::string() : " on " + esc(cur.context.device)) + "</div>\n";
   if (cmp != nullptr) {
-    const std::size_t n_reg = cmp->count(Verdict::regression);
+    std::size_t n_reg = 0;
+    for (const BenchDelta& d : cmp->deltas) n_reg += d.gated && d.verdict == Verdict::regression;
     if (n_reg > 0)
       out += "<div class=\"banner bad\">REGRESSION: " + std::to_string(n_reg) + " of " +
              std::to_string(cmp->deltas.size()) + " benchmarks slower than " + esc(cmp->baseline_label) +
@@ -607,16 +614,20 @@ int report_main_bench(const std::vector<std::string>& inputs, const std::string&
     for (const std::string& w : cmp->warnings) log << "warning: " << w << "\n";
     for (const BenchDelta& d : cmp->deltas) {
       if (d.verdict == Verdict::unchanged) continue;
-      log << verdict_name(d.verdict) << ": " << d.name << "  " << fmt_time_ns(d.baseline_ns) << " -> "
+      log << verdict_name(d.verdict) << (d.gated ? "" : " (not gated)") << ": " << d.name << "  "
+          << fmt_time_ns(d.baseline_ns) << " -> "
           << fmt_time_ns(d.current_ns);
       if (d.verdict == Verdict::invalid) log << "  (" << d.note << ")\n";
       else log << "  " << fmt_signed_percent(d.change) << " (threshold " << fmt_percent(d.threshold) << ")\n";
     }
     for (const std::string& n : cmp->only_in_baseline) log << "missing in current: " << n << "\n";
     for (const std::string& n : cmp->only_in_current) log << "new (no baseline): " << n << "\n";
-    log << "compared " << cmp->deltas.size() << " benchmarks against " << cmp->baseline_label << ": "
-        << cmp->count(Verdict::regression) << " regression(s), " << cmp->count(Verdict::improvement)
-        << " improvement(s), " << cmp->count(Verdict::invalid) << " invalid\n";
+    std::size_t gated = 0, ungated = 0;
+    for (const BenchDelta& d : cmp->deltas)
+      if (d.verdict == Verdict::regression) ++(d.gated ? gated : ungated);
+    log << "compared " << cmp->deltas.size() << " benchmarks against " << cmp->baseline_label << ": " << gated
+        << " regression(s)" << (ungated ? " (+" + std::to_string(ungated) + " slower reference benchmark(s), not gated)" : std::string())
+        << ", " << cmp->count(Verdict::improvement) << " improvement(s), " << cmp->count(Verdict::invalid) << " invalid\n";
   }
 
   if (!out_html.empty()) {

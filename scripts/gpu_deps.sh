@@ -9,7 +9,7 @@ sysroot="$root/.deps/sysroot"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get download libgtest-dev libgmock-dev googletest librapidcheck-dev libbenchmark-dev \
-   libbenchmark1debian libcli11-dev nlohmann-json3-dev >/dev/null)
+   libbenchmark1debian libcli11-dev nlohmann-json3-dev libjs-chart.js >/dev/null)
 rm -rf "$sysroot"
 mkdir -p "$sysroot"
 for deb in "$work"/*.deb; do dpkg -x "$deb" "$sysroot"; done
