@@ -33,3 +33,7 @@ set_tests_properties(cli_fuzz_composite PROPERTIES LABELS quick TIMEOUT 300)
 # CPU harness throughput (Google Benchmark; compared with the Python anchor by scripts/throughput.sh).
 add_executable(throughput_bench throughput_bench.cpp)
 target_link_libraries(throughput_bench PRIVATE moecheck::harness benchmark::benchmark)
+# Mutation score gate: every CPU-runnable mutant (kernel, module, plugin) must be killed.
+add_test(NAME cli_mutants_cpu COMMAND moecheck mutants --device cpu --cases 600
+         --corpus ${CMAKE_BINARY_DIR}/mutant-corpus --json ${CMAKE_BINARY_DIR}/mutants.json)
+set_tests_properties(cli_mutants_cpu PROPERTIES LABELS quick TIMEOUT 900)

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -145,7 +146,28 @@ struct KillRow {
   std::string shrunk;
   double seconds = 0;
   std::string note;
+  /// Oracle check -> cases to its first failure (kernel and plugin rows: every check that
+  /// fired within the budget, across all variants).
+  std::map<std::string, std::int64_t> by_check;
+  /// Variant spec -> cases to its first failure, or -1 when it survived that variant's budget.
+  std::map<std::string, std::int64_t> by_variant;
 };
+
+std::string check_cells(const KillRow& r) {
+  if (r.by_check.empty()) return r.check.empty() ? "-" : r.check;
+  std::string s;
+  for (const auto& [c, n] : r.by_check) s += (s.empty() ? "" : ", ") + c + " @" + std::to_string(n);
+  return s;
+}
+
+std::string variant_cells(const KillRow& r) {
+  if (r.by_variant.empty()) return "-";
+  std::string s;
+  for (const auto& [v, n] : r.by_variant) {
+    s += (s.empty() ? "" : ", ") + v.substr(v.find(':') + 1) + (n < 0 ? " survived" : " @" + std::to_string(n));
+  }
+  return s;
+}
 
 KillRow run_kernel_mutant(kernels::Mutant m, const MutantsCliOptions& o, bool cuda) {
   KillRow row;
@@ -160,6 +182,8 @@ KillRow run_kernel_mutant(kernels::Mutant m, const MutantsCliOptions& o, bool cu
       cuda ? std::vector<std::string>{"cuda:auto", "cuda:warp_per_row", "cuda:block_per_row", "cuda:thread_per_row"}
            : std::vector<std::string>{"kernel:auto", "kernel:warp_per_row", "kernel:block_per_row",
                                       "kernel:thread_per_row"};
+  // Every variant runs its own campaign (up to 4 unique failures within the case budget), so
+  // the row shows which variants and which oracle checks catch the mutant.
   auto t0 = std::chrono::steady_clock::now();
   std::int64_t total_cases = 0;
   for (const auto& spec : specs) {
@@ -169,7 +193,7 @@ KillRow run_kernel_mutant(kernels::Mutant m, const MutantsCliOptions& o, bool cu
     CampaignOptions co;
     co.seed = o.seed;
     co.max_cases = o.cases;
-    co.max_failures = 1;
+    co.max_failures = 4;
     co.progress = false;
     co.corpus_dir = o.corpus_dir;
     if (m == kernels::Mutant::grid_overflow) {
@@ -178,18 +202,23 @@ KillRow run_kernel_mutant(kernels::Mutant m, const MutantsCliOptions& o, bool cu
     }
     std::ostringstream sink;
     CampaignResult r = run_campaign(*target, co, sink);
-    total_cases += r.cases;
-    if (!r.failures.empty()) {
+    row.by_variant[spec] = r.failures.empty() ? -1 : r.failures.front().case_index + 1;
+    for (const auto& f : r.failures) {
+      auto it = row.by_check.find(f.check);
+      const std::int64_t n = total_cases + f.case_index + 1;
+      if (it == row.by_check.end() || it->second > n) row.by_check[f.check] = n;
+    }
+    if (!r.failures.empty() && row.status.empty()) {
       const auto& f = r.failures.front();
       row.status = "killed";
       row.target = spec;
       row.check = f.check;
-      row.cases_to_first = total_cases - r.cases + f.case_index + 1;
+      row.cases_to_first = total_cases + f.case_index + 1;
       row.shrunk = "T=" + std::to_string(f.shrunk.T) + " E=" + std::to_string(f.shrunk.E) +
                    " k=" + std::to_string(f.shrunk.k) + " " + dtype_name(f.shrunk.dtype);
       row.note = f.corpus_file;
-      break;
     }
+    total_cases += r.cases;
   }
   if (row.status.empty()) {
     row.status = "survived";
@@ -226,12 +255,16 @@ KillRow run_plugin_mutant(const MutantsCliOptions& o) {
   CampaignOptions co;
   co.seed = o.seed;
   co.max_cases = o.cases;
-  co.max_failures = 1;
+  co.max_failures = 4;
   co.progress = false;
   co.corpus_dir = o.corpus_dir;
   std::ostringstream sink;
   CampaignResult r = run_campaign(*target, co, sink);
   row.target = "plugin:" + fs::path(path).filename().string();
+  for (const auto& f : r.failures) {
+    auto it = row.by_check.find(f.check);
+    if (it == row.by_check.end() || it->second > f.case_index + 1) row.by_check[f.check] = f.case_index + 1;
+  }
   if (!r.failures.empty()) {
     const auto& f = r.failures.front();
     row.status = "killed";
@@ -274,7 +307,8 @@ int run_mutants(const MutantsCliOptions& o, std::ostream& out) {
   }
   if (o.include_modules) {
     for (const auto& m : run_module_mutants(o, cuda)) {
-      KillRow r{m.mutant, "module", m.target, m.status, m.check, m.cases_to_first, m.shrunk, m.seconds, m.note};
+      KillRow r{m.mutant, "module", m.target, m.status, m.check, m.cases_to_first, m.shrunk, m.seconds, m.note,
+                m.caught, {}};
       rows.push_back(r);
       out << std::left << std::setw(24) << r.mutant << r.status << " " << r.check << "\n" << std::flush;
     }
@@ -289,11 +323,14 @@ int run_mutants(const MutantsCliOptions& o, std::ostream& out) {
   }
   const double score = runnable ? 100.0 * killed / runnable : 0.0;
   std::ostringstream md;
-  md << "| mutant | kind | target | status | killed by check | cases to first failure | shrunk case | time (s) |\n"
+  md << "| mutant | kind | status | first kill (target, check, cases) | oracle checks that fired (@ cases to first) | "
+        "per variant (@ cases to first failure) | shrunk case | time (s) |\n"
      << "|---|---|---|---|---|---|---|---|\n";
   for (const auto& r : rows) {
-    md << "| " << r.mutant << " | " << r.kind << " | " << r.target << " | " << r.status << " | "
-       << (r.check.empty() ? "-" : r.check) << " | " << r.cases_to_first << " | " << (r.shrunk.empty() ? "-" : r.shrunk)
+    md << "| " << r.mutant << " | " << r.kind << " | " << r.status << " | "
+       << (r.status == "killed" ? r.target + ", " + r.check + ", " + std::to_string(r.cases_to_first)
+                                : (r.note.empty() ? std::string("-") : r.note))
+       << " | " << check_cells(r) << " | " << variant_cells(r) << " | " << (r.shrunk.empty() ? "-" : r.shrunk)
        << " | " << std::fixed << std::setprecision(2) << r.seconds << " |\n";
   }
   md << "\nMutation score: " << killed << "/" << runnable << " = " << std::setprecision(1) << score
@@ -305,6 +342,7 @@ int run_mutants(const MutantsCliOptions& o, std::ostream& out) {
     for (const auto& r : rows) {
       j.push_back({{"mutant", r.mutant}, {"kind", r.kind}, {"target", r.target}, {"status", r.status},
                    {"check", r.check}, {"cases_to_first_failure", r.cases_to_first}, {"shrunk", r.shrunk},
+                   {"checks", r.by_check}, {"variants", r.by_variant},
                    {"seconds", r.seconds}, {"note", r.note}});
     }
     write_file(o.json, nlohmann::json{{"schema", "moecheck-mutants/1"}, {"device", cuda ? "cuda" : "cpu"},

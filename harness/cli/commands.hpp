@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <iosfwd>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,8 @@ struct ModuleKill {
   std::string shrunk;
   double seconds = 0;
   std::string note;
+  /// "property/mode" -> cases to its first failure, for every (property, mode) that caught it.
+  std::map<std::string, std::int64_t> caught;
 };
 /// Runs the substitution suite against every buggy module variant (commands_substitution.cpp).
 std::vector<ModuleKill> run_module_mutants(const MutantsCliOptions& o, bool cuda);

@@ -834,6 +834,9 @@ std::vector<ModuleKill> run_module_mutants(const MutantsCliOptions& o, bool cuda
         const PropertyResult& r = rep.results.front();
         cases += r.cases_passed + (failed(r) ? 1 : 0);
         if (!failed(r)) continue;
+        row.caught[std::string(substitution_property_name(p)) + "/" + substitution_mode_name(m)] =
+            r.cases_passed + 1;
+        if (!row.status.empty()) continue;  // already killed: only record which checks catch it
         row.status = "killed";
         row.check = std::string(substitution_property_name(p)) + "/" + substitution_mode_name(m);
         row.cases_to_first = cases;
@@ -847,9 +850,7 @@ std::vector<ModuleKill> run_module_mutants(const MutantsCliOptions& o, bool cuda
         } else {
           row.note = r.replay;
         }
-        break;
       }
-      if (!row.status.empty()) break;
     }
     if (row.status.empty()) {
       row.status = "survived";
