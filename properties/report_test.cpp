@@ -17,25 +17,19 @@ using nlohmann::json;
 
 namespace {
 
-std::string testdata(const std::string& file) {
+/// Path of `folder/file` under the source tree (MOECHECK_SOURCE_DIR when ctest sets it).
+std::string source_file(const std::string& folder, const std::string& file) {
   const char* root = std::getenv("MOECHECK_SOURCE_DIR");
 #if defined(MOECHECK_REPORTS_SOURCE_DIR)
   const std::string base = root != nullptr ? std::string(root) : std::string(MOECHECK_REPORTS_SOURCE_DIR);
 #else
   const std::string base = root != nullptr ? std::string(root) : std::string(".");
 #endif
-  return base + "/reports/testdata/" + file;
+  return base + "/" + folder + "/" + file;
 }
 
-std::string baseline_file(const std::string& file) {
-  const char* root = std::getenv("MOECHECK_SOURCE_DIR");
-#if defined(MOECHECK_REPORTS_SOURCE_DIR)
-  const std::string base = root != nullptr ? std::string(root) : std::string(MOECHECK_REPORTS_SOURCE_DIR);
-#else
-  const std::string base = root != nullptr ? std::string(root) : std::string(".");
-#endif
-  return base + "/reports/baselines/" + file;
-}
+std::string testdata(const std::string& file) { return source_file("reports/testdata", file); }
+std::string baseline_file(const std::string& file) { return source_file("reports/baselines", file); }
 
 /// The relative rule alone (no absolute floor, every family gated): the fixtures' times are a
 /// few microseconds, below the default absolute floor.
