@@ -37,3 +37,14 @@ target_link_libraries(throughput_bench PRIVATE moecheck::harness benchmark::benc
 add_test(NAME cli_mutants_cpu COMMAND moecheck mutants --device cpu --cases 600
          --corpus ${CMAKE_BINARY_DIR}/mutant-corpus --json ${CMAKE_BINARY_DIR}/mutants.json)
 set_tests_properties(cli_mutants_cpu PROPERTIES LABELS quick TIMEOUT 900)
+# Plugins through the C ABI: the example plugin survives a campaign; the broken one is caught,
+# shrunk and saved (exit 1), its crash contained.
+add_test(NAME cli_fuzz_example_plugin
+         COMMAND moecheck fuzz --plugin $<TARGET_FILE:moecheck_example_plugin> --cases 400 --seed 5 --no-progress
+                 --corpus ${CMAKE_BINARY_DIR}/plugin-corpus)
+set_tests_properties(cli_fuzz_example_plugin PROPERTIES LABELS quick TIMEOUT 300)
+add_test(NAME cli_fuzz_broken_plugin COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=1
+         "-DREGEX=shrunk T=1 E=9 "
+         "-DARGS=fuzz|--plugin|$<TARGET_FILE:moecheck_broken_plugin>|--cases|400|--seed|5|--max-failures|2|--no-progress|--corpus|${CMAKE_BINARY_DIR}/broken-plugin-corpus"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
+set_tests_properties(cli_fuzz_broken_plugin PROPERTIES LABELS quick TIMEOUT 300)

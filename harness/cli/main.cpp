@@ -60,7 +60,7 @@ int run(int argc, char** argv) {
 
   // ---- fuzz ----------------------------------------------------------------------------
   CampaignOptions fz;
-  std::string fz_target = "auto", fz_device = "auto", fz_shard = "0/1", fz_mutant = "none";
+  std::string fz_target = "auto", fz_device = "auto", fz_shard = "0/1", fz_mutant = "none", fz_plugin;
   std::string fz_dtypes = "f32,f16,bf16", fz_families;
   std::int64_t fz_first = -1;
   bool fz_no_progress = false, fz_no_isolation = false;
@@ -76,8 +76,7 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   fuzz->add_option("--mutant", fz_mutant, "Planted-bug variant of the target (see `moecheck mutants --list`)")
       ->capture_default_str();
-  fuzz->add_option("--plugin", fz_target, "Shorthand for --target plugin:<path>")
-      ->each([&](const std::string& p) { fz_target = "plugin:" + p; });
+  fuzz->add_option("--plugin", fz_plugin, "Shorthand for --target plugin:<path>")->excludes("--target");
   fuzz->add_option("--seed", fz.seed, "Campaign seed")->capture_default_str();
   fuzz->add_option("--seconds", fz.seconds, "Time budget in seconds")->check(CLI::NonNegativeNumber);
   fuzz->add_option("--cases", fz.max_cases, "Case budget for this shard")->check(CLI::NonNegativeNumber);
@@ -143,6 +142,7 @@ int run(int argc, char** argv) {
       fz.progress = !fz_no_progress;
       apply_generator_lists(fz_dtypes, fz_families, fz.gen);
       if (fz.seconds <= 0 && fz.max_cases <= 0) fz.seconds = 60;  // default budget
+      if (!fz_plugin.empty()) fz_target = "plugin:" + fz_plugin;
       const std::string spec = resolve_target(fz_target, fz_device);
       if (spec == "substitution") {
         sub_from_fuzz.seed = fz.seed;
