@@ -200,6 +200,18 @@ KillRow run_kernel_mutant(kernels::Mutant m, const MutantsCliOptions& o, bool cu
       co.gen.max_T = 140000;  // the bug needs rows beyond 65535
       co.gen.large_T_probability = 0.5;
     }
+    if (m == kernels::Mutant::shared_race) {
+      // A missing barrier only shows when many warps race: tens of thousands of contiguous rows
+      // (the staged thread_per_row path) and rows spanning several warps (block_per_row, E > 256).
+      // Such cases take seconds each to check, so the budget is capped.
+      co.gen.max_T = 40000;
+      co.gen.large_T_probability = 1.0;
+      co.gen.max_elems = std::int64_t{1} << 25;
+      co.gen.layouts = {Layout::contiguous};
+      co.gen.families = {Family::gemma4};
+      co.gen.value_families = {"normal"};
+      co.max_cases = std::min<std::int64_t>(o.cases, 60);
+    }
     std::ostringstream sink;
     CampaignResult r = run_campaign(*target, co, sink);
     row.by_variant[spec] = r.failures.empty() ? -1 : r.failures.front().case_index + 1;
