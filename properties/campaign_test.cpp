@@ -98,35 +98,11 @@ TEST(Campaign, PlantedBugIsFoundShrunkSavedAndReplayed) {
   fs::remove_all(dir);
 }
 
-TEST(Campaign, EveryHostMutantIsKilled) {
-  for (int i = 1; i < static_cast<int>(kernels::Mutant::count_); ++i) {
-    auto m = static_cast<kernels::Mutant>(i);
-    if (kernels::mutant_is_gpu_only(m)) continue;
-    bool killed = false;
-    for (const char* spec : {"kernel:auto", "kernel:warp_per_row", "kernel:block_per_row", "kernel:thread_per_row"}) {
-      TargetOptions to;
-      to.mutant = kernels::mutant_name(m);
-      auto t = make_core_target(spec, to);
-      CampaignOptions o;
-      o.seed = 1;
-      o.max_cases = 3000;
-      o.max_failures = 1;
-      o.progress = false;
-      std::ostringstream log;
-      if (!run_campaign(*t, o, log).failures.empty()) {
-        killed = true;
-        break;
-      }
-    }
-    EXPECT_TRUE(killed) << "mutant " << kernels::mutant_name(m) << " survived 3000 cases per variant";
-  }
-}
-
 TEST(Campaign, EveryHostMutantIsKilledForEveryVariant) {
   // Each variant implements each planted bug its own way (e.g. skip_partial_warp drops the
   // partial expert warp in warp/block_per_row and the partial 32-row tile in thread_per_row):
   // a fixed-seed campaign on the variant alone finds every one.
-  for (const char* spec : {"kernel:warp_per_row", "kernel:block_per_row", "kernel:thread_per_row"}) {
+  for (const char* spec : {"kernel:auto", "kernel:warp_per_row", "kernel:block_per_row", "kernel:thread_per_row"}) {
     for (int i = 1; i < static_cast<int>(kernels::Mutant::count_); ++i) {
       auto m = static_cast<kernels::Mutant>(i);
       if (kernels::mutant_is_gpu_only(m)) continue;
