@@ -48,3 +48,16 @@ add_test(NAME cli_fuzz_broken_plugin COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FIL
          "-DARGS=fuzz|--plugin|$<TARGET_FILE:moecheck_broken_plugin>|--cases|400|--seed|5|--max-failures|2|--no-progress|--corpus|${CMAKE_BINARY_DIR}/broken-plugin-corpus"
          -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
 set_tests_properties(cli_fuzz_broken_plugin PROPERTIES LABELS quick TIMEOUT 300)
+
+# Longer randomized campaigns (label fuzz): every kernel variant's host algorithm, each
+# campaign split into two shards that ctest runs in parallel (the same partitioning a CI
+# matrix or a batch scheduler would use: case j belongs to shard j % 2).
+foreach(variant warp_per_row block_per_row thread_per_row)
+  foreach(shard 0 1)
+    add_test(NAME fuzz_kernel_${variant}_shard${shard}
+             COMMAND moecheck fuzz --target kernel:${variant} --seconds 40 --seed 20261127 --shard ${shard}/2
+                     --max-T 20000 --no-progress --corpus ${CMAKE_BINARY_DIR}/fuzz-corpus
+                     --json ${CMAKE_BINARY_DIR}/fuzz-${variant}-${shard}.json)
+    set_tests_properties(fuzz_kernel_${variant}_shard${shard} PROPERTIES LABELS fuzz TIMEOUT 600)
+  endforeach()
+endforeach()
