@@ -356,7 +356,9 @@ TEST(Gate, RealDeviceRerunIsNotFlagged) {
   const mr::Comparison cmp = mr::compare_runs(base, rerun);
   EXPECT_FALSE(cmp.has_regression());
   for (const mr::BenchDelta& d : cmp.deltas) {
-    if (d.gated) EXPECT_NE(d.verdict, mr::Verdict::regression) << d.name << " " << d.change;
+    if (d.gated) {
+      EXPECT_NE(d.verdict, mr::Verdict::regression) << d.name << " " << d.change;
+    }
   }
   // The relative rule alone would flag launch-latency jitter of the few-microsecond launches.
   EXPECT_TRUE(mr::compare_runs(base, rerun, relative_only()).has_regression());
@@ -375,7 +377,9 @@ TEST(Gate, RealDeviceTwentyPercentSlowdownIsFlagged) {
       EXPECT_EQ(d.verdict, mr::Verdict::regression) << d.name;
       ++flagged;
     }
-    if (d.baseline_ns * 0.2 <= cmp.options.min_abs_ns) EXPECT_EQ(d.verdict, mr::Verdict::unchanged) << d.name;
+    if (d.baseline_ns * 0.2 <= cmp.options.min_abs_ns) {
+      EXPECT_EQ(d.verdict, mr::Verdict::unchanged) << d.name;
+    }
   }
   EXPECT_GT(flagged, 100u);
 }

@@ -461,10 +461,10 @@ const char* verdict_name(Verdict v) {
   return "?";
 }
 
-bool Comparison::has_regression() const {
-  for (const BenchDelta& d : deltas)
-    if (d.gated && d.verdict == Verdict::regression) return true;
-  return false;
+std::size_t Comparison::gated_regressions() const {
+  return static_cast<std::size_t>(std::count_if(deltas.begin(), deltas.end(), [](const BenchDelta& d) {
+    return d.gated && d.verdict == Verdict::regression;
+  }));
 }
 
 std::size_t Comparison::count(Verdict v) const {

@@ -526,8 +526,7 @@ std::string render_dashboard_html(const std::vector<BenchRun>& history, const Co
          " &middot; current run <b>" + esc(cur.label()) + "</b>" +
          (cur.context.device.empty() ? std::string() : " on " + esc(cur.context.device)) + "</div>\n";
   if (cmp != nullptr) {
-    std::size_t n_reg = 0;
-    for (const BenchDelta& d : cmp->deltas) n_reg += d.gated && d.verdict == Verdict::regression;
+    const std::size_t n_reg = cmp->gated_regressions();
     if (n_reg > 0)
       out += "<div class=\"banner bad\">REGRESSION: " + std::to_string(n_reg) + " of " +
              std::to_string(cmp->deltas.size()) + " benchmarks slower than " + esc(cmp->baseline_label) +
@@ -622,9 +621,8 @@ int report_main_bench(const std::vector<std::string>& inputs, const std::string&
     }
     for (const std::string& n : cmp->only_in_baseline) log << "missing in current: " << n << "\n";
     for (const std::string& n : cmp->only_in_current) log << "new (no baseline): " << n << "\n";
-    std::size_t gated = 0, ungated = 0;
-    for (const BenchDelta& d : cmp->deltas)
-      if (d.verdict == Verdict::regression) ++(d.gated ? gated : ungated);
+    const std::size_t gated = cmp->gated_regressions();
+    const std::size_t ungated = cmp->count(Verdict::regression) - gated;
     log << "compared " << cmp->deltas.size() << " benchmarks against " << cmp->baseline_label << ": " << gated
         << " regression(s)" << (ungated ? " (+" + std::to_string(ungated) + " slower reference benchmark(s), not gated)" : std::string())
         << ", " << cmp->count(Verdict::improvement) << " improvement(s), " << cmp->count(Verdict::invalid) << " invalid\n";

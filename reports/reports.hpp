@@ -226,7 +226,9 @@ struct Comparison {
   std::vector<std::string> warnings;       ///< e.g. runs on different devices
 
   /// True when at least one gated benchmark is a regression: the gate fails.
-  bool has_regression() const;
+  bool has_regression() const { return gated_regressions() > 0; }
+  /// Number of regressions among gated benchmarks (the ones that fail the gate).
+  std::size_t gated_regressions() const;
   /// Number of deltas with verdict `v`.
   std::size_t count(Verdict v) const;
 };

@@ -169,6 +169,16 @@ std::string variant_cells(const KillRow& r) {
   return s;
 }
 
+/// Records, for each oracle check among `failures`, the cases to its first failure
+/// (`offset` = cases run by earlier campaigns of the same row).
+void record_checks(KillRow& row, const std::vector<FailureRecord>& failures, std::int64_t offset) {
+  for (const auto& f : failures) {
+    const std::int64_t n = offset + f.case_index + 1;
+    auto it = row.by_check.find(f.check);
+    if (it == row.by_check.end() || it->second > n) row.by_check[f.check] = n;
+  }
+}
+
 KillRow run_kernel_mutant(kernels::Mutant m, const MutantsCliOptions& o, bool cuda) {
   KillRow row;
   row.mutant = kernels::mutant_name(m);
@@ -215,11 +225,7 @@ KillRow run_kernel_mutant(kernels::Mutant m, const MutantsCliOptions& o, bool cu
     std::ostringstream sink;
     CampaignResult r = run_campaign(*target, co, sink);
     row.by_variant[spec] = r.failures.empty() ? -1 : r.failures.front().case_index + 1;
-    for (const auto& f : r.failures) {
-      auto it = row.by_check.find(f.check);
-      const std::int64_t n = total_cases + f.case_index + 1;
-      if (it == row.by_check.end() || it->second > n) row.by_check[f.check] = n;
-    }
+    record_checks(row, r.failures, total_cases);
     if (!r.failures.empty() && row.status.empty()) {
       const auto& f = r.failures.front();
       row.status = "killed";
@@ -273,10 +279,7 @@ KillRow run_plugin_mutant(const MutantsCliOptions& o) {
   std::ostringstream sink;
   CampaignResult r = run_campaign(*target, co, sink);
   row.target = "plugin:" + fs::path(path).filename().string();
-  for (const auto& f : r.failures) {
-    auto it = row.by_check.find(f.check);
-    if (it == row.by_check.end() || it->second > f.case_index + 1) row.by_check[f.check] = f.case_index + 1;
-  }
+  record_checks(row, r.failures, 0);
   if (!r.failures.empty()) {
     const auto& f = r.failures.front();
     row.status = "killed";

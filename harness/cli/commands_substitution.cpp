@@ -365,20 +365,9 @@ SubstRecord read_subst_file(const std::string& path) {
 
 /// Files and folders (recursively, "*.subst", sorted) to a list of paths.
 std::vector<std::string> list_subst_paths(const std::string& p) {
-  std::error_code ec;
-  if (fs::is_directory(p, ec)) {
-    std::vector<std::string> found;
-    for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (it->is_regular_file(ec) && it->path().extension() == ".subst") found.push_back(it->path().string());
-    }
-    if (ec) throw CorpusError(p, 0, "path", "cannot list folder: " + ec.message());
-    std::sort(found.begin(), found.end());
-    if (found.empty()) throw CorpusError(p, 0, "path", "folder holds no *.subst files");
-    return found;
-  }
-  if (!fs::exists(p, ec)) throw CorpusError(p, 0, "path", "no such file or folder");
-  return {p};
+  std::vector<std::string> found = list_paths_with_extension({p}, ".subst");
+  if (found.empty()) throw CorpusError(p, 0, "path", "folder holds no *.subst files");
+  return found;
 }
 
 std::string subst_file_name(const SubstRecord& r) {

@@ -402,6 +402,10 @@ std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir) {
 }
 
 std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths) {
+  return list_paths_with_extension(paths, ".case");
+}
+
+std::vector<std::string> list_paths_with_extension(const std::vector<std::string>& paths, const std::string& ext) {
   std::vector<std::string> out;
   for (const auto& p : paths) {
     std::error_code ec;
@@ -409,7 +413,7 @@ std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths
       std::vector<std::string> found;
       for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
            !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (it->is_regular_file(ec) && it->path().extension() == ".case") found.push_back(it->path().string());
+        if (it->is_regular_file(ec) && it->path().extension() == ext) found.push_back(it->path().string());
       }
       if (ec) throw CorpusError(p, 0, "path", "cannot list folder: " + ec.message());
       std::sort(found.begin(), found.end());

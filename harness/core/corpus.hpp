@@ -65,5 +65,8 @@ std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir);
 /// Expands files and folders (recursively, "*.case" files, sorted) into a list of paths.
 /// Throws CorpusError when a path does not exist.
 std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths);
+/// As list_corpus_paths for files with extension `ext` (e.g. ".subst"): files are kept as
+/// given, folders contribute their `*ext` files recursively, sorted per folder.
+std::vector<std::string> list_paths_with_extension(const std::vector<std::string>& paths, const std::string& ext);
 
 }  // namespace moecheck

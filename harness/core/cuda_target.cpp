@@ -77,10 +77,10 @@ class CudaKernelTarget final : public Target {
       MOECHECK_CUDA_TRY(cudaMemcpyAsync(id.ptr, ids, n * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream_),
                         "cudaMemcpy(poison ids)");
     }
-    MaterializedCase dm = m;
-    dm.view.data = g.ptr;
-    dm.params.scale = scale_dev;
-    kernels::RoutingArgs a = to_kernel_args(dm, static_cast<float*>(w.ptr), static_cast<std::int32_t*>(id.ptr));
+    // Same view and parameters, device pointers (no copy of the host storage).
+    kernels::RoutingArgs a = to_kernel_args(m, static_cast<float*>(w.ptr), static_cast<std::int32_t*>(id.ptr));
+    a.gating = g.ptr;
+    a.scale = scale_dev;
     std::string msg;
     if (kernels::validate_args(a, &msg) != kernels::ArgStatus::ok) return {RunOutcome::Status::rejected, msg};
     MOECHECK_CUDA_TRY(kernels::launch_routing(a, variant_, stream_, mutant_), "launch_routing");

@@ -260,10 +260,7 @@ class PluginTarget final : public Target {
         (!sbytes || chk(cudaMemcpy(s, m.params.scale, sbytes, cudaMemcpyHostToDevice), "cudaMemcpy(scale)")) &&
         (!n || chk(cudaMemcpy(w, weights, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy(poison)")) &&
         (!n || chk(cudaMemcpy(id, ids, n * sizeof(std::int32_t), cudaMemcpyHostToDevice), "cudaMemcpy(poison)"))) {
-      MaterializedCase dm;
-      dm.view = m.view;
-      dm.params = m.params;
-      status = call(dm, g, static_cast<const float*>(s), static_cast<float*>(w), static_cast<std::int32_t*>(id),
+      status = call(m, g, static_cast<const float*>(s), static_cast<float*>(w), static_cast<std::int32_t*>(id),
                     MOECHECK_DEVICE_CUDA, stream);
       if (status != MOECHECK_PLUGIN_OK) pmsg = desc_->last_error();
       chk(cudaStreamSynchronize(stream), "plugin work on the stream");
