@@ -189,6 +189,11 @@ std::string plan_launches(cudaStream_t stream, const LaunchFn& launch, int* laun
 void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch,
                int launches_per_batch, double bytes, std::int64_t rows);
 
+/// run_timed for a `launch` that replays a CUDA graph of `launches_per_replay` launches: each
+/// timed batch is one replay, counted as that many iterations.
+void run_timed_graph(benchmark::State& state, cudaStream_t stream, const LaunchFn& replay,
+                     int launches_per_replay, double bytes, std::int64_t rows);
+
 #if defined(MOECHECK_WITH_TORCH_CUDA)
 /// Registers BM_Composite/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time (composite_bench.cpp).
 void register_composite_benchmarks();

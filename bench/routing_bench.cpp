@@ -5,7 +5,9 @@
 //   BM_Route/variant:<v>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   launch_routing, gemma4 family
 //   BM_Composite/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   LibTorch composite (when linked)
 // Times are per launch, measured with CUDA events (UseManualTime; one benchmark iteration
-// is one launch, timed in batches of about 1 ms). Every launch reads a
+// is one launch, timed in batches of about 1 ms). BM_Route replays each batch from a CUDA
+// graph (device time per launch, without the host's launch rate; the counter
+// stream_launch_us gives the same batch launched from the host one by one). Every launch reads a
 // different slice of a pool of gating buffers several times the size of L2, so the input
 // comes from device memory. Each configuration is checked once before it is timed: the
 // outputs are poisoned, one launch must write every element, and the first and last rows
@@ -203,6 +205,30 @@ std::string measure_copy(std::size_t bytes, double* kernel_bytes_per_second, dou
 
 // ---- BM_Route --------------------------------------------------------------------------------
 
+/// An instantiated CUDA graph, destroyed on scope exit.
+struct GraphExec {
+  cudaGraphExec_t exec = nullptr;
+  ~GraphExec() {
+    if (exec != nullptr) (void)cudaGraphExecDestroy(exec);
+  }
+};
+
+/// Captures `n` calls of `launch` on `stream` into a graph and instantiates it.
+std::string capture_graph(cudaStream_t stream, const LaunchFn& launch, int n, GraphExec* out) {
+  MOECHECK_BENCH_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  std::string err;
+  for (int i = 0; i < n && err.empty(); ++i) err = launch();
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+  if (err.empty() && end != cudaSuccess) err = cuda_error("cudaStreamEndCapture", end);
+  if (err.empty()) {
+    const cudaError_t inst = cudaGraphInstantiate(&out->exec, graph, 0);
+    if (inst != cudaSuccess) err = cuda_error("cudaGraphInstantiate", inst);
+  }
+  if (graph != nullptr) (void)cudaGraphDestroy(graph);
+  return err;
+}
+
 struct RouteFixture final : Fixture {
   GatingType dtype = GatingType::f32;
   int E = 0, k = 0;
@@ -215,6 +241,8 @@ struct RouteFixture final : Fixture {
   std::vector<float> host_scale;
   std::map<int, int> plans;              ///< variant -> launches per iteration (verified)
   std::map<int, std::string> failures;   ///< variant -> why it cannot be timed
+  std::map<int, std::unique_ptr<GraphExec>> graphs;  ///< variant -> graph of plans[v] launches
+  std::map<int, double> stream_seconds;  ///< variant -> per-launch time of stream launches
 
   RoutingArgs args(std::int64_t slot) const {
     RoutingArgs a;
@@ -352,13 +380,28 @@ void bm_route(benchmark::State& state, GatingType dtype, int E, int k, std::int6
     std::string err = verify_variant(*f, v);
     int per_iteration = 0;
     if (err.empty()) err = plan_launches(g_info.stream, launch, &per_iteration);
+    double stream_seconds = 0;
+    if (err.empty()) err = time_batch(g_info.stream, launch, per_iteration, &stream_seconds);
+    auto graph = std::make_unique<GraphExec>();
+    if (err.empty()) err = capture_graph(g_info.stream, launch, per_iteration, graph.get());
     if (!err.empty()) {
       f->failures[vi] = err;
       MOECHECK_BENCH_REQUIRE(state, err);
     }
     f->plans[vi] = per_iteration;
+    f->stream_seconds[vi] = stream_seconds / per_iteration;
+    f->graphs[vi] = std::move(graph);
   }
-  run_timed(state, g_info.stream, launch, f->plans[vi], effective_bytes(dtype, E, k, T), T);
+  // The launches are replayed from a CUDA graph (one graph of plans[v] launches over the
+  // rotating slots per timed batch): the time per launch is the device's, not the host's
+  // launch rate; stream_launch_us is the same batch launched one by one from the host.
+  const cudaGraphExec_t exec = f->graphs[vi]->exec;
+  const LaunchFn replay = [exec]() -> std::string {
+    MOECHECK_BENCH_TRY(cudaGraphLaunch(exec, g_info.stream));
+    return {};
+  };
+  run_timed_graph(state, g_info.stream, replay, f->plans[vi], effective_bytes(dtype, E, k, T), T);
+  state.counters["stream_launch_us"] = f->stream_seconds[vi] * 1e6;
 }
 
 const char* bench_variant_name(Variant v) {
@@ -617,11 +660,27 @@ std::string plan_launches(cudaStream_t stream, const LaunchFn& launch, int* laun
   return {};
 }
 
+namespace {
+void timed_loop(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch, int calls_per_batch,
+                int launches_per_call, double bytes, std::int64_t rows);
+}  // namespace
+
 void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch, int launches_per_batch,
                double bytes, std::int64_t rows) {
+  timed_loop(state, stream, launch, std::max(1, launches_per_batch), 1, bytes, rows);
+}
+
+void run_timed_graph(benchmark::State& state, cudaStream_t stream, const LaunchFn& replay, int launches_per_replay,
+                     double bytes, std::int64_t rows) {
+  timed_loop(state, stream, replay, 1, std::max(1, launches_per_replay), bytes, rows);
+}
+
+namespace {
+void timed_loop(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch, int calls_per_batch,
+                int launches_per_call, double bytes, std::int64_t rows) {
   EventPair ev;
   MOECHECK_BENCH_REQUIRE(state, ev.create());
-  const int n = std::max(1, launches_per_batch);
+  const int n = calls_per_batch * launches_per_call;
   double total_seconds = 0;
   std::int64_t launches = 0;
   // One benchmark iteration is one launch: each pass of the loop counts n iterations and
@@ -629,7 +688,7 @@ void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& lau
   // per launch and --benchmark_min_time bounds the device time of a run.
   while (state.KeepRunningBatch(n)) {
     MOECHECK_BENCH_CHECK(state, cudaEventRecord(ev.start, stream));
-    for (int i = 0; i < n; ++i) MOECHECK_BENCH_REQUIRE(state, launch());
+    for (int i = 0; i < calls_per_batch; ++i) MOECHECK_BENCH_REQUIRE(state, launch());
     MOECHECK_BENCH_CHECK(state, cudaEventRecord(ev.stop, stream));
     MOECHECK_BENCH_CHECK(state, cudaEventSynchronize(ev.stop));
     float ms = 0;
@@ -651,6 +710,7 @@ void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& lau
   }
   if (rows > 0) state.counters["rows"] = static_cast<double>(rows);
 }
+}  // namespace
 
 }  // namespace moecheck::bench
 

@@ -655,7 +655,11 @@ cudaError_t launch_warp_v(const RoutingArgs& a, KernelParams p, bool mut, cudaSt
   constexpr int VE = row::vec_elems<Tr, V>();
   p.vec = aligned_for(a, Tr::kBytes, VE * Tr::kBytes, VE);
   if (mut) return launch_warp_vr<Tr, V, 1, true>(p, stream);
-  const int R = row::warp_batch_rows(V, a.k);
+  // Few rows (at most 16 per multiprocessor): one row per warp, so that every row gets its
+  // own warp instead of waiting for its batch neighbours.
+  int sms = 0;
+  if (const cudaError_t e = sm_count(&sms); e != cudaSuccess) return e;
+  const int R = p.T_eff <= 16 * static_cast<std::int64_t>(sms) ? 1 : row::warp_batch_rows(V, a.k);
   if constexpr (V <= 4) {
     if (R == 4) return launch_warp_vr<Tr, V, 4, false>(p, stream);
   }

@@ -13,6 +13,8 @@
 #   mutants       the kill matrix on the GPU (all kernel mutants, GPU-only ones included)
 #   bench         Google Benchmark routing benchmarks -> OUTDIR/bench.json + dashboard
 #   sanitize      compute-sanitizer memcheck and racecheck on a representative GPU test run
+#   profile       Nsight Compute reports of the large-T kernels (MOECHECK_PROFILE_FILTER: a
+#                 benchmark-name regex) -> OUTDIR/profile-*.txt
 # Logs go to OUTDIR/<step>.log; a summary table is printed last.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -119,6 +121,21 @@ if [[ "$steps" == *,sanitize,* ]]; then
       --max-T 3000 --no-progress --corpus "$out/san-corpus"
     step "racecheck-$v" $cs --tool racecheck --error-exitcode 9 "$bin" fuzz --target "cuda:$v" --cases 40 --seed 8 \
       --max-T 300 --no-progress --corpus "$out/san-corpus"
+  done
+fi
+if [[ "$steps" == *,profile,* ]]; then
+  # One profiled launch (the third) per benchmark in MOECHECK_PROFILE (';'-separated
+  # benchmark-name regexes), full section set, clocks left as they are.
+  ncu_bin=ncu
+  command -v $ncu_bin >/dev/null || ncu_bin=/usr/local/cuda/bin/ncu
+  bench_bin="$build/bench/moecheck_routing_bench"
+  IFS=';' read -ra filters <<< "${MOECHECK_PROFILE:-variant:thread_per_row/dtype:bf16/E:128/k:8/T:250000/;variant:thread_per_row/dtype:f32/E:128/k:8/T:250000/}"
+  i=0
+  for filt in "${filters[@]}"; do
+    step "profile-$i" $ncu_bin --clock-control none --set full --import-source no \
+      -k regex:'thread_per_row|warp_per_row|block_per_row' --launch-skip 2 --launch-count 1 --page details \
+      "$bench_bin" --benchmark_filter="$filt" --benchmark_min_time=0.001 --benchmark_repetitions=1
+    i=$((i + 1))
   done
 fi
 echo "=== summary ($(cat "$out/device.txt" | tail -n 1))"
