@@ -277,7 +277,8 @@ __global__ void __launch_bounds__(row::kBlockMaxWarps * 32) block_per_row_kernel
 // ---------------------------------------------------------------------------------------
 
 constexpr int kThreadWarps = 4;                    ///< warps per block
-constexpr int kChunkBytes = 128;                   ///< bytes of one row per staged chunk
+constexpr int kChunkBytes = 64;                    ///< bytes of one row per staged chunk
+constexpr int kChunkVecs = kChunkBytes / 16;       ///< 16-byte copies per row and chunk
 constexpr int kStagePitch = kChunkBytes + 16;      ///< smem row pitch (16-byte reads conflict-free)
 constexpr int kStageBytes = 2 * 32 * kStagePitch;  ///< two chunk buffers of a warp's 32 rows
 
@@ -422,13 +423,13 @@ struct ChunkStream {
   __device__ __forceinline__ void issue() {
     if (iss_tile < ntiles) {
       unsigned char* dst = stage + iss_buf * (32 * kStagePitch);
-      const int vec = lane & 7;
+      const int vec = lane % kChunkVecs;
       const int e0 = iss_c * CHE + vec * UE;
       if (e0 < E) {
         const char* src = gating + static_cast<std::int64_t>(e0) * Tr::kBytes;
 #pragma unroll
-        for (int u = 0; u < 8; ++u) {
-          const int r = u * 4 + (lane >> 3);
+        for (int u = 0; u < kChunkVecs; ++u) {
+          const int r = u * (32 / kChunkVecs) + lane / kChunkVecs;
           const std::int64_t row = iss_tile * 32 + r;
           if (row < T) cp_async16(dst + r * kStagePitch + vec * 16, src + row * row_bytes);
         }
@@ -509,7 +510,7 @@ struct SmemRowOut {
 /// Resident blocks per SM the register allocation aims at: staged kernels with KB <= 8 fit 6
 /// blocks in shared memory (36 KiB each), which needs <= 80 registers per thread; larger
 /// lists get what they need (1: no cap, no spills).
-constexpr int thread_min_blocks(int KB, bool staged) { return staged && KB <= 8 ? 6 : 1; }
+constexpr int thread_min_blocks(int KB, bool staged) { return staged && KB <= 8 ? 8 : 1; }
 
 template <class Tr, int KB, bool kMut, bool kStaged>
 __global__ void __launch_bounds__(kThreadWarps * 32, thread_min_blocks(KB, kStaged))
