@@ -277,7 +277,7 @@ __global__ void __launch_bounds__(row::kBlockMaxWarps * 32) block_per_row_kernel
 // ---------------------------------------------------------------------------------------
 
 constexpr int kThreadWarps = 4;                    ///< warps per block
-constexpr int kChunkBytes = 64;                    ///< bytes of one row per staged chunk
+constexpr int kChunkBytes = 128;                   ///< bytes of one row per staged chunk
 constexpr int kChunkVecs = kChunkBytes / 16;       ///< 16-byte copies per row and chunk
 constexpr int kStagePitch = kChunkBytes + 16;      ///< smem row pitch (16-byte reads conflict-free)
 constexpr int kStageBytes = 2 * 32 * kStagePitch;  ///< two chunk buffers of a warp's 32 rows
@@ -510,7 +510,7 @@ struct SmemRowOut {
 /// Resident blocks per SM the register allocation aims at: staged kernels with KB <= 8 fit 6
 /// blocks in shared memory (36 KiB each), which needs <= 80 registers per thread; larger
 /// lists get what they need (1: no cap, no spills).
-constexpr int thread_min_blocks(int KB, bool staged) { return staged && KB <= 8 ? 8 : 1; }
+constexpr int thread_min_blocks(int KB, bool staged) { return staged && KB <= 8 ? 6 : 1; }
 
 template <class Tr, int KB, bool kMut, bool kStaged>
 __global__ void __launch_bounds__(kThreadWarps * 32, thread_min_blocks(KB, kStaged))

@@ -792,26 +792,105 @@ MOECHECK_HD inline typename Tr::Entry thread_entry(std::uint32_t raw, int index,
   }
 }
 
+/// Entries of the thread variant's selection (encode: from the standard entry, decode: back;
+/// the padding entry 0 stays 0; every encoding keeps the standard order).
+///   16-bit types: the key of a negative value is one larger (~h + 1 instead of ~h), so that
+///     the device computes it from the raw bits without canonicalising -0 first (-0 and +0
+///     both get 0x8000); every real entry stays >= 0x10000, negative keys below 0x8000.
+///   fp32: key << 30 | (0xFFFF - index) << 14, the same order as unsigned integers and, with
+///     bits 63 and 62 clear, also as IEEE doubles (sign 0, exponent at most 0x3FF: never NaN
+///     or infinite; subnormal doubles compare exactly; only the padding entry is zero), so
+///     that the device orders two entries with one double max and one double min instead of
+///     a 64-bit integer comparison and four selects.
+template <class Tr>
+struct ThreadCodec {
+  MOECHECK_HD static std::uint32_t encode(std::uint32_t e) { return e < 0x80000000u ? e + 0x10000u : e; }
+  MOECHECK_HD static std::uint32_t decode(std::uint32_t t) {
+    return (t >= 0x10000u && t < 0x80000000u) ? t - 0x10000u : t;
+  }
+};
+template <>
+struct ThreadCodec<F32> {
+  MOECHECK_HD static std::uint64_t encode(std::uint64_t e) { return ((e >> 32) << 30) | ((e & kIndexMask) << 14); }
+  MOECHECK_HD static std::uint64_t decode(std::uint64_t t) { return ((t >> 30) << 32) | ((t >> 14) & kIndexMask); }
+};
+
+/// The ThreadCodec entries of two consecutive experts (index0, index0 + 1) with raw bits raw0,
+/// raw1 (16-bit types in the low half). 16-bit types on the device (sm_80 and later, not
+/// keep_nan): both halves of one word at once: a packed max with -inf maps NaN to -inf, one
+/// byte permute replicates each half's sign (selector 0xBB99), and the key is h | 0x8000 for
+/// a positive half, ~h + 1 for a negative one (-0 included, which gets +0's key).
+template <class Tr>
+MOECHECK_HD inline void thread_entry_pair(std::uint32_t raw0, std::uint32_t raw1, int index0, bool keep_nan,
+                                          typename Tr::Entry& e0, typename Tr::Entry& e1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (Tr::kBytes == 2) {
+    if (!keep_nan) {
+      const std::uint32_t w = raw0 | (raw1 << 16);
+      std::uint32_t c;
+      if constexpr (Tr::kType == GatingType::bf16) {
+        asm("max.bf16x2 %0, %1, %2;" : "=r"(c) : "r"(w), "r"(0xff80ff80u));
+      } else {
+        asm("max.f16x2 %0, %1, %2;" : "=r"(c) : "r"(w), "r"(0xfc00fc00u));
+      }
+      std::uint32_t m;
+      asm("prmt.b32 %0, %1, %2, 0xBB99;" : "=r"(m) : "r"(c), "r"(0u));
+      const std::uint32_t key = (c ^ (m | 0x80008000u)) + (m & 0x00010001u);
+      const std::uint32_t low0 = kIndexMask - static_cast<std::uint32_t>(index0);
+      e0 = (key << 16) | low0;
+      e1 = (key & 0xffff0000u) | (low0 - 1u);
+      return;
+    }
+  }
+#endif
+  e0 = ThreadCodec<Tr>::encode(thread_entry<Tr>(raw0, index0, keep_nan));
+  e1 = ThreadCodec<Tr>::encode(thread_entry<Tr>(raw1, index0 + 1, keep_nan));
+}
+
+/// Compare-exchange and max of thread-variant entries (ThreadCodec encoding).
+struct ThreadCompareExchange {
+  MOECHECK_HD static std::uint32_t max(std::uint32_t a, std::uint32_t b) { return a > b ? a : b; }
+  MOECHECK_HD static std::uint64_t max(std::uint64_t a, std::uint64_t b) {
+#if defined(__CUDA_ARCH__)
+    return static_cast<std::uint64_t>(__double_as_longlong(
+        fmax(__longlong_as_double(static_cast<long long>(a)), __longlong_as_double(static_cast<long long>(b)))));
+#else
+    return a > b ? a : b;
+#endif
+  }
+  MOECHECK_HD void operator()(std::uint32_t& a, std::uint32_t& b) const { compare_exchange(a, b); }
+  MOECHECK_HD void operator()(std::uint64_t& a, std::uint64_t& b) const {
+#if defined(__CUDA_ARCH__)
+    const double x = __longlong_as_double(static_cast<long long>(a));
+    const double y = __longlong_as_double(static_cast<long long>(b));
+    a = static_cast<std::uint64_t>(__double_as_longlong(fmax(x, y)));
+    b = static_cast<std::uint64_t>(__double_as_longlong(fmin(x, y)));
+#else
+    compare_exchange(a, b);
+#endif
+  }
+};
+
 /// Half cleaners of distance D, D/2, .., 1: sorts a bitonic sequence of N entries descending.
-template <int N, int D, class Entry>
+template <int N, int D, class CE = CompareExchangeOnce, class Entry>
 MOECHECK_HD inline void bitonic_clean(Entry* a) {
   if constexpr (D >= 1) {
 MOECHECK_UNROLL
     for (int i = 0; i < N; ++i) {
-      if ((i & D) == 0) CompareExchangeOnce()(a[i], a[i + D]);
+      if ((i & D) == 0) CE()(a[i], a[i + D]);
     }
-    bitonic_clean<N, D / 2>(a);
+    bitonic_clean<N, D / 2, CE>(a);
   }
 }
 
 /// top (KB entries, descending) := the KB largest of top and b (B <= KB entries,
 /// descending), descending. max(top[KB-1-j], b[j]) leaves a bitonic sequence that holds the
 /// KB largest (b reversed is ascending), the cleaners sort it.
-template <int KB, int B, class Entry>
+template <int KB, int B, class CE = ThreadCompareExchange, class Entry>
 MOECHECK_HD inline void merge_topk(Entry* top, const Entry* b) {
 MOECHECK_UNROLL
-  for (int j = 0; j < B; ++j) top[KB - 1 - j] = top[KB - 1 - j] > b[j] ? top[KB - 1 - j] : b[j];
-  bitonic_clean<KB, KB / 2>(top);
+  for (int j = 0; j < B; ++j) top[KB - 1 - j] = CE::max(top[KB - 1 - j], b[j]);
+  bitonic_clean<KB, KB / 2, CE>(top);
 }
 
 /// Host element source of the thread variant: row elements at row + e * cs * bytes, in
@@ -890,10 +969,20 @@ MOECHECK_UNROLL
   src.scan([&](const std::uint32_t* raw, int base, int n) {
     Entry b[B];
 MOECHECK_UNROLL
-    for (int j = 0; j < B; ++j) b[j] = j < n ? thread_entry<Tr>(raw[j], base + j, keep_nan) : Entry(0);
-    sort_desc<B, CompareExchangeOnce>(b);
-    merge_topk<KB, B>(top, b);
+    for (int j = 0; j + 1 < B; j += 2) {
+      Entry e0, e1;
+      thread_entry_pair<Tr>(raw[j], raw[j + 1], base + j, keep_nan, e0, e1);
+      b[j] = j < n ? e0 : Entry(0);
+      b[j + 1] = j + 1 < n ? e1 : Entry(0);
+    }
+    if constexpr (B % 2 == 1) {
+      b[B - 1] = B - 1 < n ? ThreadCodec<Tr>::encode(thread_entry<Tr>(raw[B - 1], base + B - 1, keep_nan)) : Entry(0);
+    }
+    sort_desc<B, ThreadCompareExchange>(b);
+    merge_topk<KB, B, ThreadCompareExchange>(top, b);
   });
+MOECHECK_UNROLL
+  for (int j = 0; j < KB; ++j) top[j] = ThreadCodec<Tr>::decode(top[j]);
   // (Selects on constant slots with the slot tested through a bit mask: a test j == k - 1 lets
   // the compiler turn the loop into one store at index k - 1, and a dynamically indexed list
   // lives in local memory on the device.)
