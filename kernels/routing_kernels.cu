@@ -106,6 +106,7 @@ struct KernelParams {
   std::int64_t row_stride = 0;   ///< elements
   std::int64_t col_stride = 1;   ///< elements (1 under ignore_col_stride)
   bool vec = false;              ///< vector loads allowed (contiguous, aligned, E % VE == 0)
+  bool vec_out = false;          ///< thread_per_row: 16-byte output stores (k % 4 == 0, aligned outputs)
   RowConfig cfg;
   Mutant mutant = Mutant::none;
   float* weights = nullptr;
@@ -553,6 +554,24 @@ __global__ void __launch_bounds__(kThreadWarps * 32, thread_min_blocks(KB, kStag
       DirectRowSource<Tr, B, false> src{rp, E, p.col_stride};
       row::thread_row<Tr, KB>(src, p.cfg, m, out);
     }
+    if (p.vec_out) {
+      // k % 4 == 0 and 16-byte aligned outputs: each lane stores its own row's k weights and
+      // ids with 16-byte stores (two per 32-byte sector, adjacent in time), no tile walk.
+      if (row0 + lane < T) {
+        float4* wd = reinterpret_cast<float4*>(p.weights + (row0 + lane) * k);
+        int4* id = reinterpret_cast<int4*>(p.ids + (row0 + lane) * k);
+#pragma unroll
+        for (int q = 0; q < (KB + 3) / 4; ++q) {
+          if (4 * q < k) {
+            __stcs(wd + q, make_float4(out.weight(4 * q), out.weight(4 * q + 1), out.weight(4 * q + 2),
+                                       out.weight(4 * q + 3)));
+            __stcs(id + q, make_int4(out.id(4 * q), out.id(4 * q + 1), out.id(4 * q + 2), out.id(4 * q + 3)));
+          }
+        }
+      }
+      __syncwarp();  // the lanes' output rows are read before the next tile overwrites them
+      continue;
+    }
     __syncwarp();
     const int n = static_cast<int>(T - row0 < 32 ? T - row0 : 32) * k;
     float* wdst = p.weights + row0 * k;
@@ -708,14 +727,17 @@ cudaError_t launch_thread_kb(const RoutingArgs& a, const KernelParams& p, bool m
   const std::int64_t ntiles =
       (mut && p.mutant == Mutant::skip_partial_warp) ? p.T_eff / 32 : (p.T_eff + 31) / 32;
   if (ntiles == 0) return cudaSuccess;
+  KernelParams q = p;
+  q.vec_out = a.k % 4 == 0 && reinterpret_cast<std::uintptr_t>(a.weights) % 16 == 0 &&
+              reinterpret_cast<std::uintptr_t>(a.ids) % 16 == 0;
   constexpr int kStagedSmem = kThreadWarps * thread_warp_smem(KB, true);
   constexpr int kDirectSmem = kThreadWarps * thread_warp_smem(KB, false);
   if (staged) {
-    if (mut) return launch_thread_kernel<thread_per_row_kernel<Tr, KB, true, true>>(p, ntiles, kStagedSmem, stream);
-    return launch_thread_kernel<thread_per_row_kernel<Tr, KB, false, true>>(p, ntiles, kStagedSmem, stream);
+    if (mut) return launch_thread_kernel<thread_per_row_kernel<Tr, KB, true, true>>(q, ntiles, kStagedSmem, stream);
+    return launch_thread_kernel<thread_per_row_kernel<Tr, KB, false, true>>(q, ntiles, kStagedSmem, stream);
   }
-  if (mut) return launch_thread_kernel<thread_per_row_kernel<Tr, KB, true, false>>(p, ntiles, kDirectSmem, stream);
-  return launch_thread_kernel<thread_per_row_kernel<Tr, KB, false, false>>(p, ntiles, kDirectSmem, stream);
+  if (mut) return launch_thread_kernel<thread_per_row_kernel<Tr, KB, true, false>>(q, ntiles, kDirectSmem, stream);
+  return launch_thread_kernel<thread_per_row_kernel<Tr, KB, false, false>>(q, ntiles, kDirectSmem, stream);
 }
 
 template <class Tr>

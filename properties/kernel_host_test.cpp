@@ -255,9 +255,8 @@ void check_merge(std::mt19937_64& rng) {
 }
 
 TEST(RowMath, ThreadCodecKeepsOrderAndRoundTrips) {
-  // Encoded entries of every 16-bit pattern and of random fp32 patterns (specials included):
-  // decode(encode(e)) == e, the order of any two entries is kept, real entries never encode
-  // to the padding entry 0, and fp32 encodings order the same as IEEE doubles.
+  // Encoded entries of every 16-bit pattern: decode(encode(e)) == e, the order of any two
+  // entries is kept, real entries never encode to the padding entry 0.
   std::vector<std::uint32_t> e16;
   for (std::uint32_t raw = 0; raw < 65536; raw += 1) {
     e16.push_back(R::thread_entry<R::BF16>(raw, static_cast<int>(raw % 4096), false));
@@ -271,29 +270,7 @@ TEST(RowMath, ThreadCodecKeepsOrderAndRoundTrips) {
     ASSERT_NE(ea, 0u);
     ASSERT_EQ(a < b, ea < eb) << std::hex << a << " " << b;
   }
-  const std::uint32_t specials[] = {0u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u,
-                                    1u, 0x80000001u, 0x007fffffu, 0x807fffffu, 0x3f800000u, 0xbf800000u};
-  std::vector<std::uint64_t> e32;
-  for (int i = 0; i < 20000; ++i) {
-    const std::uint32_t raw = i % 3 == 0 ? specials[rng() % 12] : static_cast<std::uint32_t>(rng());
-    e32.push_back(R::thread_entry<R::F32>(raw, static_cast<int>(rng() % 4096), false));
-  }
-  for (int i = 0; i < 200000; ++i) {
-    const std::uint64_t a = e32[rng() % e32.size()], b = e32[rng() % e32.size()];
-    const std::uint64_t ea = R::ThreadCodec<R::F32>::encode(a), eb = R::ThreadCodec<R::F32>::encode(b);
-    ASSERT_EQ(R::ThreadCodec<R::F32>::decode(ea), a);
-    ASSERT_NE(ea, 0u);
-    ASSERT_EQ(ea >> 62, 0u);
-    double da, db;
-    std::memcpy(&da, &ea, sizeof da);
-    std::memcpy(&db, &eb, sizeof db);
-    ASSERT_FALSE(std::isnan(da) || std::isinf(da));
-    ASSERT_EQ(a < b, ea < eb);
-    ASSERT_EQ(a < b, da < db) << std::hex << a << " " << b;
-    ASSERT_EQ(a == b, da == db);
-  }
   EXPECT_EQ(R::ThreadCodec<R::BF16>::decode(0u), 0u);
-  EXPECT_EQ(R::ThreadCodec<R::F32>::decode(0u), 0u);
 }
 
 TEST(RowMath, TopListMerge) {
