@@ -107,7 +107,6 @@ struct KernelParams {
   std::int64_t col_stride = 1;   ///< elements (1 under ignore_col_stride)
   bool vec = false;              ///< vector loads allowed (contiguous, aligned, E % VE == 0)
   bool vec_out = false;          ///< thread_per_row: 16-byte output stores (k % 4 == 0, aligned outputs)
-  std::int64_t tile_mult = 1;    ///< thread_per_row: first-tile multiplier, coprime with the warp count
   RowConfig cfg;
   Mutant mutant = Mutant::none;
   float* weights = nullptr;
@@ -531,10 +530,7 @@ __global__ void __launch_bounds__(kThreadWarps * 32, thread_min_blocks(KB, kStag
   // Planted bug skip_partial_warp: the last partial 32-row tile is never processed.
   const std::int64_t ntiles = (kMut && m == Mutant::skip_partial_warp) ? T / 32 : (T + 31) / 32;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * kThreadWarps;
-  // Warp g starts at tile (g * tile_mult) mod step (tile_mult coprime with step: a bijection),
-  // so that the warps that get one tile more than the others in the last round are spread
-  // over all blocks, hence over all multiprocessors, whatever order blocks are placed in.
-  std::int64_t tile = ((static_cast<std::int64_t>(blockIdx.x) * kThreadWarps + warp) * p.tile_mult) % step;
+  std::int64_t tile = static_cast<std::int64_t>(blockIdx.x) * kThreadWarps + warp;
   const std::int64_t row_bytes = p.row_stride * Tr::kBytes;
 
   ChunkStream<Tr, kMut> s{p.gating, row_bytes, T, E, (E * Tr::kBytes + kChunkBytes - 1) / kChunkBytes,
@@ -718,16 +714,7 @@ cudaError_t launch_thread_kernel(const KernelParams& p, std::int64_t ntiles, int
   const std::int64_t blocks = (ntiles + kThreadWarps - 1) / kThreadWarps;
   const std::int64_t cap = static_cast<std::int64_t>(sms) * per_sm;
   const std::int64_t grid = blocks < cap ? blocks : cap;
-  KernelParams q = p;
-  q.tile_mult = 1;
-  const std::int64_t warps = grid * kThreadWarps;
-  for (const std::int64_t prime : {97, 89, 83, 79, 73, 71, 67, 61, 59, 53, 47, 43, 41, 37, 31, 29}) {
-    if (warps % prime != 0) {
-      q.tile_mult = prime;
-      break;
-    }
-  }
-  K<<<static_cast<unsigned>(grid), kThreadWarps * 32, static_cast<std::size_t>(smem), stream>>>(q);
+  K<<<static_cast<unsigned>(grid), kThreadWarps * 32, static_cast<std::size_t>(smem), stream>>>(p);
   return cudaGetLastError();
 }
 
