@@ -342,7 +342,7 @@ std::string verify_variant(const RouteFixture& f, Variant v) {
     h.ids = eid.data();
     std::string msg;
     // automatic resolves with the launch's T (the emulated slice has fewer rows).
-    const Variant ev = v == Variant::automatic ? kernels::choose_variant(E, T) : v;
+    const Variant ev = v == Variant::automatic ? kernels::choose_variant(E, T, f.dtype) : v;
     if (kernels::emulate_routing(h, ev, kernels::Mutant::none, &msg) != kernels::ArgStatus::ok)
       return "emulate_routing rejected the problem: " + msg;
     const std::size_t base = static_cast<std::size_t>(first) * static_cast<std::size_t>(k);

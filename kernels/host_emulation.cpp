@@ -130,8 +130,11 @@ ArgStatus validate_args(const RoutingArgs& a, std::string* message) {
 ///  * below: warp_per_row for E <= kWarpMaxExperts (512), block_per_row above. Measured on
 ///    an H200 at T = 250000, k = 8, warp_per_row beats block_per_row at E = 512 (bf16 329 vs
 ///    405 us, f16 352 vs 538 us, f32 626 vs 654 us) and at E <= 256.
-Variant choose_variant(int E, std::int64_t T) {
+Variant choose_variant(int E, std::int64_t T, GatingType dtype) {
   if (T >= kThreadPerRowMinRows) return Variant::thread_per_row;
+  // fp32 rows of more than 256 experts give a warp 16 64-bit entries per lane to sort: with
+  // few rows (no other rows to overlap with) one block per row finishes sooner.
+  if (dtype == GatingType::f32 && E > 256 && T <= kBlockPreferMaxRows) return Variant::block_per_row;
   return E <= kWarpMaxExperts ? Variant::warp_per_row : Variant::block_per_row;
 }
 
@@ -268,7 +271,7 @@ ArgStatus emulate_routing(const RoutingArgs& a, Variant v, Mutant m, std::string
   if (st != ArgStatus::ok) return st;
   if (static_cast<int>(m) < 0 || m >= Mutant::count_)
     return fail(message, ArgStatus::unsupported, "mutant " + std::to_string(static_cast<int>(m)) + " is out of range");
-  if (v == Variant::automatic) v = choose_variant(a.E, a.T);
+  if (v == Variant::automatic) v = choose_variant(a.E, a.T, a.dtype);
   if (v != Variant::warp_per_row && v != Variant::block_per_row && v != Variant::thread_per_row)
     return fail(message, ArgStatus::unsupported, "variant " + std::to_string(static_cast<int>(v)) + " is out of range");
   if (v == Variant::warp_per_row && a.E > kWarpMaxExperts)

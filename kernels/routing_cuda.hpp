@@ -25,6 +25,6 @@ cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream,
 
 /// Threads per block a launch of (variant, E, T) uses (for tools and benchmarks; T only
 /// matters for Variant::automatic).
-int threads_per_block(Variant v, int E, std::int64_t T);
+int threads_per_block(Variant v, int E, std::int64_t T, GatingType dtype);
 
 }  // namespace moecheck::kernels

@@ -29,10 +29,15 @@
 //   cp.async (8 lanes per row: full cache lines), double-buffered and continued across tiles
 //   so that one chunk is always in flight, and each lane reads its own row's chunk (row pitch
 //   padded by 16 bytes: conflict-free 16-byte reads). Other layouts load element by element
-//   (coalesced for transposed layouts, where the lanes' rows are adjacent). Each lane writes its
-//   k weights / ids into a shared output tile (for k <= 16 in the chunk buffer read last), and
+//   (coalesced for transposed layouts, where the lanes' rows are adjacent). fp16 / bf16 entries
+//   are built two per 32-bit word (row::thread_entry_pair). Each lane writes its k weights /
+//   ids into a shared output tile (for k <= 16 in the chunk buffer read last); with k % 4 == 0
+//   and 16-byte aligned outputs each lane then stores its row with 16-byte stores, otherwise
 //   the warp stores the tile's 32 * k outputs with coalesced stores. 4 warps per block; with
 //   k <= 8 a warp needs 9 KiB of shared memory and <= 80 registers: 6 blocks (24 warps) per SM.
+//   Measured on an H100 (Nsight Compute, bf16 E=128 k=8 T=250000): the integer ALU pipe is the
+//   limit (min/max of the sorting networks; stalls mostly "not selected" and "math pipe
+//   throttle"), not memory: ~1.7x the memory floor (reports/baselines/README.md).
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -774,8 +779,8 @@ cudaError_t launch_typed(const RoutingArgs& a, Variant v, const KernelParams& p,
 
 }  // namespace
 
-int threads_per_block(Variant v, int E, std::int64_t T) {
-  if (v == Variant::automatic) v = choose_variant(E, T);
+int threads_per_block(Variant v, int E, std::int64_t T, GatingType dtype) {
+  if (v == Variant::automatic) v = choose_variant(E, T, dtype);
   if (v == Variant::thread_per_row) return kThreadWarps * 32;
   return v == Variant::warp_per_row ? kWarpThreads : 32 * row::block_warps(E);
 }
@@ -783,7 +788,7 @@ int threads_per_block(Variant v, int E, std::int64_t T) {
 cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream, Mutant m) {
   if (validate_args(a, nullptr) != ArgStatus::ok) return cudaErrorInvalidValue;
   if (static_cast<int>(m) < 0 || m >= Mutant::count_) return cudaErrorInvalidValue;
-  if (v == Variant::automatic) v = choose_variant(a.E, a.T);
+  if (v == Variant::automatic) v = choose_variant(a.E, a.T, a.dtype);
   if (v != Variant::warp_per_row && v != Variant::block_per_row && v != Variant::thread_per_row)
     return cudaErrorInvalidValue;
   if (v == Variant::warp_per_row && a.E > kWarpMaxExperts) return cudaErrorInvalidValue;

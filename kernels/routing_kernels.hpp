@@ -35,6 +35,8 @@ constexpr int kMaxExperts = 4096;   ///< largest supported E
 constexpr int kWarpMaxExperts = 512;///< largest E the warp-per-row variant accepts
 /// Rows from which choose_variant picks thread_per_row (see choose_variant).
 constexpr std::int64_t kThreadPerRowMinRows = 16384;
+/// Up to this many rows choose_variant picks block_per_row for fp32 rows of E > 256.
+constexpr std::int64_t kBlockPreferMaxRows = 256;
 
 /// Planted-bug variants of the kernels (mutation testing). `none` is the correct kernel.
 /// Each mutant is selectable by name; see mutant_name / parse_mutant.
@@ -83,7 +85,7 @@ ArgStatus validate_args(const RoutingArgs& a, std::string* message);
 
 /// Documented heuristic: which variant runs for E experts and T rows (see the function's
 /// comment for the measurements it cites). Never returns Variant::automatic.
-Variant choose_variant(int E, std::int64_t T);
+Variant choose_variant(int E, std::int64_t T, GatingType dtype);
 
 /// Runs the kernel algorithm on the host for all rows (pointers are host pointers).
 /// Returns ArgStatus::ok or the validation error.

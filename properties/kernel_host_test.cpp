@@ -553,14 +553,18 @@ TEST(Emulation, NamesAndHeuristic) {
   for (std::int64_t T : {std::int64_t{0}, std::int64_t{1}, K::kThreadPerRowMinRows - 1, K::kThreadPerRowMinRows,
                          std::int64_t{250000}}) {
     for (int E = 1; E <= K::kMaxExperts; ++E) {
-      const K::Variant v = K::choose_variant(E, T);
-      ASSERT_TRUE(v == K::Variant::warp_per_row || v == K::Variant::block_per_row || v == K::Variant::thread_per_row);
-      if (v == K::Variant::warp_per_row) {
-        ASSERT_LE(E, K::kWarpMaxExperts);
-      }
-      ASSERT_EQ(v == K::Variant::thread_per_row, T >= K::kThreadPerRowMinRows) << "E " << E << " T " << T;
-      if (T < K::kThreadPerRowMinRows) {
-        ASSERT_EQ(v == K::Variant::warp_per_row, E <= K::kWarpMaxExperts) << "E " << E << " T " << T;
+      for (const K::GatingType dt : {K::GatingType::f32, K::GatingType::f16, K::GatingType::bf16}) {
+        const K::Variant v = K::choose_variant(E, T, dt);
+        ASSERT_TRUE(v == K::Variant::warp_per_row || v == K::Variant::block_per_row ||
+                    v == K::Variant::thread_per_row);
+        if (v == K::Variant::warp_per_row) {
+          ASSERT_LE(E, K::kWarpMaxExperts);
+        }
+        ASSERT_EQ(v == K::Variant::thread_per_row, T >= K::kThreadPerRowMinRows) << "E " << E << " T " << T;
+        if (T < K::kThreadPerRowMinRows) {
+          const bool fp32_block = dt == K::GatingType::f32 && E > 256 && T <= K::kBlockPreferMaxRows;
+          ASSERT_EQ(v == K::Variant::warp_per_row, E <= K::kWarpMaxExperts && !fp32_block) << "E " << E << " T " << T;
+        }
       }
     }
   }
