@@ -10,7 +10,8 @@
 #   tests         ctest: the gpu label, then the quick label
 #   substitution  the functional-substitution suite with CUDA tensors
 #   fuzz          a GPU fuzzing campaign (MOECHECK_FUZZ_SECONDS, default 120; resumable state in OUTDIR)
-#   mutants       the kill matrix on the GPU (all kernel mutants, GPU-only ones included)
+#   mutants       the kill matrix on the GPU (all kernel mutants, GPU-only ones included;
+#                 MOECHECK_MUTANTS_CASES: cases per mutant, default 3000)
 #   bench         Google Benchmark routing benchmarks -> OUTDIR/bench.json + dashboard
 #   sanitize      compute-sanitizer memcheck and racecheck on a representative GPU test run
 #   profile       Nsight Compute reports of the large-T kernels (MOECHECK_PROFILE_FILTER: a
@@ -100,8 +101,10 @@ PY
   tail -n 3 "$fdir"/fuzz-*.log >&2
 fi
 if [[ "$steps" == *,mutants,* ]]; then
-  step mutants "$bin" mutants --device cuda --cases 3000 --json "$out/mutants.json" --markdown "$out/mutants.md" \
-    --corpus "$out/mutant-corpus"
+  # Kernel mutants only (the module and plugin mutants run on the host: the CPU matrix);
+  # MOECHECK_MUTANTS_CASES: case budget per mutant (default 3000).
+  step mutants "$bin" mutants --device cuda --cases "${MOECHECK_MUTANTS_CASES:-3000}" --no-modules --no-plugins \
+    --json "$out/mutants.json" --markdown "$out/mutants.md" --corpus "$out/mutant-corpus"
 fi
 if [[ "$steps" == *,bench,* ]]; then
   step bench "$bin" bench -o "$out/bench.json" --repetitions "${MOECHECK_BENCH_REPS:-5}" ${MOECHECK_BENCH_FILTER:+--filter "$MOECHECK_BENCH_FILTER"}
