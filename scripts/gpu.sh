@@ -11,7 +11,7 @@
 #   substitution  the functional-substitution suite with CUDA tensors
 #   fuzz          a GPU fuzzing campaign (MOECHECK_FUZZ_SECONDS, default 120; resumable state in OUTDIR)
 #   mutants       the kill matrix on the GPU (all kernel mutants, GPU-only ones included;
-#                 MOECHECK_MUTANTS_CASES: cases per mutant, default 3000)
+#                 MOECHECK_MUTANTS_CASES: cases per mutant and variant, default 1000)
 #   bench         Google Benchmark routing benchmarks -> OUTDIR/bench.json + dashboard
 #   sanitize      compute-sanitizer memcheck and racecheck on a representative GPU test run
 #   profile       Nsight Compute reports of the large-T kernels (MOECHECK_PROFILE_FILTER: a
@@ -102,8 +102,9 @@ PY
 fi
 if [[ "$steps" == *,mutants,* ]]; then
   # Kernel mutants only (the module and plugin mutants run on the host: the CPU matrix);
-  # MOECHECK_MUTANTS_CASES: case budget per mutant (default 3000).
-  step mutants "$bin" mutants --device cuda --cases "${MOECHECK_MUTANTS_CASES:-3000}" --no-modules --no-plugins \
+  # MOECHECK_MUTANTS_CASES: case budget per mutant and variant (default 1000: each mutant runs
+  # one campaign per variant, up to 4 unique failures, so the budget sets the step's length).
+  step mutants "$bin" mutants --device cuda --cases "${MOECHECK_MUTANTS_CASES:-1000}" --no-modules --no-plugins \
     --json "$out/mutants.json" --markdown "$out/mutants.md" --corpus "$out/mutant-corpus"
 fi
 if [[ "$steps" == *,bench,* ]]; then
