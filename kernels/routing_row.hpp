@@ -48,9 +48,11 @@
 #if defined(__CUDACC__)
 #define MOECHECK_HD __host__ __device__
 #define MOECHECK_UNROLL _Pragma("unroll")
+#define MOECHECK_NO_UNROLL _Pragma("unroll 1")
 #else
 #define MOECHECK_HD
 #define MOECHECK_UNROLL
+#define MOECHECK_NO_UNROLL
 #endif
 
 namespace moecheck::kernels::row {
@@ -853,34 +855,26 @@ MOECHECK_HD inline void thread_entry_pair(std::uint32_t raw0, std::uint32_t raw1
   e1 = ThreadCodec<Tr>::encode(thread_entry<Tr>(raw1, index0 + 1, keep_nan));
 }
 
-/// Compare-exchange and max of thread-variant entries (ThreadCodec encoding).
-struct ThreadCompareExchange : CompareExchangeOnce {
-  template <class Entry>
-  MOECHECK_HD static Entry max(Entry a, Entry b) {
-    return a > b ? a : b;
-  }
-};
-
 /// Half cleaners of distance D, D/2, .., 1: sorts a bitonic sequence of N entries descending.
-template <int N, int D, class CE = CompareExchangeOnce, class Entry>
+template <int N, int D, class Entry>
 MOECHECK_HD inline void bitonic_clean(Entry* a) {
   if constexpr (D >= 1) {
 MOECHECK_UNROLL
     for (int i = 0; i < N; ++i) {
-      if ((i & D) == 0) CE()(a[i], a[i + D]);
+      if ((i & D) == 0) CompareExchangeOnce()(a[i], a[i + D]);
     }
-    bitonic_clean<N, D / 2, CE>(a);
+    bitonic_clean<N, D / 2>(a);
   }
 }
 
 /// top (KB entries, descending) := the KB largest of top and b (B <= KB entries,
 /// descending), descending. max(top[KB-1-j], b[j]) leaves a bitonic sequence that holds the
 /// KB largest (b reversed is ascending), the cleaners sort it.
-template <int KB, int B, class CE = ThreadCompareExchange, class Entry>
+template <int KB, int B, class Entry>
 MOECHECK_HD inline void merge_topk(Entry* top, const Entry* b) {
 MOECHECK_UNROLL
-  for (int j = 0; j < B; ++j) top[KB - 1 - j] = CE::max(top[KB - 1 - j], b[j]);
-  bitonic_clean<KB, KB / 2, CE>(top);
+  for (int j = 0; j < B; ++j) top[KB - 1 - j] = top[KB - 1 - j] > b[j] ? top[KB - 1 - j] : b[j];
+  bitonic_clean<KB, KB / 2>(top);
 }
 
 /// Host element source of the thread variant: row elements at row + e * cs * bytes, in
@@ -968,8 +962,8 @@ MOECHECK_UNROLL
     if constexpr (B % 2 == 1) {
       b[B - 1] = B - 1 < n ? ThreadCodec<Tr>::encode(thread_entry<Tr>(raw[B - 1], base + B - 1, keep_nan)) : Entry(0);
     }
-    sort_desc<B, ThreadCompareExchange>(b);
-    merge_topk<KB, B, ThreadCompareExchange>(top, b);
+    sort_desc<B, CompareExchangeOnce>(b);
+    merge_topk<KB, B>(top, b);
   });
 MOECHECK_UNROLL
   for (int j = 0; j < KB; ++j) top[j] = ThreadCodec<Tr>::decode(top[j]);
@@ -1030,7 +1024,7 @@ MOECHECK_UNROLL
   for (int j = 0; j < KB; ++j) {
     if (j < k) out.store(j, e[j], static_cast<std::int32_t>(entry_index(top[j])));
   }
-#pragma unroll 1
+MOECHECK_NO_UNROLL
   for (int j = 0; j < k; ++j) {
     const std::int32_t id = out.id(j);
     float w = div_rn(out.weight(j), d);
