@@ -513,6 +513,11 @@ struct SmemRowOut {
   }
 };
 
+/// 32-row tiles of T rows. Planted bug skip_partial_warp: the last partial tile is dropped.
+__host__ __device__ constexpr std::int64_t thread_tiles(std::int64_t T, Mutant m) {
+  return m == Mutant::skip_partial_warp ? T / 32 : (T + 31) / 32;
+}
+
 /// Resident blocks per SM the register allocation aims at: staged kernels with KB <= 8 fit 6
 /// blocks in shared memory (36 KiB each), which needs <= 80 registers per thread; larger
 /// lists get what they need (1: no cap, no spills).
@@ -532,8 +537,7 @@ __global__ void __launch_bounds__(kThreadWarps * 32, thread_min_blocks(KB, kStag
   const std::int64_t T = p.T_eff;
   const int E = p.cfg.E;
   const int k = p.cfg.k;
-  // Planted bug skip_partial_warp: the last partial 32-row tile is never processed.
-  const std::int64_t ntiles = (kMut && m == Mutant::skip_partial_warp) ? T / 32 : (T + 31) / 32;
+  const std::int64_t ntiles = thread_tiles(T, m);
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * kThreadWarps;
   std::int64_t tile = static_cast<std::int64_t>(blockIdx.x) * kThreadWarps + warp;
   const std::int64_t row_bytes = p.row_stride * Tr::kBytes;
@@ -625,40 +629,54 @@ cudaError_t sm_count(int* out) {
   return cudaSuccess;
 }
 
-/// Resident blocks per SM of kernel K at `threads` threads (cached per kernel and size).
+constexpr int kCachedDevices = 16;  ///< devices whose occupancy queries are cached
+
+/// Resident blocks per SM of kernel K at `threads` threads and `smem` bytes of dynamic shared
+/// memory per block (a kernel instantiation always uses the same smem). The first query on a
+/// device also raises K's dynamic shared-memory limit when smem exceeds the default 48 KiB.
+/// Cached per kernel, device and block size.
 template <auto K>
-cudaError_t blocks_per_sm(int threads, int* out) {
-  static std::atomic<int> cache[row::kBlockMaxWarps + 1] = {};
+cudaError_t blocks_per_sm(int threads, int smem, int* out) {
+  static std::atomic<int> cache[kCachedDevices][row::kBlockMaxWarps + 1] = {};
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
   const int slot = threads / 32;
-  if (slot <= row::kBlockMaxWarps) {
-    const int c = cache[slot].load(std::memory_order_relaxed);
+  std::atomic<int>* cached =
+      dev >= 0 && dev < kCachedDevices && slot <= row::kBlockMaxWarps ? &cache[dev][slot] : nullptr;
+  if (cached != nullptr) {
+    const int c = cached->load(std::memory_order_relaxed);
     if (c > 0) {
       *out = c;
       return cudaSuccess;
     }
   }
+  if (smem > 48 * 1024) {
+    e = cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+  }
   int n = 0;
-  const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, K, threads, 0);
+  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, K, threads, static_cast<std::size_t>(smem));
   if (e != cudaSuccess) return e;
   if (n < 1) n = 1;
-  if (slot <= row::kBlockMaxWarps) cache[slot].store(n, std::memory_order_relaxed);
+  if (cached != nullptr) cached->store(n, std::memory_order_relaxed);
   *out = n;
   return cudaSuccess;
 }
 
-/// Launches K over `work_blocks` blocks' worth of work, capped at what is resident at once
-/// (the kernels are grid-stride loops).
+/// Launches K over `work_blocks` blocks' worth of work (`smem` bytes of dynamic shared memory
+/// per block), capped at what is resident at once (the kernels are grid-stride loops).
 template <auto K>
-cudaError_t launch_capped(const KernelParams& p, std::int64_t work_blocks, int threads,
-                          cudaStream_t stream) {
+cudaError_t launch_capped(const KernelParams& p, std::int64_t work_blocks, int threads, cudaStream_t stream,
+                          int smem = 0) {
   int sms = 0, per_sm = 0;
   cudaError_t e = sm_count(&sms);
   if (e != cudaSuccess) return e;
-  e = blocks_per_sm<K>(threads, &per_sm);
+  e = blocks_per_sm<K>(threads, smem, &per_sm);
   if (e != cudaSuccess) return e;
   const std::int64_t cap = static_cast<std::int64_t>(sms) * per_sm;
   const std::int64_t grid = work_blocks < cap ? work_blocks : cap;
-  K<<<static_cast<unsigned>(grid), static_cast<unsigned>(threads), 0, stream>>>(p);
+  K<<<static_cast<unsigned>(grid), static_cast<unsigned>(threads), static_cast<std::size_t>(smem), stream>>>(p);
   return cudaGetLastError();
 }
 
@@ -694,55 +712,27 @@ cudaError_t launch_warp_v(const RoutingArgs& a, KernelParams p, bool mut, cudaSt
   return launch_warp_vr<Tr, V, 1, false>(p, stream);
 }
 
-/// Launches thread_per_row kernel K over `ntiles` 32-row tiles with `smem` bytes of dynamic
-/// shared memory per block: grid = min(tiles / warps per block, resident blocks). The
-/// shared-memory attribute (above 48 KiB) and the occupancy are set / queried once per device.
-template <auto K>
-cudaError_t launch_thread_kernel(const KernelParams& p, std::int64_t ntiles, int smem, cudaStream_t stream) {
-  static std::atomic<int> cache[64] = {};
-  int dev = 0, sms = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) return e;
-  e = sm_count(&sms);
-  if (e != cudaSuccess) return e;
-  int per_sm = dev >= 0 && dev < 64 ? cache[dev].load(std::memory_order_relaxed) : 0;
-  if (per_sm == 0) {
-    if (smem > 48 * 1024) {
-      e = cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-      if (e != cudaSuccess) return e;
-    }
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, K, kThreadWarps * 32, static_cast<std::size_t>(smem));
-    if (e != cudaSuccess) return e;
-    if (per_sm < 1) per_sm = 1;
-    if (dev >= 0 && dev < 64) cache[dev].store(per_sm, std::memory_order_relaxed);
-  }
-  const std::int64_t blocks = (ntiles + kThreadWarps - 1) / kThreadWarps;
-  const std::int64_t cap = static_cast<std::int64_t>(sms) * per_sm;
-  const std::int64_t grid = blocks < cap ? blocks : cap;
-  K<<<static_cast<unsigned>(grid), kThreadWarps * 32, static_cast<std::size_t>(smem), stream>>>(p);
-  return cudaGetLastError();
-}
-
 template <class Tr, int KB>
 cudaError_t launch_thread_kb(const RoutingArgs& a, const KernelParams& p, bool mut, cudaStream_t stream) {
   // Staged loads need whole 16-byte words: contiguous columns, aligned base and row pitch,
   // rows of a whole number of words.
   const bool staged = p.col_stride == 1 && reinterpret_cast<std::uintptr_t>(a.gating) % 16 == 0 &&
                       (a.T <= 1 || (p.row_stride * Tr::kBytes) % 16 == 0) && (a.E * Tr::kBytes) % 16 == 0;
-  const std::int64_t ntiles =
-      (mut && p.mutant == Mutant::skip_partial_warp) ? p.T_eff / 32 : (p.T_eff + 31) / 32;
+  const std::int64_t ntiles = thread_tiles(p.T_eff, p.mutant);
   if (ntiles == 0) return cudaSuccess;
+  const std::int64_t blocks = (ntiles + kThreadWarps - 1) / kThreadWarps;  // a warp per tile
   KernelParams q = p;
   q.vec_out = a.k % 4 == 0 && reinterpret_cast<std::uintptr_t>(a.weights) % 16 == 0 &&
               reinterpret_cast<std::uintptr_t>(a.ids) % 16 == 0;
   constexpr int kStagedSmem = kThreadWarps * thread_warp_smem(KB, true);
   constexpr int kDirectSmem = kThreadWarps * thread_warp_smem(KB, false);
+  constexpr int kThreads = kThreadWarps * 32;
   if (staged) {
-    if (mut) return launch_thread_kernel<thread_per_row_kernel<Tr, KB, true, true>>(q, ntiles, kStagedSmem, stream);
-    return launch_thread_kernel<thread_per_row_kernel<Tr, KB, false, true>>(q, ntiles, kStagedSmem, stream);
+    if (mut) return launch_capped<thread_per_row_kernel<Tr, KB, true, true>>(q, blocks, kThreads, stream, kStagedSmem);
+    return launch_capped<thread_per_row_kernel<Tr, KB, false, true>>(q, blocks, kThreads, stream, kStagedSmem);
   }
-  if (mut) return launch_thread_kernel<thread_per_row_kernel<Tr, KB, true, false>>(q, ntiles, kDirectSmem, stream);
-  return launch_thread_kernel<thread_per_row_kernel<Tr, KB, false, false>>(q, ntiles, kDirectSmem, stream);
+  if (mut) return launch_capped<thread_per_row_kernel<Tr, KB, true, false>>(q, blocks, kThreads, stream, kDirectSmem);
+  return launch_capped<thread_per_row_kernel<Tr, KB, false, false>>(q, blocks, kThreads, stream, kDirectSmem);
 }
 
 template <class Tr>
