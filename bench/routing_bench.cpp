@@ -378,18 +378,18 @@ void bm_route(benchmark::State& state, GatingType dtype, int E, int k, std::int6
   };
   if (f->plans.find(vi) == f->plans.end()) {
     std::string err = verify_variant(*f, v);
-    int per_iteration = 0;
-    if (err.empty()) err = plan_launches(g_info.stream, launch, &per_iteration);
+    int per_batch = 0;
+    if (err.empty()) err = plan_launches(g_info.stream, launch, &per_batch);
     double stream_seconds = 0;
-    if (err.empty()) err = time_batch(g_info.stream, launch, per_iteration, &stream_seconds);
+    if (err.empty()) err = time_batch(g_info.stream, launch, per_batch, &stream_seconds);
     auto graph = std::make_unique<GraphExec>();
-    if (err.empty()) err = capture_graph(g_info.stream, launch, per_iteration, graph.get());
+    if (err.empty()) err = capture_graph(g_info.stream, launch, per_batch, graph.get());
     if (!err.empty()) {
       f->failures[vi] = err;
       MOECHECK_BENCH_REQUIRE(state, err);
     }
-    f->plans[vi] = per_iteration;
-    f->stream_seconds[vi] = stream_seconds / per_iteration;
+    f->plans[vi] = per_batch;
+    f->stream_seconds[vi] = stream_seconds / per_batch;
     f->graphs[vi] = std::move(graph);
   }
   // The launches are replayed from a CUDA graph (one graph of plans[v] launches over the
@@ -661,21 +661,8 @@ std::string plan_launches(cudaStream_t stream, const LaunchFn& launch, int* laun
 }
 
 namespace {
-void timed_loop(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch, int calls_per_batch,
-                int launches_per_call, double bytes, std::int64_t rows);
-}  // namespace
-
-void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch, int launches_per_batch,
-               double bytes, std::int64_t rows) {
-  timed_loop(state, stream, launch, std::max(1, launches_per_batch), 1, bytes, rows);
-}
-
-void run_timed_graph(benchmark::State& state, cudaStream_t stream, const LaunchFn& replay, int launches_per_replay,
-                     double bytes, std::int64_t rows) {
-  timed_loop(state, stream, replay, 1, std::max(1, launches_per_replay), bytes, rows);
-}
-
-namespace {
+/// The timed loop of run_timed / run_timed_graph: batches of calls_per_batch calls of `launch`
+/// (each `launches_per_call` kernel launches) between two events.
 void timed_loop(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch, int calls_per_batch,
                 int launches_per_call, double bytes, std::int64_t rows) {
   EventPair ev;
@@ -711,6 +698,16 @@ void timed_loop(benchmark::State& state, cudaStream_t stream, const LaunchFn& la
   if (rows > 0) state.counters["rows"] = static_cast<double>(rows);
 }
 }  // namespace
+
+void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& launch, int launches_per_batch,
+               double bytes, std::int64_t rows) {
+  timed_loop(state, stream, launch, std::max(1, launches_per_batch), 1, bytes, rows);
+}
+
+void run_timed_graph(benchmark::State& state, cudaStream_t stream, const LaunchFn& replay, int launches_per_replay,
+                     double bytes, std::int64_t rows) {
+  timed_loop(state, stream, replay, 1, std::max(1, launches_per_replay), bytes, rows);
+}
 
 }  // namespace moecheck::bench
 

@@ -398,46 +398,40 @@ TEST_F(KernelGpu, GridOverflowMutantIsDetected) {
   }
 }
 
-TEST_F(KernelGpu, SharedRaceMutantIsDetected) {
-  // Without the barrier a fast warp rewrites its candidate list for the next row while warp 0
-  // is still merging the current one. Whether a given row is hit depends on scheduling; over
-  // tens of thousands of rows (several launches) some rows always are.
-  const auto p = KT::make_problem(1400, K::GatingType::bf16, 40000, 2048, 8, K::KernelFamily::gemma4,
-                                  KT::Layout::contiguous, KT::Values::normal, true);
+/// Runs variant v with the shared_race mutant on p up to 8 times (after checking that the
+/// correct kernel passes the oracle there) and expects oracle violations. Whether a given row
+/// is hit depends on scheduling; over tens of thousands of rows some rows always are.
+void expect_shared_race_detected(const KT::Problem& p, K::Variant v) {
   Output good;
-  run_device(p, K::Variant::block_per_row, K::Mutant::none, &good);
+  run_device(p, v, K::Mutant::none, &good);
   ASSERT_TRUE(oracle(p, good).ok());
   std::int64_t caught = 0;
   int launches = 0;
   for (; launches < 8 && caught == 0; ++launches) {
     Output bad;
-    run_device(p, K::Variant::block_per_row, K::Mutant::shared_race, &bad);
-    const auto rep = oracle(p, bad);
-    caught += rep.violations_total;
+    run_device(p, v, K::Mutant::shared_race, &bad);
+    caught += oracle(p, bad).violations_total;
   }
-  std::printf("shared_race: %lld violations after %d launch(es)\n", static_cast<long long>(caught), launches);
-  EXPECT_GT(caught, 0) << "shared_race not detected in " << launches << " launches";
+  std::printf("shared_race (%s): %lld violations after %d launch(es)\n", K::variant_name(v),
+              static_cast<long long>(caught), launches);
+  EXPECT_GT(caught, 0) << "shared_race not detected in " << launches << " launches (" << K::variant_name(v) << ")";
+}
+
+TEST_F(KernelGpu, SharedRaceMutantIsDetected) {
+  // block_per_row: without the barrier a fast warp rewrites its candidate list for the next
+  // row while warp 0 is still merging the current one.
+  expect_shared_race_detected(KT::make_problem(1400, K::GatingType::bf16, 40000, 2048, 8, K::KernelFamily::gemma4,
+                                               KT::Layout::contiguous, KT::Values::normal, true),
+                              K::Variant::block_per_row);
 }
 
 TEST_F(KernelGpu, SharedRaceMutantIsDetectedThreadPerRow) {
   // thread_per_row: without the wait between the cooperative chunk copy and the lanes' reads,
   // a lane reads a chunk buffer before the copies into it have landed (at the latest the
   // first chunk of every warp, which is copied right before it is read).
-  const auto p = KT::make_problem(1401, K::GatingType::bf16, 40000, 128, 8, K::KernelFamily::gemma4,
-                                  KT::Layout::contiguous, KT::Values::normal, true);
-  Output good;
-  run_device(p, K::Variant::thread_per_row, K::Mutant::none, &good);
-  ASSERT_TRUE(oracle(p, good).ok());
-  std::int64_t caught = 0;
-  int launches = 0;
-  for (; launches < 8 && caught == 0; ++launches) {
-    Output bad;
-    run_device(p, K::Variant::thread_per_row, K::Mutant::shared_race, &bad);
-    caught += oracle(p, bad).violations_total;
-  }
-  std::printf("shared_race (thread_per_row): %lld violations after %d launch(es)\n", static_cast<long long>(caught),
-              launches);
-  EXPECT_GT(caught, 0) << "shared_race not detected in " << launches << " launches";
+  expect_shared_race_detected(KT::make_problem(1401, K::GatingType::bf16, 40000, 128, 8, K::KernelFamily::gemma4,
+                                               KT::Layout::contiguous, KT::Values::normal, true),
+                              K::Variant::thread_per_row);
 }
 
 TEST_F(KernelGpu, LaunchErrors) {
