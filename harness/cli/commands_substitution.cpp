@@ -43,7 +43,7 @@ namespace {
 
 constexpr const char* kSubstHeader = "moecheck-substitution";
 constexpr int kSubstVersion = 1;
-constexpr std::uintmax_t kMaxSubstBytes = 1u << 20;
+constexpr std::int64_t kMaxSubstBytes = std::int64_t{1} << 20;  // 1 MiB
 
 // ---------------------------------------------------------------------------------------
 // Option parsing.
@@ -350,17 +350,7 @@ SubstRecord parse_subst(const std::string& text, const std::string& origin) {
 }
 
 SubstRecord read_subst_file(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw CorpusError(path, 0, "file", "not a regular file");
-  const std::uintmax_t size = fs::file_size(path, ec);
-  if (ec) throw CorpusError(path, 0, "file", "cannot stat: " + ec.message());
-  if (size > kMaxSubstBytes) throw CorpusError(path, 0, "file", "larger than 1 MiB");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CorpusError(path, 0, "file", "cannot open");
-  std::string text(static_cast<std::size_t>(size), '\0');
-  in.read(text.data(), static_cast<std::streamsize>(size));
-  if (static_cast<std::uintmax_t>(in.gcount()) != size) throw CorpusError(path, 0, "file", "short read");
-  return parse_subst(text, path);
+  return parse_subst(read_bounded_file(path, kMaxSubstBytes), path);
 }
 
 /// Files and folders (recursively, "*.subst", sorted) to a list of paths.

@@ -357,20 +357,24 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
   return e;
 }
 
-CorpusEntry read_corpus_file(const std::string& path) {
+std::string read_bounded_file(const std::string& path, std::int64_t max_bytes) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw CorpusError(path, 0, "file", "not a readable regular file");
-  auto size = fs::file_size(path, ec);
+  const std::uintmax_t size = fs::file_size(path, ec);
   if (ec) throw CorpusError(path, 0, "file", "cannot read size: " + ec.message());
-  if (static_cast<std::int64_t>(size) > kCorpusMaxFileBytes) {
-    throw CorpusError(path, 0, "file", "larger than " + std::to_string(kCorpusMaxFileBytes) + " bytes");
+  if (size > static_cast<std::uintmax_t>(max_bytes)) {
+    throw CorpusError(path, 0, "file", "larger than " + std::to_string(max_bytes) + " bytes");
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw CorpusError(path, 0, "file", "cannot open");
   std::string text(static_cast<std::size_t>(size), '\0');
   in.read(text.data(), static_cast<std::streamsize>(size));
   if (static_cast<std::uintmax_t>(in.gcount()) != size) throw CorpusError(path, 0, "file", "short read");
-  return parse_corpus_entry(text, path);
+  return text;
+}
+
+CorpusEntry read_corpus_file(const std::string& path) {
+  return parse_corpus_entry(read_bounded_file(path, kCorpusMaxFileBytes), path);
 }
 
 std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir) {

@@ -56,6 +56,10 @@ class CorpusError : public std::runtime_error {
 std::string format_corpus_entry(const CorpusEntry& e);
 /// Parses the text of one entry. `origin` names the source in errors. Throws CorpusError.
 CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origin = "<memory>");
+/// The whole text of the regular file `path`, at most `max_bytes` long. Throws CorpusError
+/// (field "file") when it is not a regular file, cannot be sized, opened or fully read, or
+/// is larger than max_bytes.
+std::string read_bounded_file(const std::string& path, std::int64_t max_bytes);
 /// Reads and parses one file. Throws CorpusError (also for unreadable or oversized files).
 CorpusEntry read_corpus_file(const std::string& path);
 /// Writes `e` to `dir/<name>.case` atomically (temp file + rename), creating `dir`.
