@@ -6,18 +6,12 @@
 #include <cstdint>
 
 #include "bench/bench_common.hpp"
+#include "reference/splitmix64.hpp"
 
 namespace moecheck::bench {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ __forceinline__ std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 /// Standard normal from one 64-bit hash (Box-Muller on two 24-bit uniforms; u1 in (0, 1]).
 __device__ __forceinline__ float normal_from_hash(std::uint64_t h) {

@@ -18,20 +18,12 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "bench/bench_common.hpp"
+#include "kernels/torch_ops.hpp"
 
 namespace moecheck::bench {
 namespace {
 
 using kernels::GatingType;
-
-at::ScalarType scalar_type(GatingType t) {
-  switch (t) {
-    case GatingType::f32: return at::kFloat;
-    case GatingType::f16: return at::kHalf;
-    case GatingType::bf16: return at::kBFloat16;
-  }
-  return at::kFloat;
-}
 
 struct CompositeFixture final : Fixture {
   int E = 0, k = 0;
@@ -88,7 +80,7 @@ std::string create(GatingType dtype, int E, int k, std::int64_t T, CompositeFixt
                                      cudaMemcpyHostToDevice, device_info().stream));
   MOECHECK_BENCH_TRY(cudaStreamSynchronize(device_info().stream));
   const auto opts = at::TensorOptions().device(at::kCUDA, static_cast<c10::DeviceIndex>(device_info().device));
-  f->pool = at::from_blob(f->gating.get(), {f->slots, T, E}, opts.dtype(scalar_type(dtype)));
+  f->pool = at::from_blob(f->gating.get(), {f->slots, T, E}, opts.dtype(kernels::scalar_type_of(dtype)));
   f->scale = at::from_blob(f->scale_buf.get(), {E}, opts.dtype(at::kFloat));
   return {};
 }

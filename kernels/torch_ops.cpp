@@ -19,14 +19,9 @@ namespace moecheck::kernels {
 namespace {
 
 GatingType gating_type(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return GatingType::f32;
-    case at::kHalf: return GatingType::f16;
-    case at::kBFloat16: return GatingType::bf16;
-    default: break;
-  }
-  TORCH_CHECK(false, "fused_routing: gating dtype must be float32, float16 or bfloat16, got ", t);
-  return GatingType::f32;
+  GatingType g = GatingType::f32;
+  TORCH_CHECK(gating_type_of(t, &g), "fused_routing: gating dtype must be float32, float16 or bfloat16, got ", t);
+  return g;
 }
 
 }  // namespace

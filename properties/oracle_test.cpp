@@ -13,6 +13,7 @@
 
 #include "harness/core/case.hpp"
 #include "harness/core/generators.hpp"
+#include "reference/metamorphic.hpp"
 #include "reference/oracle.hpp"
 #include "reference/routing.hpp"
 

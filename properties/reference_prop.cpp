@@ -39,6 +39,7 @@
 #include "harness/core/target.hpp"
 #include "harness/torch/torch_targets.hpp"
 #include "kernels/routing_kernels.hpp"
+#include "reference/metamorphic.hpp"
 #include "reference/oracle.hpp"
 #include "reference/routing.hpp"
 

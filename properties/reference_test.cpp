@@ -13,9 +13,11 @@
 
 #include "harness/core/case.hpp"
 #include "harness/core/generators.hpp"
+#include "reference/format.hpp"
 #include "reference/moe.hpp"
 #include "reference/oracle.hpp"
 #include "reference/routing.hpp"
+#include "reference/splitmix64.hpp"
 
 namespace moecheck {
 namespace {
@@ -693,6 +695,33 @@ TEST(Cases, ConsistencyErrors) {
   const RoutingParams p = c.params();
   EXPECT_EQ(p.scale, nullptr);
   EXPECT_EQ(p.k, c.k);
+}
+
+// The shared helpers of reference/format.hpp and reference/splitmix64.hpp: corpus files, case
+// seeds and generated cases depend on their exact output.
+TEST(SharedHelpers, NumIsNineSignificantDigitsWithCSpellings) {
+  EXPECT_EQ(num(0.1f), "0.100000001");
+  EXPECT_EQ(num(1.0), "1");
+  EXPECT_EQ(num(-0.0), "-0");
+  EXPECT_EQ(num(3.4028234663852886e38), "3.40282347e+38");
+  EXPECT_EQ(num(std::numeric_limits<double>::infinity()), "inf");
+  EXPECT_EQ(num(-std::numeric_limits<double>::infinity()), "-inf");
+  EXPECT_EQ(num(std::numeric_limits<double>::quiet_NaN()), "nan");
+}
+
+TEST(SharedHelpers, Splitmix64FollowsThePublishedSequence) {
+  // First outputs of the splitmix64 generator seeded with 0 and with 1234567.
+  static_assert(splitmix64(std::uint64_t{0}) == 0xe220a8397b1dcdafull, "constexpr and stateless");
+  std::uint64_t state = 0;
+  EXPECT_EQ(splitmix64(&state), 0xe220a8397b1dcdafull);
+  EXPECT_EQ(splitmix64(&state), 0x6e789e6aa1b965f4ull);
+  EXPECT_EQ(splitmix64(&state), 0x06c45d188009454full);
+  EXPECT_EQ(state, 3 * kSplitmix64Gamma);
+  state = 1234567;
+  EXPECT_EQ(splitmix64(&state), 0x599ed017fb08fc85ull);
+  EXPECT_EQ(splitmix64(&state), 0x2c73f08458540fa5ull);
+  // The stateless form is the step's output for the state before the step.
+  EXPECT_EQ(splitmix64(std::uint64_t{1234567} + kSplitmix64Gamma), 0x2c73f08458540fa5ull);
 }
 
 }  // namespace

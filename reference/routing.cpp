@@ -9,12 +9,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <numeric>
 
-#include "reference/oracle.hpp"
+#include "reference/format.hpp"
 
 namespace moecheck {
 
@@ -32,13 +31,6 @@ float bits_float(std::uint32_t u) {
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
-}
-
-/// "%.9g" of a value, with nan/inf spelled the C way ("nan", "inf", "-inf").
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
 }
 
 std::string lower(std::string_view s) {
@@ -417,9 +409,6 @@ void route_reference(const GatingView& g, const RoutingParams& p, double* weight
   }
 }
 
-// Declared in reference/oracle.hpp; defined here because route_row_reference is built on it:
-// the reference's own weights are, by construction, the family's weight formula applied to
-// the reference's own selection.
 void reference_weights_for_ids(const double* logits, std::int64_t E, const RoutingParams& p,
                                const std::int32_t* ids, double* weights_out) {
   const int k = p.k;

@@ -100,6 +100,13 @@ void route_row_reference(const double* logits, std::int64_t E, const RoutingPara
 void route_reference(const GatingView& g, const RoutingParams& p, double* weights,
                      std::int32_t* ids);
 
+/// fp64 reference weights for a given (valid, unique) id selection of one row: what the
+/// family's weight formula gives for exactly those experts. route_row_reference is this
+/// formula applied to the reference's own selection; the oracles apply it to the selection an
+/// implementation chose (oracle.hpp).
+void reference_weights_for_ids(const double* logits, std::int64_t E, const RoutingParams& p,
+                               const std::int32_t* ids, double* weights_out);
+
 /// The key by which the family ranks experts for selection (before grouping):
 /// logits for softmax families and sigmoid_top1, sigmoid(x)+bias[e] for sigmoid_grouped.
 /// NaN logits map to -inf (see EDGE_CASES.md).

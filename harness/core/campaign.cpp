@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/core/shrink.hpp"
+#include "reference/splitmix64.hpp"
 
 #ifndef MOECHECK_VERSION
 #define MOECHECK_VERSION "0.0.0"
@@ -38,13 +39,6 @@ volatile std::sig_atomic_t g_stop = 0;
 extern "C" void moecheck_on_signal(int) { g_stop = 1; }
 
 using Clock = std::chrono::steady_clock;
-
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 std::string hex64(std::uint64_t v) {
   char buf[17];

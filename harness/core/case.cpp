@@ -2,9 +2,10 @@
 #include "harness/core/case.hpp"
 
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <limits>
+
+#include "reference/format.hpp"
 
 namespace moecheck {
 
@@ -16,12 +17,6 @@ namespace {
 constexpr std::uint32_t kGapF32 = 0x7fc0bad0u;
 constexpr std::uint16_t kGapF16 = 0x7ebau;
 constexpr std::uint16_t kGapBF16 = 0x7fbau;
-
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
 
 }  // namespace
 

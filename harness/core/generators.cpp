@@ -8,6 +8,8 @@
 #include <limits>
 #include <numeric>
 
+#include "reference/format.hpp"
+
 namespace moecheck {
 
 namespace {
@@ -16,12 +18,6 @@ constexpr float kInfF = std::numeric_limits<float>::infinity();
 constexpr float kNanF = std::numeric_limits<float>::quiet_NaN();
 
 std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
 
 template <class T>
 const T& pick(Rng& rng, const std::vector<T>& v) {
@@ -186,13 +182,6 @@ void fill_scale(Rng& rng, const std::string& sf, std::int64_t E, std::vector<flo
 }  // namespace
 
 // ---- PRNG ----------------------------------------------------------------------------
-
-std::uint64_t splitmix64(std::uint64_t* state) {
-  std::uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 Rng::Rng(std::uint64_t seed) {
   std::uint64_t st = seed;

@@ -12,12 +12,9 @@
 
 #include "harness/core/case.hpp"
 #include "reference/routing.hpp"
+#include "reference/splitmix64.hpp"
 
 namespace moecheck {
-
-/// splitmix64 step: advances *state by the golden-ratio increment and returns the mixed value.
-/// Used to expand one 64-bit seed into xoshiro's 256-bit state.
-std::uint64_t splitmix64(std::uint64_t* state);
 
 /// xoshiro256** (Blackman & Vigna), state seeded from splitmix64(seed). Deterministic.
 class Rng {

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "harness/torch/dtype.hpp"
 #include "harness/torch/functional_call.hpp"
 #include "reference/routing.hpp"
 
@@ -148,12 +149,8 @@ bool parse_routing_backend(std::string_view s, RoutingBackend* out) {
 bool fused_backend_available() { return MOECHECK_HAVE_KERNELS_TORCH != 0; }
 
 const char* torch_dtype_name(torch::Dtype d) {
-  switch (d) {
-    case torch::kFloat: return "f32";
-    case torch::kHalf: return "f16";
-    case torch::kBFloat16: return "bf16";
-    default: break;
-  }
+  moecheck::DType r;
+  if (dtype_of(d, &r)) return moecheck::dtype_name(r);
   throw std::invalid_argument(std::string("unsupported module dtype ") + c10::toString(d) +
                               " (f32, f16 or bf16)");
 }
@@ -161,7 +158,7 @@ const char* torch_dtype_name(torch::Dtype d) {
 bool parse_torch_dtype(const std::string& s, torch::Dtype* out) {
   moecheck::DType d;
   if (!moecheck::parse_dtype(s, &d)) return false;
-  *out = d == moecheck::DType::f32 ? torch::kFloat : d == moecheck::DType::f16 ? torch::kHalf : torch::kBFloat16;
+  *out = torch_dtype(d);
   return true;
 }
 
@@ -171,12 +168,8 @@ bool parse_torch_dtype(const std::string& s, torch::Dtype* out) {
 namespace {
 
 moecheck::DType gating_dtype(torch::Dtype d) {
-  switch (d) {
-    case torch::kFloat: return moecheck::DType::f32;
-    case torch::kHalf: return moecheck::DType::f16;
-    case torch::kBFloat16: return moecheck::DType::bf16;
-    default: break;
-  }
+  moecheck::DType r;
+  if (dtype_of(d, &r)) return r;
   throw std::invalid_argument(std::string("route_logits: logits dtype ") + c10::toString(d) +
                               " is not f32, f16 or bf16");
 }
@@ -313,7 +306,7 @@ void MoeConfig::validate() const {
   }
   if (hidden < 1) bad("hidden (H) = " + std::to_string(hidden) + " must be >= 1");
   if (intermediate < 1) bad("intermediate (I) = " + std::to_string(intermediate) + " must be >= 1");
-  if (dtype != torch::kFloat && dtype != torch::kHalf && dtype != torch::kBFloat16) {
+  if (moecheck::DType d; !dtype_of(dtype, &d)) {
     bad(std::string("dtype ") + c10::toString(dtype) + " is not f32, f16 or bf16");
   }
   if (!(eps >= 0.0) || !std::isfinite(eps)) bad("eps must be finite and >= 0");

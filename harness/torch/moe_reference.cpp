@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "harness/torch/dtype.hpp"
 #include "harness/torch/functional_call.hpp"
 #include "reference/moe.hpp"
 #include "reference/oracle.hpp"
@@ -230,12 +231,8 @@ std::vector<double> tensor_to_doubles(const torch::Tensor& t) {
 }
 
 DType reference_dtype(torch::Dtype d) {
-  switch (d) {
-    case torch::kFloat: return DType::f32;
-    case torch::kHalf: return DType::f16;
-    case torch::kBFloat16: return DType::bf16;
-    default: break;
-  }
+  DType r;
+  if (dtype_of(d, &r)) return r;
   throw std::invalid_argument(std::string("no reference dtype for ") + c10::toString(d));
 }
 

@@ -11,10 +11,12 @@
 
 #include <rapidcheck.h>
 
+#include "harness/torch/dtype.hpp"
 #include "harness/torch/functional_call.hpp"
 #include "harness/torch/moe_module.hpp"
 #include "harness/torch/moe_reference.hpp"
 #include "harness/torch/substitution_gen.hpp"
+#include "reference/format.hpp"
 #include "reference/oracle.hpp"
 
 namespace moecheck::harness {
@@ -51,14 +53,6 @@ std::vector<SubstitutionProperty> all_substitution_properties() {
           SubstitutionProperty::every_parameter};
 }
 
-namespace {
-std::string num(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
-}  // namespace
-
 std::string describe_case(const SubstitutionCase& c) {
   std::ostringstream os;
   os << "E=" << c.E << " k=" << c.k << " H=" << c.H << " I=" << c.I << " T=" << c.T
@@ -90,15 +84,6 @@ std::string ModuleSpec::str() const {
 // Property checks.
 // ---------------------------------------------------------------------------------------
 namespace {
-
-torch::Dtype torch_dtype(DType d) {
-  switch (d) {
-    case DType::f32: return torch::kFloat;
-    case DType::f16: return torch::kHalf;
-    case DType::bf16: return torch::kBFloat16;
-  }
-  return torch::kFloat;
-}
 
 torch::Device parse_device(const std::string& s) {
   torch::Device dev(torch::kCPU);

@@ -5,17 +5,10 @@
 #include <limits>
 #include <stdexcept>
 
+#include "harness/torch/dtype.hpp"
+
 namespace moecheck {
 namespace {
-
-at::ScalarType to_scalar_type(DType d) {
-  switch (d) {
-    case DType::f32: return at::kFloat;
-    case DType::f16: return at::kHalf;
-    case DType::bf16: return at::kBFloat16;
-  }
-  throw std::invalid_argument("unknown dtype");
-}
 
 /// Composite routing with LibTorch ops, following reference/EDGE_CASES.md:
 /// NaN logits rank as -inf and carry no mass, +inf logits share the mass, an all-masked row gets
@@ -74,7 +67,7 @@ class CompositeTarget final : public Target {
     if (v.T == 0) return {};
     torch::NoGradGuard no_grad;
     at::Tensor g = at::from_blob(const_cast<void*>(v.data), {v.T, v.E}, {v.row_stride, v.col_stride},
-                                 at::TensorOptions().dtype(to_scalar_type(v.dtype)));
+                                 at::TensorOptions().dtype(harness::torch_dtype(v.dtype)));
     at::Tensor s;
     if (p.scale) s = at::from_blob(const_cast<float*>(p.scale), {v.E}, at::kFloat);
     if (cuda_) {
