@@ -319,7 +319,7 @@ TEST(OracleBounds, UlpFp32) {
 }
 
 TEST(OracleBounds, WeightToleranceFormula) {
-  // EDGE_CASES.md: rel = (4A + 2X + n + 5) u; tol = 1.05 rel |w| + min_normal (1 + |s|)(n + 1) / min(den, 1)
+  // reference/EDGE_CASES.md "Error bounds": rel = (4A + 2X + n + 5) u; tol = 1.05 rel |w| + min_normal (1 + |s|)(n + 1) / min(den, 1)
   const Precision p = fp32_exact_selection();
   const double u = 0x1p-24;
   EXPECT_DOUBLE_EQ(weight_tolerance(p, 0.5, 2.0, 3.0, 4),

@@ -1,6 +1,7 @@
-// Property suite of the routing reference and its oracles (DESIGN.md sections 1-2), over the
-// RapidCheck case generators (every family, dtype, layout and value family; E around powers
-// of two; ties, near-ties, +-inf, NaN, masked rows):
+// Property suite of the routing reference and its oracles
+// (DESIGN.md "Routing families" and "The oracle"), over the RapidCheck case generators
+// (every family, dtype, layout and value family; E around powers of two; ties, near-ties,
+// +-inf, NaN, masked rows):
 //
 //   BruteForce          the reference equals an exhaustive oracle (all k-subsets, long double
 //                       weights) on small cases, tie-aware (the canonical tie choice is
@@ -356,7 +357,7 @@ std::vector<float> other_scale(std::int64_t E, std::uint64_t seed) {
 
 /* Options of the permutation relation. The permuted run may resolve a tie differently (the
  * reference breaks ties by position); compare_runs then accepts any valid tie choice and, for
- * sigmoid_grouped, compares only the selection (EDGE_CASES.md, "Oracle rules"). */
+ * sigmoid_grouped, compares only the selection (reference/EDGE_CASES.md, "Oracle rules"). */
 OracleOptions permutation_options(const RoutingCase&) { return OracleOptions{}; }
 
 RcCaseConfig metamorphic_config() {

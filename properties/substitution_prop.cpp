@@ -1,4 +1,5 @@
-// Functional-substitution properties (DESIGN.md section 3) over random configurations:
+// Functional-substitution properties (DESIGN.md, "Functional substitution") over random
+// configurations:
 // E 1..16, k 1..E, H 1..16, I 1..16, T 0..8, tied or untied gate/up, random seeds and
 // values (never all zero), every substitution mode, f32/f16/bf16, composite and reference
 // routing backends (fused too when this build has it).

@@ -2,7 +2,8 @@
 //
 // Pure C++17, fp64 throughout, deterministic. Shapes are row-major and documented per
 // argument; every tensor is a flat std::vector<double> (or a raw pointer into one).
-// This is the numeric ground truth for the LibTorch MoE module (DESIGN.md section 3).
+// This is the numeric ground truth for the LibTorch MoE module
+// (DESIGN.md, "Functional substitution").
 #pragma once
 
 #include <cstdint>

@@ -81,7 +81,7 @@ constexpr std::int32_t kPoisonId = -0x5a5a5a5b;
 /// Fills outputs with the poison patterns.
 void poison_outputs(float* weights, std::int32_t* ids, std::int64_t count);
 
-/// The tie-aware oracle (DESIGN.md section 2). For every row:
+/// The tie-aware oracle (DESIGN.md, "The oracle"). For every row:
 ///  * ids unique and in [0, E); every output written (poison check);
 ///  * selection valid: with v_k the k-th largest key and band delta, every selected key
 ///    >= v_k - delta and every unselected key <= v_k + delta (sigmoid_grouped: the same rule

@@ -37,7 +37,7 @@ std::uint16_t float_to_bf16_bits(float f);
 /// Rounds f to the nearest value representable in dtype d and returns it as float.
 float round_to_dtype(float f, DType d);
 
-/// Routing families behind one interface (DESIGN.md section 1).
+/// Routing families behind one interface (DESIGN.md, "Routing families").
 enum class Family : int {
   gemma4 = 0,          ///< softmax over all E -> top-k -> renormalise -> x per_expert_scale[id]
   softmax_topk = 1,    ///< Mixtral/Qwen: softmax over all E -> top-k -> renormalise

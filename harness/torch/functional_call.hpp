@@ -1,5 +1,5 @@
 // moecheck functional_call: the C++ analogue of torch.func.functional_call
-// (DESIGN.md section 3).
+// (DESIGN.md, "Functional substitution").
 //
 // For the duration of a call, named parameters and buffers of a torch::nn::Module tree
 // (dotted names, e.g. "router.norm.eps") are replaced by given tensors; afterwards the

@@ -1,5 +1,5 @@
 // moecheck MoE module: a LibTorch Mixture-of-Experts layer mirroring the real layer
-// (DESIGN.md section 3), built correctly or with a known stale-capture bug.
+// (DESIGN.md, "Functional substitution"), built correctly or with a known stale-capture bug.
 //
 // Module tree and registered tensors (dotted names as named_parameters/named_buffers give them):
 //
@@ -22,7 +22,7 @@
 //   logits = n @ router.proj^T                      [T, E] in the dtype
 //   (w, id)= routing(logits)                        w fp32 [T, k], id int32 [T, k]
 //            routing = softmax over all E (fp32), top-k by logit, renormalise (sum 0 -> 1),
-//                      x per_expert_scale[id]   (the DESIGN.md section 1 contract)
+//                      x per_expert_scale[id]   (DESIGN.md "Routing families")
 //   out[t] = sum_j w[t,j] * down[id] @ (gelu_tanh(gate[id] @ x[t]) * (up[id] @ x[t]))
 //            expert math in the dtype, weighted combine accumulated in fp32, rounded to the dtype.
 //

@@ -4,7 +4,7 @@
 // The reference recomputes the forward documented in moe_module.hpp from the named
 // tensors alone, nothing shared with the module's code, so a module whose math reads a
 // stale tensor anywhere disagrees with it. Values come from the project's fp64 reference
-// (reference/moe.hpp: moe_router_logits, moe_expert_forward; reference/oracle.hpp:
+// (reference/moe.hpp: moe_router_logits, moe_expert_forward; reference/routing.hpp:
 // reference_weights_for_ids for the module's ids); only when router.norm.eps was
 // substituted (moe.hpp fixes eps = kRouterRmsEps) are the logits computed here.
 //
@@ -25,7 +25,7 @@
 //   combine                      : sum_j (|w_j| err(y_j) + err(w_j) |y_j|) + gamma_{k+1}(u32) sum|w y| + u_d |out|
 // `reference_tolerance` turns a bound into the tolerance used by the checks.
 //
-// Selection is tie-aware (DESIGN.md section 2): the module's ids are accepted when every
+// Selection is tie-aware (DESIGN.md, "The oracle"): the module's ids are accepted when every
 // selected reference logit is >= v_k - delta and every unselected one <= v_k + delta, with
 // v_k the k-th largest reference logit and delta = 2 x the row's largest logit bound; the
 // weights and outputs are then recomputed for the module's ids.

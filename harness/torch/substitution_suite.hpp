@@ -1,5 +1,5 @@
-// moecheck substitution suite: the functional-substitution properties of DESIGN.md
-// section 3, runnable programmatically (the `moecheck substitution` command, the fuzzer)
+// moecheck substitution suite: the functional-substitution properties (DESIGN.md,
+// "Functional substitution"), runnable programmatically (the `moecheck substitution` command, the fuzzer)
 // and from the RapidCheck/GoogleTest suite (properties/substitution_prop.cpp).
 //
 // No LibTorch in this header: callers only need the options and the report.

@@ -9,7 +9,8 @@
 
 namespace moecheck::harness {
 
-/// How functional_call makes the module see a substituted tensor (DESIGN.md section 3).
+/// How functional_call makes the module see a substituted tensor
+/// (DESIGN.md, "Functional substitution").
 ///
 /// * rebind    : the owning submodule's parameter/buffer slot is pointed at the given
 ///               tensor object for the call (Python `torch.func.functional_call` semantics).
