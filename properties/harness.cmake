@@ -1,6 +1,9 @@
 # Harness core: corpus format, shrinking, campaigns, replay; CLI behaviour.
 moecheck_add_test(corpus_test SOURCES corpus_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
 moecheck_add_test(campaign_test SOURCES campaign_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
+# Write-once corpus files (racing threads and processes) and the kill matrix.
+moecheck_add_test(write_once_test SOURCES write_once_test.cpp LIBS moecheck::harness_core LABELS quick)
+moecheck_add_test(mutation_test SOURCES mutation_test.cpp LIBS moecheck::harness_core LABELS quick)
 
 # The committed corpus replays in CI: planted bugs must still be caught, regression cases must pass.
 add_test(NAME corpus_replay COMMAND moecheck replay ${PROJECT_SOURCE_DIR}/corpora

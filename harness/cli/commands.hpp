@@ -4,7 +4,6 @@
 #include <CLI/CLI.hpp>
 
 #include <iosfwd>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -60,20 +59,6 @@ struct MutantsCliOptions {
   bool include_plugins = true;    ///< also the deliberately broken example plugin (if built)
 };
 void add_mutants_options(CLI::App* app, MutantsCliOptions& o);
-/// One row of the kill matrix for the MoE module's stale-capture variants.
-struct ModuleKill {
-  std::string mutant, target, status, check;
-  std::int64_t cases_to_first = 0;
-  std::string shrunk;
-  double seconds = 0;
-  std::string note;
-  /// "property/mode" -> cases to its first failure, for every (property, mode) that caught it.
-  std::map<std::string, std::int64_t> caught;
-};
-/// Runs the substitution suite against every buggy module variant (commands_substitution.cpp).
-std::vector<ModuleKill> run_module_mutants(const MutantsCliOptions& o, bool cuda);
-/// Names of the module variants that are planted bugs.
-std::vector<std::string> module_mutant_names();
 /// Returns 0 iff every mutant runnable here was killed.
 int run_mutants(const MutantsCliOptions& o, std::ostream& out);
 

@@ -1,5 +1,7 @@
 #include "harness/core/corpus.hpp"
 
+#include "harness/core/write_once.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -12,7 +14,6 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -377,32 +378,16 @@ CorpusEntry read_corpus_file(const std::string& path) {
   return parse_corpus_entry(read_bounded_file(path, kCorpusMaxFileBytes), path);
 }
 
-std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("cannot create corpus folder '" + dir + "': " + ec.message());
-  std::string stem = e.signature.empty() ? std::string("case") : e.signature;
-  std::string name = e.target + "-" + stem;
+std::string corpus_file_name(const CorpusEntry& e) {
+  std::string name = e.target + "-" + (e.signature.empty() ? std::string("case") : e.signature);
   for (char& ch : name) {
     if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) ch = '_';
   }
-  fs::path target = fs::path(dir) / (name + ".case");
-  if (fs::exists(target, ec)) return target.string();  // same signature already saved
-  const std::string text = format_corpus_entry(e);
-  fs::path tmp = fs::path(dir) / ("." + name + ".tmp" + std::to_string(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write '" + tmp.string() + "'");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error("write failed for '" + tmp.string() + "'");
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw std::runtime_error("cannot move corpus file into place: '" + target.string() + "'");
-  }
-  return target.string();
+  return name + ".case";
+}
+
+std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir) {
+  return write_file_once(dir, corpus_file_name(e), format_corpus_entry(e)).path;
 }
 
 std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths) {

@@ -62,9 +62,13 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
 std::string read_bounded_file(const std::string& path, std::int64_t max_bytes);
 /// Reads and parses one file. Throws CorpusError (also for unreadable or oversized files).
 CorpusEntry read_corpus_file(const std::string& path);
-/// Writes `e` to `dir/<name>.case` atomically (temp file + rename), creating `dir`.
-/// Never overwrites an existing file with a different content: an existing file with the
-/// same signature is left as it is. Returns the path written (or the existing one).
+/// "<target>-<signature>.case" ("case" without a signature), every character other than
+/// [A-Za-z0-9._-] replaced by '_' (so a name never holds a '/').
+std::string corpus_file_name(const CorpusEntry& e);
+/// Writes `e` to `dir/corpus_file_name(e)` with write_file_once (write_once.hpp), creating
+/// `dir`: readers never see a partial file, and an existing file (same target and signature,
+/// possibly written by a parallel shard at the same moment) is kept as it is. Returns the path
+/// written or the existing one. Throws std::runtime_error naming the path on I/O failure.
 std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir);
 /// Expands files and folders (recursively, "*.case" files, sorted) into a list of paths.
 /// Throws CorpusError when a path does not exist.
