@@ -3,15 +3,18 @@
 // matrix renders to the Markdown and JSON the `moecheck mutants` command writes.
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "harness/core/mutation.hpp"
 #include "harness/core/replay.hpp"
+#include "harness/core/targets_internal.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
@@ -157,5 +160,119 @@ TEST(Mutation, MatrixScoreMarkdownAndJsonOfARealRun) {
   EXPECT_FALSE(bad.all_killed());
   EXPECT_NE(kill_matrix_markdown(bad).find("Mutation score: 0/1 = 0.0%"), std::string::npos);
 }
+
+TEST(PluginNames, OnlyShortIdentifiersNameAPlugin) {
+  EXPECT_TRUE(valid_plugin_name("broken"));
+  EXPECT_TRUE(valid_plugin_name("my-plugin_2.1"));
+  EXPECT_FALSE(valid_plugin_name(nullptr));
+  EXPECT_FALSE(valid_plugin_name(""));
+  EXPECT_FALSE(valid_plugin_name(".."));
+  EXPECT_FALSE(valid_plugin_name("a/b"));
+  EXPECT_FALSE(valid_plugin_name("with space"));
+  EXPECT_FALSE(valid_plugin_name("libx.so"));
+  EXPECT_FALSE(valid_plugin_name(std::string(65, 'a').c_str()));
+}
+
+#if defined(MOECHECK_BROKEN_PLUGIN) && defined(MOECHECK_EXAMPLE_PLUGIN)
+
+/// Corpus files under `dir` with the entry each holds.
+std::vector<std::pair<std::string, CorpusEntry>> entries_in(const fs::path& dir) {
+  std::vector<std::pair<std::string, CorpusEntry>> out;
+  for (const auto& f : list_corpus_paths({dir.string()})) out.emplace_back(f, read_corpus_file(f));
+  return out;
+}
+
+/// The corpus file name and target of a plugin failure hold no '/' and nothing of the path
+/// the plugin was loaded from: the plugin is named by its descriptor name.
+void expect_portable(const std::string& file, const CorpusEntry& e) {
+  const std::string name = fs::path(file).filename().string();
+  EXPECT_EQ(e.target, "plugin:broken") << file;
+  EXPECT_EQ(e.target.find('/'), std::string::npos) << file;
+  EXPECT_EQ(name.rfind("plugin_broken-", 0), 0u) << name;
+  EXPECT_EQ(name.find("libmoecheck"), std::string::npos) << name;
+  EXPECT_EQ(name.find(".so"), std::string::npos) << name;
+}
+
+TEST(PluginNames, APluginTargetIsNamedByItsDescriptorAndFoundByName) {
+  ::unsetenv("MOECHECK_PLUGIN_PATH");
+  EXPECT_EQ(make_core_target(std::string("plugin:") + MOECHECK_BROKEN_PLUGIN, {})->spec(), "plugin:broken");
+  TargetOptions by_file;
+  by_file.plugin_paths = {MOECHECK_EXAMPLE_PLUGIN, MOECHECK_BROKEN_PLUGIN};
+  EXPECT_EQ(make_core_target("plugin:broken", by_file)->spec(), "plugin:broken");
+  EXPECT_EQ(make_core_target("plugin:example", by_file)->spec(), "plugin:example");
+  TargetOptions by_folder;
+  by_folder.plugin_paths = {fs::path(MOECHECK_BROKEN_PLUGIN).parent_path().string()};
+  EXPECT_EQ(make_core_target("plugin:broken", by_folder)->spec(), "plugin:broken");
+  // MOECHECK_PLUGIN_PATH is searched after the given paths.
+  ::setenv("MOECHECK_PLUGIN_PATH", ("/nonexistent:" + by_folder.plugin_paths[0]).c_str(), 1);
+  EXPECT_EQ(make_core_target("plugin:example", {})->spec(), "plugin:example");
+  ::unsetenv("MOECHECK_PLUGIN_PATH");
+  // An unknown name lists what was searched and what each file holds.
+  try {
+    make_core_target("plugin:nope", by_file);
+    ADD_FAILURE() << "found a plugin that does not exist";
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("no plugin named 'nope'"), std::string::npos) << what;
+    EXPECT_NE(what.find(std::string(MOECHECK_BROKEN_PLUGIN) + ": plugin:broken"), std::string::npos) << what;
+    EXPECT_NE(what.find("--plugin PATH"), std::string::npos) << what;
+  }
+  EXPECT_THROW(make_core_target("plugin:broken", {}), std::invalid_argument);
+}
+
+TEST(PluginNames, PlantedPluginFindingsReplayWithThePluginGivenAtReplayTime) {
+  ::unsetenv("MOECHECK_PLUGIN_PATH");
+  const fs::path dir = temp_dir("mutation_plugin");
+  MutationOptions o;
+  o.cases = 200;
+  o.corpus_dir = dir.string();
+  const KillRow row = run_plugin_mutant(MOECHECK_BROKEN_PLUGIN, o);
+  EXPECT_EQ(row.mutant, "broken_plugin");
+  EXPECT_EQ(row.kind, "plugin");
+  ASSERT_EQ(row.status, "killed");
+  EXPECT_EQ(row.target, "plugin:broken");
+  const auto entries = entries_in(dir);
+  ASSERT_FALSE(entries.empty());
+  for (const auto& [file, e] : entries) {
+    expect_portable(file, e);
+    EXPECT_EQ(e.expect, Expectation::fail) << file << ": a planted bug's finding must be expect fail";
+  }
+  ReplayOptions ro;
+  ro.target.plugin_paths = {MOECHECK_BROKEN_PLUGIN};
+  for (const ReplayResult& r : replay_paths({dir.string()}, "", make_core_target, ro)) {
+    EXPECT_TRUE(r.ok) << r.path << ": " << r.outcome << " " << r.detail;
+    EXPECT_EQ(r.outcome, "fail") << r.path;
+    EXPECT_EQ(r.target, "plugin:broken");
+  }
+  // Without the plugin the entries cannot run: an error naming the plugin, never a pass.
+  for (const ReplayResult& r : replay_paths({dir.string()}, "", make_core_target)) {
+    EXPECT_FALSE(r.ok) << r.path;
+    EXPECT_EQ(r.outcome, "error") << r.path;
+    EXPECT_NE(r.detail.find("no plugin named 'broken'"), std::string::npos) << r.detail;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(PluginNames, FuzzedPluginFailuresAreRegressionEntriesNamedByDescriptor) {
+  const fs::path dir = temp_dir("fuzz_plugin");
+  auto target = make_core_target(std::string("plugin:") + MOECHECK_BROKEN_PLUGIN, {});
+  CampaignOptions co;
+  co.max_cases = 200;
+  co.max_failures = 2;
+  co.progress = false;
+  co.corpus_dir = dir.string();
+  std::ostringstream log;
+  const CampaignResult r = run_campaign(*target, co, log);
+  EXPECT_EQ(r.target, "plugin:broken");
+  ASSERT_FALSE(r.failures.empty());
+  for (const auto& f : r.failures) EXPECT_EQ(f.corpus_file.rfind(dir.string() + "/plugin_broken-", 0), 0u);
+  for (const auto& [file, e] : entries_in(dir)) {
+    expect_portable(file, e);
+    EXPECT_EQ(e.expect, Expectation::pass) << file << ": a failure of real code is a regression case";
+  }
+  fs::remove_all(dir);
+}
+
+#endif
 
 }  // namespace

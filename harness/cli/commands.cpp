@@ -129,7 +129,9 @@ void add_mutants_options(CLI::App* app, MutantsCliOptions& o) {
       ->capture_default_str();
   app->add_option("--json", o.json, "Write the kill matrix as JSON");
   app->add_option("--markdown", o.markdown, "Write the kill matrix as Markdown");
-  app->add_option("--corpus", o.corpus_dir, "Save each mutant's shrunk counterexample here")->capture_default_str();
+  app->add_option("--corpus", o.corpus_dir,
+                  "Save each mutant's shrunk counterexample here (the committed corpora/mutants only when named)")
+      ->capture_default_str();
   app->add_flag("!--no-modules", o.include_modules, "Skip the MoE module's stale-capture variants");
   app->add_flag("!--no-plugins", o.include_plugins, "Skip the broken example plugin");
 }

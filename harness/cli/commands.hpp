@@ -33,6 +33,7 @@ struct SubstitutionCliOptions {
   std::string json;
   std::string reproduce;          ///< re-run one recorded shrunk case (single variant)
   std::vector<std::string> replay;///< .subst files/folders to replay instead of a search
+  bool allow_empty = false;       ///< replay: a folder holding no .subst file is not an error
 };
 void add_substitution_options(CLI::App* app, SubstitutionCliOptions& o);
 /// Runs the substitution property suite (or, with `replay`, re-runs recorded .subst files).
@@ -42,7 +43,8 @@ void add_substitution_options(CLI::App* app, SubstitutionCliOptions& o);
 ///   variant "all"  : 0 iff every variant behaved as documented (the correct module passes,
 ///                    each bug variant is caught exactly in the modes that catch it), else 1;
 ///   replay         : 0 iff every file's verdict matched its expectation, 1 otherwise,
-///                    2 when a file is malformed or unreadable;
+///                    2 when a file is malformed or unreadable, or a folder holds no .subst
+///                    file (unless allow_empty);
 ///   3 when a run could not reach a verdict (RapidCheck gave up or errored).
 /// Throws std::invalid_argument for bad options (exit 2 in main).
 int run_substitution(const SubstitutionCliOptions& o, std::ostream& out);
@@ -54,7 +56,8 @@ struct MutantsCliOptions {
   std::string device = "auto";
   std::string json;               ///< kill matrix as JSON
   std::string markdown;           ///< kill matrix as Markdown
-  std::string corpus_dir = "corpora/mutants";
+  /// Where each kill's shrunk counterexample is saved: by default not the committed corpus.
+  std::string corpus_dir = "reports/out/mutants-corpus";
   bool include_modules = true;    ///< also the MoE module's stale-capture variants
   bool include_plugins = true;    ///< also the deliberately broken example plugin (if built)
 };

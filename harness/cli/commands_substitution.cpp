@@ -247,7 +247,7 @@ int run_replay(const SubstitutionCliOptions& o, std::ostream& out) {
   std::vector<std::string> files;
   for (const std::string& p : o.replay) {
     try {
-      const auto found = harness::list_subst_paths(p);
+      const auto found = harness::list_subst_paths(p, o.allow_empty);
       files.insert(files.end(), found.begin(), found.end());
     } catch (const CorpusError& e) {
       ++malformed;
@@ -324,6 +324,8 @@ void add_substitution_options(CLI::App* app, SubstitutionCliOptions& o) {
   app->add_option("--reproduce", o.reproduce,
                   "Re-run one recorded shrunk case (the string a failure report prints; one variant)");
   app->add_option("--replay", o.replay, "Replay *.subst files or folders instead of searching")->expected(1, -1);
+  app->add_flag("--allow-empty", o.allow_empty, "With --replay: accept a folder holding no *.subst file")
+      ->needs("--replay");
 }
 
 int run_substitution(const SubstitutionCliOptions& o, std::ostream& out) {

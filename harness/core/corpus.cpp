@@ -152,6 +152,27 @@ class Parser {
   int line_no_ = 0;
 };
 
+/// What `path` is when it is not a regular file: "a dangling symbolic link", "a FIFO", ...
+std::string describe_non_regular(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status link = fs::symlink_status(path, ec);
+  if (ec || link.type() == fs::file_type::not_found) return "no such file";
+  const fs::file_status st = fs::status(path, ec);
+  if (link.type() == fs::file_type::symlink) {
+    if (ec.value() == ELOOP) return "a symbolic link loop";
+    if (st.type() == fs::file_type::not_found) return "a dangling symbolic link";
+  }
+  if (ec) return ec.message();
+  switch (st.type()) {
+    case fs::file_type::directory: return link.type() == fs::file_type::symlink ? "a symbolic link to a folder" : "a folder";
+    case fs::file_type::fifo: return "a FIFO";
+    case fs::file_type::socket: return "a socket";
+    case fs::file_type::block: return "a block device";
+    case fs::file_type::character: return "a character device";
+    default: return "not a regular file";
+  }
+}
+
 }  // namespace
 
 CorpusError::CorpusError(const std::string& file, int line, const std::string& field,
@@ -360,7 +381,9 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
 
 std::string read_bounded_file(const std::string& path, std::int64_t max_bytes) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw CorpusError(path, 0, "file", "not a readable regular file");
+  if (!fs::is_regular_file(path, ec)) {
+    throw CorpusError(path, 0, "file", "not a readable regular file (" + describe_non_regular(path) + ")");
+  }
   const std::uintmax_t size = fs::file_size(path, ec);
   if (ec) throw CorpusError(path, 0, "file", "cannot read size: " + ec.message());
   if (size > static_cast<std::uintmax_t>(max_bytes)) {
@@ -390,11 +413,12 @@ std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir) {
   return write_file_once(dir, corpus_file_name(e), format_corpus_entry(e)).path;
 }
 
-std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths) {
-  return list_paths_with_extension(paths, ".case");
+std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths, bool allow_empty) {
+  return list_paths_with_extension(paths, ".case", allow_empty);
 }
 
-std::vector<std::string> list_paths_with_extension(const std::vector<std::string>& paths, const std::string& ext) {
+std::vector<std::string> list_paths_with_extension(const std::vector<std::string>& paths, const std::string& ext,
+                                                   bool allow_empty) {
   std::vector<std::string> out;
   for (const auto& p : paths) {
     std::error_code ec;
@@ -402,13 +426,22 @@ std::vector<std::string> list_paths_with_extension(const std::vector<std::string
       std::vector<std::string> found;
       for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
            !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (it->is_regular_file(ec) && it->path().extension() == ext) found.push_back(it->path().string());
+        if (it->path().extension() != ext) continue;
+        // Every entry named *<ext> is listed, so that one that cannot be read (a dangling
+        // symbolic link, a link loop, a FIFO, ...) is reported by its reader rather than
+        // skipped; only real folders with such a name are descended into instead.
+        std::error_code entry_ec;
+        if (it->is_directory(entry_ec) && !it->is_symlink(entry_ec)) continue;
+        found.push_back(it->path().string());
       }
       if (ec) throw CorpusError(p, 0, "path", "cannot list folder: " + ec.message());
+      if (found.empty() && !allow_empty) {
+        throw CorpusError(p, 0, "path", "folder holds no *" + ext + " files (an empty corpus; --allow-empty accepts it)");
+      }
       std::sort(found.begin(), found.end());
       out.insert(out.end(), found.begin(), found.end());
-    } else if (fs::exists(p, ec)) {
-      out.push_back(p);
+    } else if (std::error_code lec; fs::exists(fs::symlink_status(p, lec))) {
+      out.push_back(p);  // files as given: reading them names what is wrong with them
     } else {
       throw CorpusError(p, 0, "path", "no such file or folder");
     }

@@ -142,10 +142,10 @@ KillRow run_plugin_mutant(const std::string& plugin_path, const MutationOptions&
   co.max_failures = 4;
   co.progress = false;
   co.corpus_dir = o.corpus_dir;
+  co.planted_bug = true;
   std::ostringstream sink;
   CampaignResult r = run_campaign(*target, co, sink);
-  const std::size_t slash = plugin_path.find_last_of('/');
-  row.target = "plugin:" + (slash == std::string::npos ? plugin_path : plugin_path.substr(slash + 1));
+  row.target = target->spec();
   record_checks(row, r.failures, 0);
   if (!r.failures.empty()) {
     const auto& f = r.failures.front();

@@ -59,7 +59,8 @@ KillRow run_kernel_mutant(kernels::Mutant m, const MutationOptions& o);
 constexpr const char* kBrokenPluginMutant = "broken_plugin";
 /// File name of the broken example plugin's shared object.
 constexpr const char* kBrokenPluginFile = "libmoecheck_broken_plugin.so";
-/// Runs the broken example plugin at `plugin_path` as a planted bug; an empty path gives a
+/// Runs the broken example plugin at `plugin_path` as a planted bug (its findings are saved as
+/// "expect fail" entries of target "plugin:<descriptor name>"); an empty path gives a
 /// "not-run" row saying the plugin was not found. Throws std::invalid_argument when the
 /// plugin cannot be loaded.
 KillRow run_plugin_mutant(const std::string& plugin_path, const MutationOptions& o);

@@ -178,9 +178,7 @@ SubstRecord read_subst_file(const std::string& path) {
 }
 
 std::vector<std::string> list_subst_paths(const std::string& path, bool allow_empty) {
-  std::vector<std::string> found = list_paths_with_extension({path}, ".subst");
-  if (found.empty() && !allow_empty) throw CorpusError(path, 0, "path", "folder holds no *.subst files");
-  return found;
+  return list_paths_with_extension({path}, ".subst", allow_empty);
 }
 
 std::string subst_file_name(const SubstRecord& r) {

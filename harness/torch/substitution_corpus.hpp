@@ -41,10 +41,11 @@ std::string format_subst(const SubstRecord& r);
 SubstRecord parse_subst(const std::string& text, const std::string& origin);
 /// Reads (at most kSubstMaxFileBytes) and parses one file. Throws CorpusError.
 SubstRecord read_subst_file(const std::string& path);
-/// `path` as the list of .subst files it names: a file as given, a folder's `*.subst` files
-/// recursively, sorted (other non-folder entries named *.subst are listed too, so that reading
-/// them reports them). Throws CorpusError when the path does not exist, or when a folder holds
-/// no .subst file and `allow_empty` is false.
+/// `path` as the list of .subst files it names (list_paths_with_extension): a file as given,
+/// a folder's `*.subst` entries recursively, sorted, also those that are not regular files
+/// (dangling symbolic links, FIFOs, ...) so that reading them reports them. Throws CorpusError
+/// when the path does not exist, or when a folder holds no `*.subst` entry and `allow_empty`
+/// is false.
 std::vector<std::string> list_subst_paths(const std::string& path, bool allow_empty = false);
 /// "<variant>-<property>-<mode>[-<backend>-<dtype>-<device>].subst" (the spec suffix when it is
 /// not composite, f32, cpu), every character other than [A-Za-z0-9_-] replaced by '_'.
