@@ -1,6 +1,13 @@
 # Harness core: corpus format, shrinking, campaigns, replay; CLI behaviour.
 moecheck_add_test(corpus_test SOURCES corpus_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
 moecheck_add_test(campaign_test SOURCES campaign_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
+# Write-once corpus files (racing threads and processes) and the kill matrix.
+moecheck_add_test(write_once_test SOURCES write_once_test.cpp LIBS moecheck::harness_core LABELS quick)
+moecheck_add_test(mutation_test SOURCES mutation_test.cpp LIBS moecheck::harness_core LABELS quick)
+add_dependencies(mutation_test moecheck_example_plugin moecheck_broken_plugin)
+target_compile_definitions(mutation_test PRIVATE
+  MOECHECK_EXAMPLE_PLUGIN="$<TARGET_FILE:moecheck_example_plugin>"
+  MOECHECK_BROKEN_PLUGIN="$<TARGET_FILE:moecheck_broken_plugin>")
 
 # The committed corpus replays in CI: planted bugs must still be caught, regression cases must pass.
 add_test(NAME corpus_replay COMMAND moecheck replay ${PROJECT_SOURCE_DIR}/corpora
@@ -61,3 +68,17 @@ foreach(variant warp_per_row block_per_row thread_per_row)
     set_tests_properties(fuzz_kernel_${variant}_shard${shard} PROPERTIES LABELS fuzz TIMEOUT 600)
   endforeach()
 endforeach()
+
+# Folder replay reports unreadable entries (dangling or looping symbolic links, FIFOs named like
+# corpus files) and empty folders as errors (exit 2) unless --allow-empty; .case and .subst alike.
+add_test(NAME cli_replay_folders
+         COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DWORK=${CMAKE_BINARY_DIR}/replay-folders
+                 -P ${PROJECT_SOURCE_DIR}/properties/cli_replay_folders.cmake)
+set_tests_properties(cli_replay_folders PROPERTIES LABELS quick TIMEOUT 300)
+# `moecheck mutants` without --corpus, run in a copy of the checkout's corpora: the committed
+# corpus is untouched and still replays; the findings saved elsewhere replay, with portable names.
+add_test(NAME cli_mutants_clean_corpus
+         COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DSOURCE=${PROJECT_SOURCE_DIR}
+                 -DPLUGIN=$<TARGET_FILE:moecheck_broken_plugin> -DWORK=${CMAKE_BINARY_DIR}/mutants-clean
+                 -P ${PROJECT_SOURCE_DIR}/properties/cli_mutants_clean_corpus.cmake)
+set_tests_properties(cli_mutants_clean_corpus PROPERTIES LABELS quick TIMEOUT 900)

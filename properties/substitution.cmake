@@ -5,6 +5,9 @@ moecheck_add_test(module_test SOURCES module_test.cpp
                   LIBS moecheck::harness rapidcheck LABELS quick)
 moecheck_add_test(substitution_prop SOURCES substitution_prop.cpp
                   LIBS moecheck::harness rapidcheck LABELS quick)
+# The .subst corpus format and replay, and the module rows of the kill matrix.
+moecheck_add_test(substitution_corpus_test SOURCES substitution_corpus_test.cpp
+                  LIBS moecheck::harness LABELS quick)
 if(MOECHECK_HAVE_TORCH_CUDA)
   # The same properties on a CUDA module (skipped without a device).
   moecheck_add_test(substitution_gpu_prop SOURCES substitution_prop.cpp

@@ -1,12 +1,10 @@
 #include "harness/cli/commands.hpp"
 
-#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
-#include <map>
 #include <sstream>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/core/campaign.hpp"
+#include "harness/core/mutation.hpp"
+#include "harness/torch/module_mutation.hpp"
 #include "harness/torch/torch_targets.hpp"
 #include "kernels/routing_kernels.hpp"
 #include "reports/reports.hpp"
@@ -129,243 +129,70 @@ void add_mutants_options(CLI::App* app, MutantsCliOptions& o) {
       ->capture_default_str();
   app->add_option("--json", o.json, "Write the kill matrix as JSON");
   app->add_option("--markdown", o.markdown, "Write the kill matrix as Markdown");
-  app->add_option("--corpus", o.corpus_dir, "Save each mutant's shrunk counterexample here")->capture_default_str();
+  app->add_option("--corpus", o.corpus_dir,
+                  "Save each mutant's shrunk counterexample here (the committed corpora/mutants only when named)")
+      ->capture_default_str();
   app->add_flag("!--no-modules", o.include_modules, "Skip the MoE module's stale-capture variants");
   app->add_flag("!--no-plugins", o.include_plugins, "Skip the broken example plugin");
 }
 
 namespace {
 
-struct KillRow {
-  std::string mutant;
-  std::string kind;      ///< "kernel", "module", "plugin"
-  std::string target;
-  std::string status;    ///< "killed", "survived", "not-run"
-  std::string check;
-  std::int64_t cases_to_first = 0;
-  std::string shrunk;
-  double seconds = 0;
-  std::string note;
-  /// Oracle check -> cases to its first failure (kernel and plugin rows: every check that
-  /// fired within the budget, across all variants).
-  std::map<std::string, std::int64_t> by_check;
-  /// Variant spec -> cases to its first failure, or -1 when it survived that variant's budget.
-  std::map<std::string, std::int64_t> by_variant;
-};
-
-std::string check_cells(const KillRow& r) {
-  if (r.by_check.empty()) return r.check.empty() ? "-" : r.check;
-  std::string s;
-  for (const auto& [c, n] : r.by_check) s += (s.empty() ? "" : ", ") + c + " @" + std::to_string(n);
-  return s;
-}
-
-std::string variant_cells(const KillRow& r) {
-  if (r.by_variant.empty()) return "-";
-  std::string s;
-  for (const auto& [v, n] : r.by_variant) {
-    s += (s.empty() ? "" : ", ") + v.substr(v.find(':') + 1) + (n < 0 ? " survived" : " @" + std::to_string(n));
-  }
-  return s;
-}
-
-/// Records, for each oracle check among `failures`, the cases to its first failure
-/// (`offset` = cases run by earlier campaigns of the same row).
-void record_checks(KillRow& row, const std::vector<FailureRecord>& failures, std::int64_t offset) {
-  for (const auto& f : failures) {
-    const std::int64_t n = offset + f.case_index + 1;
-    auto it = row.by_check.find(f.check);
-    if (it == row.by_check.end() || it->second > n) row.by_check[f.check] = n;
-  }
-}
-
-KillRow run_kernel_mutant(kernels::Mutant m, const MutantsCliOptions& o, bool cuda) {
-  KillRow row;
-  row.mutant = kernels::mutant_name(m);
-  row.kind = "kernel";
-  if (kernels::mutant_is_gpu_only(m) && !cuda) {
-    row.status = "not-run";
-    row.note = "GPU-only: needs a CUDA device";
-    return row;
-  }
-  const std::vector<std::string> specs =
-      cuda ? std::vector<std::string>{"cuda:auto", "cuda:warp_per_row", "cuda:block_per_row", "cuda:thread_per_row"}
-           : std::vector<std::string>{"kernel:auto", "kernel:warp_per_row", "kernel:block_per_row",
-                                      "kernel:thread_per_row"};
-  // Every variant runs its own campaign (up to 4 unique failures within the case budget), so
-  // the row shows which variants and which oracle checks catch the mutant.
-  auto t0 = std::chrono::steady_clock::now();
-  std::int64_t total_cases = 0;
-  for (const auto& spec : specs) {
-    TargetOptions topt;
-    topt.mutant = row.mutant;
-    auto target = make_target(spec, topt);
-    CampaignOptions co;
-    co.seed = o.seed;
-    co.max_cases = o.cases;
-    co.max_failures = 4;
-    co.progress = false;
-    co.corpus_dir = o.corpus_dir;
-    if (m == kernels::Mutant::grid_overflow) {
-      co.gen.max_T = 140000;  // the bug needs rows beyond 65535
-      co.gen.large_T_probability = 0.5;
-    }
-    if (m == kernels::Mutant::shared_race) {
-      // A missing barrier only shows when many warps race: tens of thousands of contiguous rows
-      // (the staged thread_per_row path) and rows spanning several warps (block_per_row, E > 256).
-      // Such cases take seconds each to check, so the budget is capped.
-      co.gen.max_T = 40000;
-      co.gen.large_T_probability = 1.0;
-      co.gen.max_elems = std::int64_t{1} << 25;
-      co.gen.layouts = {Layout::contiguous};
-      co.gen.families = {Family::gemma4};
-      co.gen.value_families = {"normal"};
-      co.max_cases = std::min<std::int64_t>(o.cases, 60);
-    }
-    std::ostringstream sink;
-    CampaignResult r = run_campaign(*target, co, sink);
-    row.by_variant[spec] = r.failures.empty() ? -1 : r.failures.front().case_index + 1;
-    record_checks(row, r.failures, total_cases);
-    if (!r.failures.empty() && row.status.empty()) {
-      const auto& f = r.failures.front();
-      row.status = "killed";
-      row.target = spec;
-      row.check = f.check;
-      row.cases_to_first = total_cases + f.case_index + 1;
-      row.shrunk = "T=" + std::to_string(f.shrunk.T) + " E=" + std::to_string(f.shrunk.E) +
-                   " k=" + std::to_string(f.shrunk.k) + " " + dtype_name(f.shrunk.dtype);
-      row.note = f.corpus_file;
-    }
-    total_cases += r.cases;
-  }
-  if (row.status.empty()) {
-    row.status = "survived";
-    row.target = specs.front();
-    row.cases_to_first = total_cases;
-  }
-  row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return row;
-}
-
-std::string find_plugin(const char* name) {
-  // Built next to the CLI's build tree: <build>/kernels/lib<name>.so
+/// The broken example plugin built next to the CLI's build tree (<build>/kernels/), or "".
+std::string find_broken_plugin() {
   fs::path dir = exe_dir(nullptr);
-  for (fs::path cand : {dir / ".." / "kernels" / (std::string("lib") + name + ".so"),
-                        dir / "kernels" / (std::string("lib") + name + ".so")}) {
+  for (fs::path cand : {dir / ".." / "kernels" / kBrokenPluginFile, dir / "kernels" / kBrokenPluginFile}) {
     std::error_code ec;
     if (fs::exists(cand, ec)) return fs::canonical(cand, ec).string();
   }
   return {};
 }
 
-KillRow run_plugin_mutant(const MutantsCliOptions& o) {
-  KillRow row;
-  row.mutant = "broken_plugin";
-  row.kind = "plugin";
-  std::string path = find_plugin("moecheck_broken_plugin");
-  if (path.empty()) {
-    row.status = "not-run";
-    row.note = "libmoecheck_broken_plugin.so not found next to the build";
-    return row;
-  }
-  auto t0 = std::chrono::steady_clock::now();
-  auto target = make_target("plugin:" + path, {});
-  CampaignOptions co;
-  co.seed = o.seed;
-  co.max_cases = o.cases;
-  co.max_failures = 4;
-  co.progress = false;
-  co.corpus_dir = o.corpus_dir;
-  std::ostringstream sink;
-  CampaignResult r = run_campaign(*target, co, sink);
-  row.target = "plugin:" + fs::path(path).filename().string();
-  record_checks(row, r.failures, 0);
-  if (!r.failures.empty()) {
-    const auto& f = r.failures.front();
-    row.status = "killed";
-    row.check = f.check;
-    row.cases_to_first = f.case_index + 1;
-    row.shrunk = "T=" + std::to_string(f.shrunk.T) + " E=" + std::to_string(f.shrunk.E) + " k=" +
-                 std::to_string(f.shrunk.k) + " " + dtype_name(f.shrunk.dtype);
-    row.note = f.corpus_file;
-  } else {
-    row.status = "survived";
-    row.cases_to_first = r.cases;
-  }
-  row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return row;
+void print_row(std::ostream& out, const KillRow& r) {
+  out << std::left << std::setw(24) << r.mutant << r.status << " " << r.check << " (" << r.cases_to_first
+      << " cases, " << std::fixed << std::setprecision(2) << r.seconds << " s)\n" << std::flush;
+  out.unsetf(std::ios::fixed);
 }
 
 }  // namespace
 
 int run_mutants(const MutantsCliOptions& o, std::ostream& out) {
   if (o.list) {
-    for (int i = 1; i < static_cast<int>(kernels::Mutant::count_); ++i) {
-      auto m = static_cast<kernels::Mutant>(i);
+    for (kernels::Mutant m : kernel_mutants()) {
       out << "kernel  " << kernels::mutant_name(m) << (kernels::mutant_is_gpu_only(m) ? "  (GPU only)" : "") << "\n";
     }
-    for (const auto& name : module_mutant_names()) out << "module  " << name << "\n";
-    out << "plugin  broken_plugin\n";
+    for (const auto& name : harness::module_mutant_names()) out << "module  " << name << "\n";
+    out << "plugin  " << kBrokenPluginMutant << "\n";
     return 0;
   }
   const bool cuda = o.device == "cuda" || (o.device == "auto" && cuda_device_available());
   if (o.device == "cuda" && !cuda_device_available()) {
     throw std::invalid_argument("--device cuda: no usable CUDA device");
   }
+  MutationOptions mo;
+  mo.cases = o.cases;
+  mo.seed = o.seed;
+  mo.corpus_dir = o.corpus_dir;
+  mo.cuda = cuda;
   std::vector<KillRow> rows;
-  for (int i = 1; i < static_cast<int>(kernels::Mutant::count_); ++i) {
-    rows.push_back(run_kernel_mutant(static_cast<kernels::Mutant>(i), o, cuda));
-    const auto& r = rows.back();
-    out << std::left << std::setw(24) << r.mutant << r.status << " " << r.check << " (" << r.cases_to_first
-        << " cases, " << std::fixed << std::setprecision(2) << r.seconds << " s)\n" << std::flush;
-    out.unsetf(std::ios::fixed);
+  for (kernels::Mutant m : kernel_mutants()) {
+    rows.push_back(run_kernel_mutant(m, mo));
+    print_row(out, rows.back());
   }
   if (o.include_modules) {
-    for (const auto& m : run_module_mutants(o, cuda)) {
-      KillRow r{m.mutant, "module", m.target, m.status, m.check, m.cases_to_first, m.shrunk, m.seconds, m.note,
-                m.caught, {}};
-      rows.push_back(r);
+    for (KillRow& r : harness::run_module_mutants(mo)) {
       out << std::left << std::setw(24) << r.mutant << r.status << " " << r.check << "\n" << std::flush;
+      rows.push_back(std::move(r));
     }
   }
-  if (o.include_plugins) rows.push_back(run_plugin_mutant(o));
+  if (o.include_plugins) rows.push_back(run_plugin_mutant(find_broken_plugin(), mo));
 
-  int killed = 0, runnable = 0;
-  for (const auto& r : rows) {
-    if (r.status == "not-run") continue;
-    ++runnable;
-    if (r.status == "killed") ++killed;
-  }
-  const double score = runnable ? 100.0 * killed / runnable : 0.0;
-  std::ostringstream md;
-  md << "| mutant | kind | status | first kill (target, check, cases) | oracle checks that fired (@ cases to first) | "
-        "per variant (@ cases to first failure) | shrunk case | time (s) |\n"
-     << "|---|---|---|---|---|---|---|---|\n";
-  for (const auto& r : rows) {
-    md << "| " << r.mutant << " | " << r.kind << " | " << r.status << " | "
-       << (r.status == "killed" ? r.target + ", " + r.check + ", " + std::to_string(r.cases_to_first)
-                                : (r.note.empty() ? std::string("-") : r.note))
-       << " | " << check_cells(r) << " | " << variant_cells(r) << " | " << (r.shrunk.empty() ? "-" : r.shrunk)
-       << " | " << std::fixed << std::setprecision(2) << r.seconds << " |\n";
-  }
-  md << "\nMutation score: " << killed << "/" << runnable << " = " << std::setprecision(1) << score
-     << "% (device: " << (cuda ? "cuda" : "cpu") << "; not run here: " << (rows.size() - runnable) << ")\n";
-  out << "\n" << md.str();
-  if (!o.markdown.empty()) write_file(o.markdown, md.str());
-  if (!o.json.empty()) {
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& r : rows) {
-      j.push_back({{"mutant", r.mutant}, {"kind", r.kind}, {"target", r.target}, {"status", r.status},
-                   {"check", r.check}, {"cases_to_first_failure", r.cases_to_first}, {"shrunk", r.shrunk},
-                   {"checks", r.by_check}, {"variants", r.by_variant},
-                   {"seconds", r.seconds}, {"note", r.note}});
-    }
-    write_file(o.json, nlohmann::json{{"schema", "moecheck-mutants/1"}, {"device", cuda ? "cuda" : "cpu"},
-                                      {"killed", killed}, {"runnable", runnable}, {"score_percent", score},
-                                      {"rows", j}}
-                           .dump(1));
-  }
-  return killed == runnable ? 0 : 1;
+  const KillMatrix matrix = tally_kill_matrix(std::move(rows), cuda);
+  const std::string md = kill_matrix_markdown(matrix);
+  out << "\n" << md;
+  if (!o.markdown.empty()) write_file(o.markdown, md);
+  if (!o.json.empty()) write_file(o.json, kill_matrix_json(matrix));
+  return matrix.all_killed() ? 0 : 1;
 }
 
 // ---- report -------------------------------------------------------------------------------

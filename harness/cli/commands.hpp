@@ -4,7 +4,6 @@
 #include <CLI/CLI.hpp>
 
 #include <iosfwd>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -34,6 +33,7 @@ struct SubstitutionCliOptions {
   std::string json;
   std::string reproduce;          ///< re-run one recorded shrunk case (single variant)
   std::vector<std::string> replay;///< .subst files/folders to replay instead of a search
+  bool allow_empty = false;       ///< replay: a folder holding no .subst file is not an error
 };
 void add_substitution_options(CLI::App* app, SubstitutionCliOptions& o);
 /// Runs the substitution property suite (or, with `replay`, re-runs recorded .subst files).
@@ -43,7 +43,8 @@ void add_substitution_options(CLI::App* app, SubstitutionCliOptions& o);
 ///   variant "all"  : 0 iff every variant behaved as documented (the correct module passes,
 ///                    each bug variant is caught exactly in the modes that catch it), else 1;
 ///   replay         : 0 iff every file's verdict matched its expectation, 1 otherwise,
-///                    2 when a file is malformed or unreadable;
+///                    2 when a file is malformed or unreadable, or a folder holds no .subst
+///                    file (unless allow_empty);
 ///   3 when a run could not reach a verdict (RapidCheck gave up or errored).
 /// Throws std::invalid_argument for bad options (exit 2 in main).
 int run_substitution(const SubstitutionCliOptions& o, std::ostream& out);
@@ -55,25 +56,12 @@ struct MutantsCliOptions {
   std::string device = "auto";
   std::string json;               ///< kill matrix as JSON
   std::string markdown;           ///< kill matrix as Markdown
-  std::string corpus_dir = "corpora/mutants";
+  /// Where each kill's shrunk counterexample is saved: by default not the committed corpus.
+  std::string corpus_dir = "reports/out/mutants-corpus";
   bool include_modules = true;    ///< also the MoE module's stale-capture variants
   bool include_plugins = true;    ///< also the deliberately broken example plugin (if built)
 };
 void add_mutants_options(CLI::App* app, MutantsCliOptions& o);
-/// One row of the kill matrix for the MoE module's stale-capture variants.
-struct ModuleKill {
-  std::string mutant, target, status, check;
-  std::int64_t cases_to_first = 0;
-  std::string shrunk;
-  double seconds = 0;
-  std::string note;
-  /// "property/mode" -> cases to its first failure, for every (property, mode) that caught it.
-  std::map<std::string, std::int64_t> caught;
-};
-/// Runs the substitution suite against every buggy module variant (commands_substitution.cpp).
-std::vector<ModuleKill> run_module_mutants(const MutantsCliOptions& o, bool cuda);
-/// Names of the module variants that are planted bugs.
-std::vector<std::string> module_mutant_names();
 /// Returns 0 iff every mutant runnable here was killed.
 int run_mutants(const MutantsCliOptions& o, std::ostream& out);
 

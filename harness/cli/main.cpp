@@ -102,9 +102,15 @@ int run(int argc, char** argv) {
   // ---- replay ----------------------------------------------------------------------------
   std::vector<std::string> rp_paths;
   std::string rp_target, rp_junit, rp_json;
+  ReplayOptions rp_opt;
   auto* replay = app.add_subcommand("replay", "Replay corpus files/folders; non-zero exit on any mismatch");
   replay->add_option("paths", rp_paths, "Corpus files or folders")->required();
   replay->add_option("--target", rp_target, "Run every entry against this target instead of its own");
+  replay->add_option("--plugin", rp_opt.target.plugin_paths,
+                     "Plugin shared object, or folder of them, that plugin:<name> entries are found in "
+                     "(repeatable; then MOECHECK_PLUGIN_PATH)")
+      ->allow_extra_args(false);
+  replay->add_flag("--allow-empty", rp_opt.allow_empty, "Accept a folder holding no *.case file");
   replay->add_option("--junit", rp_junit, "Write JUnit XML here");
   replay->add_option("--json", rp_json, "Write JSON results here");
 
@@ -168,7 +174,7 @@ int run(int argc, char** argv) {
       return r.failures.empty() ? 0 : 1;
     }
     if (replay->parsed()) {
-      auto results = replay_paths(rp_paths, rp_target, make_target);
+      auto results = replay_paths(rp_paths, rp_target, make_target, rp_opt);
       return report_replay(results, rp_json, rp_junit, std::cout);
     }
     if (substitution->parsed()) return run_substitution(sub, std::cout);

@@ -251,7 +251,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   auto save_state = [&] {
     if (!opt.state_file.empty()) write_atomically(opt.state_file, state_json(r).dump(1));
   };
-  const bool planted = target.mutant() != "none";
+  const bool planted = opt.planted_bug || target.mutant() != "none";
 
   while (true) {
     const double run_s = seconds_since(t0);

@@ -30,6 +30,9 @@ struct CampaignOptions {
   int max_failures = 16;           ///< stop after this many unique failures (0 = never stop)
   int shrink_attempts = 4000;      ///< candidate evaluations per shrink
   std::int64_t first_index = -1;   ///< start at this global case index (>= 0; replays one case)
+  /// The target itself is a planted bug (the broken example plugin): its failures are saved
+  /// as "expect fail", as those of a target with a mutant are.
+  bool planted_bug = false;
 };
 
 /// One unique failure, shrunk and (when corpus_dir is set) saved.

@@ -1,5 +1,7 @@
 #include "harness/core/corpus.hpp"
 
+#include "harness/core/write_once.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -12,7 +14,6 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -150,6 +151,27 @@ class Parser {
   std::size_t pos_ = 0;
   int line_no_ = 0;
 };
+
+/// What `path` is when it is not a regular file: "a dangling symbolic link", "a FIFO", ...
+std::string describe_non_regular(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status link = fs::symlink_status(path, ec);
+  if (ec || link.type() == fs::file_type::not_found) return "no such file";
+  const fs::file_status st = fs::status(path, ec);
+  if (link.type() == fs::file_type::symlink) {
+    if (ec.value() == ELOOP) return "a symbolic link loop";
+    if (st.type() == fs::file_type::not_found) return "a dangling symbolic link";
+  }
+  if (ec) return ec.message();
+  switch (st.type()) {
+    case fs::file_type::directory: return link.type() == fs::file_type::symlink ? "a symbolic link to a folder" : "a folder";
+    case fs::file_type::fifo: return "a FIFO";
+    case fs::file_type::socket: return "a socket";
+    case fs::file_type::block: return "a block device";
+    case fs::file_type::character: return "a character device";
+    default: return "not a regular file";
+  }
+}
 
 }  // namespace
 
@@ -359,7 +381,9 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
 
 std::string read_bounded_file(const std::string& path, std::int64_t max_bytes) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw CorpusError(path, 0, "file", "not a readable regular file");
+  if (!fs::is_regular_file(path, ec)) {
+    throw CorpusError(path, 0, "file", "not a readable regular file (" + describe_non_regular(path) + ")");
+  }
   const std::uintmax_t size = fs::file_size(path, ec);
   if (ec) throw CorpusError(path, 0, "file", "cannot read size: " + ec.message());
   if (size > static_cast<std::uintmax_t>(max_bytes)) {
@@ -377,39 +401,24 @@ CorpusEntry read_corpus_file(const std::string& path) {
   return parse_corpus_entry(read_bounded_file(path, kCorpusMaxFileBytes), path);
 }
 
-std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw std::runtime_error("cannot create corpus folder '" + dir + "': " + ec.message());
-  std::string stem = e.signature.empty() ? std::string("case") : e.signature;
-  std::string name = e.target + "-" + stem;
+std::string corpus_file_name(const CorpusEntry& e) {
+  std::string name = e.target + "-" + (e.signature.empty() ? std::string("case") : e.signature);
   for (char& ch : name) {
     if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) ch = '_';
   }
-  fs::path target = fs::path(dir) / (name + ".case");
-  if (fs::exists(target, ec)) return target.string();  // same signature already saved
-  const std::string text = format_corpus_entry(e);
-  fs::path tmp = fs::path(dir) / ("." + name + ".tmp" + std::to_string(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write '" + tmp.string() + "'");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error("write failed for '" + tmp.string() + "'");
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw std::runtime_error("cannot move corpus file into place: '" + target.string() + "'");
-  }
-  return target.string();
+  return name + ".case";
 }
 
-std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths) {
-  return list_paths_with_extension(paths, ".case");
+std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir) {
+  return write_file_once(dir, corpus_file_name(e), format_corpus_entry(e)).path;
 }
 
-std::vector<std::string> list_paths_with_extension(const std::vector<std::string>& paths, const std::string& ext) {
+std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths, bool allow_empty) {
+  return list_paths_with_extension(paths, ".case", allow_empty);
+}
+
+std::vector<std::string> list_paths_with_extension(const std::vector<std::string>& paths, const std::string& ext,
+                                                   bool allow_empty) {
   std::vector<std::string> out;
   for (const auto& p : paths) {
     std::error_code ec;
@@ -417,13 +426,22 @@ std::vector<std::string> list_paths_with_extension(const std::vector<std::string
       std::vector<std::string> found;
       for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
            !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (it->is_regular_file(ec) && it->path().extension() == ext) found.push_back(it->path().string());
+        if (it->path().extension() != ext) continue;
+        // Every entry named *<ext> is listed, so that one that cannot be read (a dangling
+        // symbolic link, a link loop, a FIFO, ...) is reported by its reader rather than
+        // skipped; only real folders with such a name are descended into instead.
+        std::error_code entry_ec;
+        if (it->is_directory(entry_ec) && !it->is_symlink(entry_ec)) continue;
+        found.push_back(it->path().string());
       }
       if (ec) throw CorpusError(p, 0, "path", "cannot list folder: " + ec.message());
+      if (found.empty() && !allow_empty) {
+        throw CorpusError(p, 0, "path", "folder holds no *" + ext + " files (an empty corpus; --allow-empty accepts it)");
+      }
       std::sort(found.begin(), found.end());
       out.insert(out.end(), found.begin(), found.end());
-    } else if (fs::exists(p, ec)) {
-      out.push_back(p);
+    } else if (std::error_code lec; fs::exists(fs::symlink_status(p, lec))) {
+      out.push_back(p);  // files as given: reading them names what is wrong with them
     } else {
       throw CorpusError(p, 0, "path", "no such file or folder");
     }

@@ -62,15 +62,25 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
 std::string read_bounded_file(const std::string& path, std::int64_t max_bytes);
 /// Reads and parses one file. Throws CorpusError (also for unreadable or oversized files).
 CorpusEntry read_corpus_file(const std::string& path);
-/// Writes `e` to `dir/<name>.case` atomically (temp file + rename), creating `dir`.
-/// Never overwrites an existing file with a different content: an existing file with the
-/// same signature is left as it is. Returns the path written (or the existing one).
+/// "<target>-<signature>.case" ("case" without a signature), every character other than
+/// [A-Za-z0-9._-] replaced by '_' (so a name never holds a '/').
+std::string corpus_file_name(const CorpusEntry& e);
+/// Writes `e` to `dir/corpus_file_name(e)` with write_file_once (write_once.hpp), creating
+/// `dir`: readers never see a partial file, and an existing file (same target and signature,
+/// possibly written by a parallel shard at the same moment) is kept as it is. Returns the path
+/// written or the existing one. Throws std::runtime_error naming the path on I/O failure.
 std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir);
-/// Expands files and folders (recursively, "*.case" files, sorted) into a list of paths.
-/// Throws CorpusError when a path does not exist.
-std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths);
-/// As list_corpus_paths for files with extension `ext` (e.g. ".subst"): files are kept as
-/// given, folders contribute their `*ext` files recursively, sorted per folder.
-std::vector<std::string> list_paths_with_extension(const std::vector<std::string>& paths, const std::string& ext);
+/// Expands files and folders into the list of "*.case" corpus files they name (see
+/// list_paths_with_extension).
+std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths, bool allow_empty = false);
+/// Files and folders to the list of corpus files with extension `ext` (e.g. ".subst"): a path
+/// that is not a folder is kept as given (also a dangling symbolic link: reading it reports
+/// it); a folder contributes, recursively and sorted per folder, every entry named `*ext`
+/// that is not itself a folder, whatever it is (regular file, dangling or looping symbolic
+/// link, FIFO, ...), so that the reader reports each one it cannot read instead of skipping
+/// it. Throws CorpusError (field "path") when a path does not exist, a folder cannot be
+/// listed, or a folder holds no `*ext` entry and `allow_empty` is false.
+std::vector<std::string> list_paths_with_extension(const std::vector<std::string>& paths, const std::string& ext,
+                                                   bool allow_empty = false);
 
 }  // namespace moecheck

@@ -1,5 +1,6 @@
 // The "plugin:<path.so>" target: an external routing implementation loaded with dlopen through
-// the C ABI of kernels/moecheck_plugin.h and checked like every built-in implementation.
+// the C ABI of kernels/moecheck_plugin.h and checked like every built-in implementation. The
+// target is named after the plugin's descriptor name ("plugin:<name>"), never its path.
 //
 // Crash containment. Host plugins run in a forked child by default (TargetOptions::
 // isolate_plugins): the child calls route() on its copy-on-write view of the case and writes
@@ -84,6 +85,9 @@ class PluginTarget final : public Target {
     } else if (desc_->struct_size < sizeof(moecheck_plugin_desc_v1)) {
       why = "descriptor struct_size " + std::to_string(desc_->struct_size) + " < " +
             std::to_string(sizeof(moecheck_plugin_desc_v1)) + " bytes required by ABI version 1";
+    } else if (!valid_plugin_name(desc_->name)) {
+      why = "descriptor name must be 1 to 64 characters of [A-Za-z0-9._-], not ending in \".so\" (it names "
+            "the target, plugin:<name>)";
     } else if (!desc_->route) {
       why = "descriptor has no route function";
     } else if (!desc_->last_error) {
@@ -97,7 +101,7 @@ class PluginTarget final : public Target {
       close();
       throw std::invalid_argument("plugin '" + path_ + "': " + why);
     }
-    name_ = desc_->name ? desc_->name : "?";
+    name_ = desc_->name;
     host_ = (desc_->devices & MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_HOST)) != 0;
     if (!host_) {
 #ifdef MOECHECK_HAVE_CUDA_KERNELS
@@ -113,7 +117,7 @@ class PluginTarget final : public Target {
   }
   ~PluginTarget() override { close(); }
 
-  std::string spec() const override { return "plugin:" + path_; }
+  std::string spec() const override { return "plugin:" + name_; }
   std::string device() const override { return host_ ? "cpu" : "cuda"; }
   std::string unsupported(const RoutingCase& c) const override {
     if (!(desc_->dtypes & MOECHECK_PLUGIN_BIT(static_cast<int>(c.dtype)))) {

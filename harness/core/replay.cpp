@@ -5,7 +5,7 @@
 namespace moecheck {
 
 ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const std::string& target_override,
-                          const TargetFactory& factory) {
+                          const TargetFactory& factory, const TargetOptions& base) {
   ReplayResult r;
   r.path = path;
   std::string spec = target_override.empty() ? e.target : target_override;
@@ -23,7 +23,7 @@ ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const s
   r.target = spec;
   std::unique_ptr<Target> t;
   try {
-    TargetOptions opt;
+    TargetOptions opt = base;
     opt.mutant = e.mutant;
     t = factory(spec, opt);
   } catch (const std::exception& ex) {
@@ -50,12 +50,13 @@ ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const s
 }
 
 std::vector<ReplayResult> replay_paths(const std::vector<std::string>& paths,
-                                       const std::string& target_override, const TargetFactory& factory) {
+                                       const std::string& target_override, const TargetFactory& factory,
+                                       const ReplayOptions& options) {
   std::vector<ReplayResult> out;
   std::vector<std::string> files;
   for (const auto& p : paths) {
     try {
-      auto found = list_corpus_paths({p});
+      auto found = list_corpus_paths({p}, options.allow_empty);
       files.insert(files.end(), found.begin(), found.end());
     } catch (const CorpusError& ex) {
       out.push_back({p, "", "error", false, ex.what()});
@@ -64,7 +65,7 @@ std::vector<ReplayResult> replay_paths(const std::vector<std::string>& paths,
   for (const auto& f : files) {
     try {
       CorpusEntry e = read_corpus_file(f);
-      out.push_back(replay_entry(e, f, target_override, factory));
+      out.push_back(replay_entry(e, f, target_override, factory, options.target));
     } catch (const CorpusError& ex) {
       out.push_back({f, "", "error", false, ex.what()});
     }

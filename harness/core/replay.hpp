@@ -22,15 +22,27 @@ struct ReplayResult {
   std::string detail;    ///< violation, error or skip reason
 };
 
-/// Replays one entry. `target_override` replaces the entry's target when not empty.
+/// Replays one entry. `target_override` replaces the entry's target when not empty; the target
+/// is built with `base` (plugin search path, isolation) and the entry's mutant.
 /// A "cuda:<variant>" entry on a machine without a usable device runs the same kernel variant's
 /// host emulation ("kernel:<variant>"), except GPU-only mutants, which are reported as skipped.
+/// A target that cannot be built (e.g. "plugin:<name>" with no such plugin in the search path)
+/// is an "error" result.
 ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const std::string& target_override,
-                          const TargetFactory& factory);
+                          const TargetFactory& factory, const TargetOptions& base = {});
 
-/// Replays every file under `paths` (files or folders). Malformed files produce an "error"
-/// result naming file and field; they never stop the others.
+/// How replay_paths reads its paths and builds targets.
+struct ReplayOptions {
+  bool allow_empty = false;  ///< a folder holding no *.case entry is accepted (else an "error" result)
+  TargetOptions target;      ///< options every target is built with (plugin_paths, isolate_plugins)
+};
+
+/// Replays every file under `paths` (files or folders, list_corpus_paths). Malformed or
+/// unreadable entries (also dangling symbolic links, FIFOs, ... named *.case in a folder) and
+/// folders holding no entry (unless options.allow_empty) produce an "error" result naming the
+/// path and field; they never stop the others.
 std::vector<ReplayResult> replay_paths(const std::vector<std::string>& paths,
-                                       const std::string& target_override, const TargetFactory& factory);
+                                       const std::string& target_override, const TargetFactory& factory,
+                                       const ReplayOptions& options = {});
 
 }  // namespace moecheck

@@ -1,7 +1,11 @@
 #include "harness/core/target.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 #include <stdexcept>
 
@@ -53,7 +57,78 @@ std::string after_colon(const std::string& spec) {
   return p == std::string::npos ? std::string() : spec.substr(p + 1);
 }
 
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+/// "plugin:<arg>": a shared object when <arg> looks like a file, else a descriptor name.
+bool plugin_arg_is_file(const std::string& arg) {
+  return arg.empty() || arg.find('/') != std::string::npos || ends_with(arg, ".so") ||
+         arg.find(".so.") != std::string::npos;
+}
+
+/// The plugin files to search for a plugin name: each given file as it is, each folder's
+/// *.so files (sorted), from `paths` first, then from MOECHECK_PLUGIN_PATH.
+std::vector<std::string> plugin_candidates(const std::vector<std::string>& paths) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> where = paths;
+  if (const char* env = std::getenv("MOECHECK_PLUGIN_PATH")) {
+    std::stringstream ss(env);
+    std::string item;
+    while (std::getline(ss, item, ':')) {
+      if (!item.empty()) where.push_back(item);
+    }
+  }
+  std::vector<std::string> out;
+  for (const auto& w : where) {
+    std::error_code ec;
+    if (!fs::is_directory(w, ec)) {
+      out.push_back(w);
+      continue;
+    }
+    std::vector<std::string> found;
+    for (auto it = fs::directory_iterator(w, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      std::error_code fec;
+      if (it->path().extension() == ".so" && it->is_regular_file(fec)) found.push_back(it->path().string());
+    }
+    std::sort(found.begin(), found.end());
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+/// The plugin whose descriptor name is `name`, searched as plugin_candidates says.
+std::unique_ptr<Target> find_plugin_by_name(const std::string& name, const TargetOptions& opt) {
+  const std::string spec = "plugin:" + name;
+  std::string searched;
+  for (const auto& file : plugin_candidates(opt.plugin_paths)) {
+    std::string what;
+    try {
+      auto t = make_plugin_target(file, opt.isolate_plugins);
+      if (t->spec() == spec) return t;
+      what = t->spec();
+    } catch (const std::invalid_argument& e) {
+      what = e.what();
+    }
+    searched += "\n  " + file + ": " + what;
+  }
+  throw std::invalid_argument("target '" + spec + "': no plugin named '" + name + "'" +
+                              (searched.empty() ? std::string(" (no plugin file to search)") : " among:" + searched) +
+                              "\n  give its shared object with --plugin PATH (a file or a folder of plugins) or "
+                              "list it in MOECHECK_PLUGIN_PATH");
+}
+
 }  // namespace
+
+bool valid_plugin_name(const char* name) {
+  if (!name) return false;
+  const std::string n(name);
+  if (n.empty() || n.size() > 64 || n == "." || n == ".." || ends_with(n, ".so")) return false;
+  for (char ch : n) {
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-')) return false;
+  }
+  return true;
+}
 
 std::string kernel_unsupported(const RoutingCase& c, kernels::Variant v) {
   if (c.family != Family::gemma4 && c.family != Family::softmax_topk &&
@@ -121,7 +196,9 @@ std::unique_ptr<Target> make_core_target(const std::string& spec, const TargetOp
   }
   if (spec.rfind("plugin:", 0) == 0) {
     if (opt.mutant != "none") throw std::invalid_argument("plugins have no mutants");
-    return make_plugin_target(after_colon(spec), opt.isolate_plugins);
+    const std::string arg = after_colon(spec);
+    if (plugin_arg_is_file(arg)) return make_plugin_target(arg, opt.isolate_plugins);
+    return find_plugin_by_name(arg, opt);
   }
   std::ostringstream os;
   os << "unknown target '" << spec << "' (known:";
@@ -133,7 +210,7 @@ std::unique_ptr<Target> make_core_target(const std::string& spec, const TargetOp
 std::vector<std::string> core_target_specs() {
   return {"reference",          "kernel:auto",         "kernel:warp_per_row", "kernel:block_per_row",
           "kernel:thread_per_row", "cuda:auto",         "cuda:warp_per_row",   "cuda:block_per_row",
-          "cuda:thread_per_row", "plugin:<path.so>"};
+          "cuda:thread_per_row", "plugin:<path.so>", "plugin:<name>"};
 }
 
 Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base) {

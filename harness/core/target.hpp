@@ -45,11 +45,19 @@ class Target {
 struct TargetOptions {
   std::string mutant = "none";  ///< planted-bug variant for kernel targets
   bool isolate_plugins = true;  ///< run host plugins in a forked child (crash containment)
+  /// Plugin shared objects, or folders whose *.so files are plugins, searched in this order
+  /// for a "plugin:<name>" target; the entries of MOECHECK_PLUGIN_PATH (':'-separated, files
+  /// or folders alike) are searched after them.
+  std::vector<std::string> plugin_paths = {};
 };
 
 /// Builds the pure-C++ targets: "reference", "kernel:<variant>" (kernel algorithm on the host),
-/// "cuda:<variant>" (only in CUDA builds), "plugin:<path.so>". Throws std::invalid_argument
-/// naming the spec for unknown or unavailable targets.
+/// "cuda:<variant>" (only in CUDA builds), "plugin:<path>" (the plugin in that shared object:
+/// a path holding a '/' or ending in ".so") and "plugin:<name>" (the plugin whose descriptor
+/// name is <name>, found in TargetOptions::plugin_paths, then MOECHECK_PLUGIN_PATH). A plugin
+/// target's spec() is always "plugin:<descriptor name>", never a path, so corpus entries and
+/// reports stay portable. Throws std::invalid_argument naming the spec for unknown or
+/// unavailable targets (for "plugin:<name>": every file searched and the plugin it holds).
 std::unique_ptr<Target> make_core_target(const std::string& spec, const TargetOptions& opt);
 /// Lists target specs this build knows (for --help and errors).
 std::vector<std::string> core_target_specs();

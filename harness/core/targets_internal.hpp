@@ -21,6 +21,10 @@ kernels::Mutant parse_mutant_or_throw(const std::string& name);
 std::unique_ptr<Target> make_cuda_kernel_target(const std::string& spec, kernels::Variant v,
                                                 kernels::Mutant m);
 /// "plugin:<path>" target (dlopen); throws std::invalid_argument naming the problem.
+/// Its spec() is "plugin:<descriptor name>".
 std::unique_ptr<Target> make_plugin_target(const std::string& path, bool isolate);
+/// True when `name` can name a plugin target ("plugin:<name>"): 1 to 64 characters of
+/// [A-Za-z0-9._-], not "." or "..", not ending in ".so" (which would read as a file).
+bool valid_plugin_name(const char* name);
 
 }  // namespace moecheck

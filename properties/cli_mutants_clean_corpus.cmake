@@ -1,0 +1,75 @@
+# `moecheck mutants` run from a checkout (no --corpus) leaves the committed corpus alone, the
+# committed corpus still replays afterwards, and what the kill matrix saved instead replays as
+# the planted bugs it records, with no machine path in any name or target.
+#   cmake -DEXE=<moecheck> -DSOURCE=<source tree> -DPLUGIN=<libmoecheck_broken_plugin.so>
+#         -DWORK=<scratch folder> -P cli_mutants_clean_corpus.cmake
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+file(COPY "${SOURCE}/corpora" DESTINATION "${WORK}")
+
+# Every file under corpora/ with its SHA-256.
+function(snapshot out)
+  file(GLOB_RECURSE files LIST_DIRECTORIES false RELATIVE "${WORK}/corpora" "${WORK}/corpora/*")
+  list(SORT files)
+  set(s "")
+  foreach(f IN LISTS files)
+    file(SHA256 "${WORK}/corpora/${f}" h)
+    string(APPEND s "${f} ${h}\n")
+  endforeach()
+  set(${out} "${s}" PARENT_SCOPE)
+endfunction()
+
+function(run want_rc)
+  execute_process(COMMAND ${EXE} ${ARGN} WORKING_DIRECTORY "${WORK}" RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE err TIMEOUT 600)
+  if(NOT rc STREQUAL "${want_rc}")
+    message(FATAL_ERROR "moecheck ${ARGN}: exit code ${rc}, expected ${want_rc}\nstdout: ${out}\nstderr: ${err}")
+  endif()
+  message(STATUS "ok (exit ${rc}): moecheck ${ARGN}")
+endfunction()
+
+snapshot(before)
+run(0 mutants --device cpu --cases 200)
+snapshot(after)
+if(NOT before STREQUAL after)
+  message(FATAL_ERROR "moecheck mutants changed the committed corpus:\nbefore:\n${before}\nafter:\n${after}")
+endif()
+run(0 replay corpora)
+run(0 substitution --replay corpora/substitution)
+
+# The kill matrix's findings: kernel and plugin entries, module counterexamples.
+set(found "${WORK}/reports/out/mutants-corpus")
+file(GLOB cases "${found}/*.case")
+file(GLOB substs "${found}/*.subst")
+list(LENGTH cases n_cases)
+list(LENGTH substs n_substs)
+if(n_cases LESS 10 OR n_substs LESS 4)
+  message(FATAL_ERROR "expected the kill matrix's findings in ${found}, got ${n_cases} .case and ${n_substs} .subst")
+endif()
+set(plugin_entries 0)
+foreach(f IN LISTS cases)
+  get_filename_component(name "${f}" NAME)
+  file(STRINGS "${f}" target REGEX "^target ")
+  file(STRINGS "${f}" expect REGEX "^expect ")
+  if(target MATCHES "/" OR name MATCHES "tmp|\\.so")
+    message(FATAL_ERROR "${f}: a machine path in its name or target (${target})")
+  endif()
+  if(NOT expect STREQUAL "expect fail")
+    message(FATAL_ERROR "${f}: a planted bug's finding must be 'expect fail', got '${expect}'")
+  endif()
+  if(target STREQUAL "target plugin:broken")
+    math(EXPR plugin_entries "${plugin_entries} + 1")
+  endif()
+endforeach()
+if(plugin_entries EQUAL 0)
+  message(FATAL_ERROR "no entry of the broken plugin (target plugin:broken) in ${found}")
+endif()
+run(0 replay --plugin "${PLUGIN}" reports/out/mutants-corpus)
+run(0 substitution --replay reports/out/mutants-corpus)
+# Without the plugin the plugin entries cannot run: a named input error, not a pass.
+execute_process(COMMAND ${EXE} replay reports/out/mutants-corpus WORKING_DIRECTORY "${WORK}"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 600)
+if(NOT rc EQUAL 2 OR NOT out MATCHES "no plugin named 'broken'")
+  message(FATAL_ERROR "replay without --plugin: exit ${rc}, expected 2 naming the plugin\n${out}${err}")
+endif()
+file(REMOVE_RECURSE "${WORK}")
