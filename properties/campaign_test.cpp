@@ -206,3 +206,64 @@ TEST(Shrink, ReducesToTheFailingRowAndFewExperts) {
   EXPECT_EQ(r.minimal.k, 1);
   EXPECT_TRUE(pred(r.minimal));
 }
+
+namespace {
+
+/// A valid gemma4 f32 case of the given shape with seeded normal logits.
+RoutingCase shaped_case(std::int64_t T, std::int64_t E, int k) {
+  RoutingCase c;
+  c.T = T;
+  c.E = E;
+  c.k = k;
+  Rng rng(T * 131 + E * 7 + k);
+  c.logits.resize(static_cast<std::size_t>(T * E));
+  for (auto& v : c.logits) v = static_cast<float>(rng.normal());
+  return c;
+}
+
+}  // namespace
+
+TEST(Shrink, IntegerDimensionsEndAtTheSmallestFailingValue) {
+  // T: halving alone stopped at T = 1024 for "fails iff T > 1000".
+  ShrinkResult t = shrink_case(shaped_case(2048, 4, 2), [](const RoutingCase& x) { return x.T > 1000; });
+  EXPECT_EQ(t.minimal.T, 1001);
+  EXPECT_EQ(t.minimal.E, 1);
+  EXPECT_EQ(t.minimal.k, 1);
+
+  ShrinkResult e = shrink_case(shaped_case(1, 2048, 4), [](const RoutingCase& x) { return x.E > 1000; });
+  EXPECT_EQ(e.minimal.E, 1001);
+  EXPECT_EQ(e.minimal.k, 1);
+
+  ShrinkResult k = shrink_case(shaped_case(3, 64, 32), [](const RoutingCase& x) { return x.k >= 5; });
+  EXPECT_EQ(k.minimal.k, 5);
+  EXPECT_EQ(k.minimal.E, 5);
+  EXPECT_EQ(k.minimal.T, 1);
+
+  // Not monotone in k (stepping down from 9 to 8 passes) and E cannot drop: single steps
+  // stopped at k = 9.
+  ShrinkResult odd = shrink_case(shaped_case(1, 16, 9), [](const RoutingCase& x) {
+    return x.E == 16 && x.k >= 5 && x.k % 2 == 1;
+  });
+  EXPECT_EQ(odd.minimal.k, 5);
+  EXPECT_EQ(odd.minimal.E, 16);
+}
+
+TEST(Shrink, BinarySearchNeedsFewAttempts) {
+  // 100,000 rows or 4096 experts reach the threshold in a few dozen attempts (a scan of
+  // single rows or columns would spend the whole budget).
+  ShrinkResult t = shrink_case(shaped_case(100000, 2, 1), [](const RoutingCase& x) { return x.T > 1000; }, -1, 60);
+  EXPECT_EQ(t.minimal.T, 1001);
+  ShrinkResult e = shrink_case(shaped_case(1, 4096, 1), [](const RoutingCase& x) { return x.E > 1000; }, -1, 60);
+  EXPECT_EQ(e.minimal.E, 1001);
+  // A failing row deep inside a long case is isolated by prefix and suffix search.
+  RoutingCase c = shaped_case(50000, 2, 1);
+  c.logits[2 * 31337] = 7.0f;
+  ShrinkResult row = shrink_case(c, [](const RoutingCase& x) {
+    for (float v : x.logits) {
+      if (v == 7.0f) return true;
+    }
+    return false;
+  }, -1, 60);
+  EXPECT_EQ(row.minimal.T, 1);
+  EXPECT_EQ(row.minimal.logits.front(), 7.0f);
+}
