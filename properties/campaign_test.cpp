@@ -2,10 +2,15 @@
 // saved, replayed; shards partition a campaign; interrupted campaigns resume exactly.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include "harness/core/campaign.hpp"
 #include "harness/core/replay.hpp"
@@ -172,6 +177,49 @@ TEST(Campaign, InterruptedCampaignResumesWhereItStopped) {
   fs::remove_all(dir);
 }
 
+TEST(Campaign, MalformedStateFilesAreNamed) {
+  const fs::path dir = temp_dir("badstate");
+  fs::create_directories(dir);
+  const std::string state = (dir / "state.json").string();
+  CampaignOptions o;
+  o.seed = 3;
+  o.max_cases = 20;
+  o.shard_index = 1;
+  o.shard_count = 2;
+  o.progress = false;
+  o.state_file = state;
+  std::ostringstream log;
+  auto t = kernel_target("none");
+  run_campaign(*t, o, log);
+  std::string good;
+  {
+    std::ifstream in(state);
+    good.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  o.resume = true;
+  // Each edit of a valid state file must be refused naming the field (never resumed from).
+  const std::vector<std::pair<std::string, std::string>> edits = {
+      {"next_index", "-5"},      {"next_index", "4"},        {"next_index", "\"41\""},
+      {"next_index", "1.5"},     {"cases", "-1"},            {"rows", "\"many\""},
+      {"elapsed_s", "-3"},       {"skipped", "-2"},          {"classes", "[]"},
+      {"failure_list", "{}"},    {"failure_list", "[{\"signature\": 5}]"}};
+  for (const auto& [key, value] : edits) {
+    nlohmann::json j = nlohmann::json::parse(good);
+    j[key] = nlohmann::json::parse(value);
+    {
+      std::ofstream out(state, std::ios::trunc);
+      out << j.dump(1);
+    }
+    try {
+      run_campaign(*t, o, log);
+      ADD_FAILURE() << key << " = " << value << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("'" + key + "'"), std::string::npos) << key << ": " << e.what();
+    }
+  }
+  fs::remove_all(dir);
+}
+
 TEST(Campaign, BadOptionsAreNamed) {
   auto t = kernel_target("none");
   std::ostringstream log;
@@ -180,6 +228,15 @@ TEST(Campaign, BadOptionsAreNamed) {
   o.max_cases = 1;
   o.shard_index = 2;
   o.shard_count = 2;
+  EXPECT_THROW(run_campaign(*t, o, log), std::invalid_argument);
+  o.shard_index = 0;
+  o.first_index = 3;  // case 3 belongs to shard 1 of 2
+  EXPECT_THROW(run_campaign(*t, o, log), std::invalid_argument);
+  o.first_index = kMaxCaseIndex + 1;
+  o.shard_count = 1;
+  EXPECT_THROW(run_campaign(*t, o, log), std::invalid_argument);
+  o.first_index = -1;
+  o.seconds = std::nan("");
   EXPECT_THROW(run_campaign(*t, o, log), std::invalid_argument);
 }
 

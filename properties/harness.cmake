@@ -20,6 +20,47 @@ moecheck_cli_test(bad_mutant "unknown kernel mutant" "fuzz|--target|kernel:auto|
 moecheck_cli_test(bad_dtype "unknown dtype" "fuzz|--dtypes|f64|--cases|1")
 moecheck_cli_test(missing_corpus "no such file" "replay|/nonexistent/corpus.case")
 moecheck_cli_test(no_subcommand "subcommand" "")
+# Flag values: nothing is wrapped, saturated, silently defaulted or let through (NaN, empty
+# list entries); each is exit 2 naming the flag and the value, and a range message never
+# prints the digits of DBL_MAX. "--cases 1" keeps a run that wrongly accepts the value short.
+function(moecheck_cli_flag_test name regex)
+  add_test(NAME cli_flag_${name} COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=2
+           -DREGEX=${regex} -DFORBID=1797693134862315 "-DARGS=${ARGN}"
+           -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
+  set_tests_properties(cli_flag_${name} PROPERTIES LABELS quick TIMEOUT 60)
+endfunction()
+set(_fz "fuzz|--target|reference|--no-progress|--corpus|${CMAKE_BINARY_DIR}/flag-corpus")
+moecheck_cli_flag_test(seconds_nan "--seconds: 'nan' is out of range" "${_fz}|--seconds|nan|--cases|1")
+moecheck_cli_flag_test(seconds_inf "--seconds: 'inf' is out of range" "${_fz}|--seconds|inf")
+moecheck_cli_flag_test(seconds_huge "--seconds: '1e400' is out of range" "${_fz}|--seconds|1e400")
+moecheck_cli_flag_test(seconds_negative "--seconds: '-1' is out of range" "${_fz}|--seconds|-1")
+moecheck_cli_flag_test(seconds_zero "--seconds: '0' is out of range.*default 60 s" "${_fz}|--seconds|0|--cases|1")
+moecheck_cli_flag_test(cases_zero "--cases: '0' is out of range" "${_fz}|--cases|0|--seconds|1")
+moecheck_cli_flag_test(cases_overflow "--cases: '99999999999999999999' is out of range"
+                       "${_fz}|--cases|99999999999999999999|--seconds|1")
+moecheck_cli_flag_test(first_case_overflow "--first-case: '18446744073709551615' is out of range"
+                       "${_fz}|--first-case|18446744073709551615|--cases|1")
+moecheck_cli_flag_test(first_case_other_shard "--first-case 3: .*shard 0/2" "${_fz}|--first-case|3|--shard|0/2|--cases|1")
+moecheck_cli_flag_test(seed_negative "--seed: '-1' is not a seed" "${_fz}|--seed|-1|--cases|1")
+moecheck_cli_flag_test(seed_overflow "--seed: '18446744073709551616' is out of range"
+                       "${_fz}|--seed|18446744073709551616|--cases|1")
+moecheck_cli_flag_test(max_failures_negative "--max-failures: '-1' is not an integer" "${_fz}|--max-failures|-1|--cases|1")
+moecheck_cli_flag_test(dtypes_empty "--dtypes: empty list" "${_fz}|--dtypes|<empty>|--cases|1")
+moecheck_cli_flag_test(dtypes_empty_entry "--dtypes: 'f32,,bf16' has an empty entry" "${_fz}|--dtypes|f32,,bf16|--cases|1")
+moecheck_cli_flag_test(families_empty_entry "--families: 'gemma4,' has an empty entry" "${_fz}|--families|gemma4,|--cases|1")
+moecheck_cli_flag_test(substitution_cases_overflow "--cases: 5000000000 is out of range"
+                       "fuzz|--target|substitution|--cases|5000000000")
+moecheck_cli_flag_test(substitution_seed_negative "--seed: '-1' is not a seed"
+                       "substitution|--seed|-1|--cases|1|--variant|correct|--property|restoration|--mode|rebind|--corpus|<empty>")
+moecheck_cli_flag_test(substitution_cases_nan "--cases: 'nan' is not an integer" "substitution|--cases|nan")
+moecheck_cli_flag_test(mutants_cases_overflow "--cases: '99999999999999999999' is out of range"
+                       "mutants|--list|--cases|99999999999999999999")
+moecheck_cli_flag_test(mutants_seed_negative "--seed: '-1' is not a seed" "mutants|--list|--seed|-1")
+moecheck_cli_flag_test(bench_repetitions "--repetitions: '1e400' is not an integer" "bench|--repetitions|1e400")
+string(ASCII 239 187 191 _bom)
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/bom.case "${_bom}moecheck-case 1\n")
+moecheck_cli_test(case_bom "bom.case:1: field 'header': the file starts with a UTF-8 byte order mark \\(BOM"
+                  "replay|${CMAKE_CURRENT_BINARY_DIR}/bom.case")
 add_test(NAME cli_version COMMAND moecheck --version)
 set_tests_properties(cli_version PROPERTIES LABELS quick PASS_REGULAR_EXPRESSION "moecheck [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit")
 # A short real campaign through the CLI on the kernel host emulation (must find nothing).

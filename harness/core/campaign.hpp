@@ -14,6 +14,12 @@
 
 namespace moecheck {
 
+/// Largest global case index a campaign starts at or reaches (2^62): next_index plus a shard
+/// count never overflows.
+constexpr std::int64_t kMaxCaseIndex = std::int64_t{1} << 62;
+/// Largest case budget of one campaign.
+constexpr std::int64_t kMaxCampaignCases = kMaxCaseIndex;
+
 struct CampaignOptions {
   std::uint64_t seed = 1;          ///< campaign seed; case i uses case_seed(seed, i)
   double seconds = 0;              ///< wall-clock budget in seconds (0 = none)
