@@ -2,6 +2,7 @@
 // saved, replayed; shards partition a campaign; interrupted campaigns resume exactly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "harness/core/replay.hpp"
 #include "harness/core/shrink.hpp"
 #include "kernels/routing_kernels.hpp"
+#include "reports/reports.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
@@ -41,6 +43,7 @@ class StopAfter final : public Target {
   std::string spec() const override { return inner_->spec(); }
   std::string mutant() const override { return inner_->mutant(); }
   std::string unsupported(const RoutingCase& c) const override { return inner_->unsupported(c); }
+  Domain domain() const override { return inner_->domain(); }
   RunOutcome run(const MaterializedCase& m, float* w, std::int32_t* ids) override {
     if (--left_ == 0) request_campaign_stop();
     return inner_->run(m, w, ids);
@@ -62,8 +65,11 @@ TEST(Campaign, CorrectKernelPassesAFixedSeedCampaign) {
   std::ostringstream log;
   CampaignResult r = run_campaign(*t, o, log);
   EXPECT_TRUE(r.failures.empty()) << log.str();
-  EXPECT_EQ(r.cases + r.skipped, 300);  // sigmoid families have no fused kernel: skipped
-  EXPECT_GT(r.cases, 150);
+  // Only what the kernels run is drawn (the sigmoid families have no fused kernel).
+  EXPECT_EQ(r.cases, 300);
+  EXPECT_EQ(r.skipped, 0);
+  EXPECT_EQ(r.classes.count("family=sigmoid_grouped"), 0u);
+  EXPECT_NE(r.restriction.find("no families sigmoid_grouped,sigmoid_top1"), std::string::npos) << r.restriction;
   EXPECT_GT(r.rows, 0);
   EXPECT_FALSE(r.classes.empty());
 }
@@ -123,6 +129,101 @@ TEST(Campaign, EveryHostMutantIsKilledForEveryVariant) {
       EXPECT_FALSE(run_campaign(*t, o, log).failures.empty())
           << "mutant " << kernels::mutant_name(m) << " survived 3000 cases of " << spec;
     }
+  }
+}
+
+TEST(Campaign, RealCampaignPageShowsEveryCountedClassAsCovered) {
+  // A real campaign (every family, T up to 70,000) rendered by the real report renderer: the
+  // classes the campaign lists as expected come from the classifier, every one of them is
+  // counted (so none is a name classify() never emits), and the page shows each as covered.
+  const fs::path dir = temp_dir("report");
+  fs::create_directories(dir);
+  auto t = make_core_target("reference", {});
+  CampaignOptions o;
+  o.seed = 20261201;
+  o.max_cases = 1500;
+  o.gen.max_T = 70000;
+  o.gen.max_elems = std::int64_t{1} << 19;
+  o.gen.large_T_probability = 0.08;
+  o.progress = false;
+  o.results_json = (dir / "campaign.json").string();
+  std::ostringstream log;
+  CampaignResult r = run_campaign(*t, o, log);
+  ASSERT_TRUE(r.failures.empty()) << log.str();
+  ASSERT_GE(r.expected_classes.size(), 19u);
+  for (const char* name : {"dtype=f32", "dtype=f16", "dtype=bf16", "T>=65536", "masked-row", "E=pow2±1"}) {
+    EXPECT_NE(std::find(r.expected_classes.begin(), r.expected_classes.end(), name), r.expected_classes.end()) << name;
+  }
+  const nlohmann::json doc = reports::load_campaign(o.results_json);
+  const std::string html = reports::render_campaign_html(doc);
+  for (const std::string& name : r.expected_classes) {
+    const auto it = r.classes.find(name);
+    ASSERT_TRUE(it != r.classes.end() && it->second > 0)
+        << "expected class '" << name << "' was never emitted by classify() in " << r.cases << " cases";
+    EXPECT_NE(html.find("<div class=\"hit\"><span class=\"mono\">" + reports::html_escape(name) + "</span>"),
+              std::string::npos)
+        << name << " is counted (" << it->second << ") but not shown as covered";
+  }
+  EXPECT_EQ(html.find(">not covered<"), std::string::npos);
+  const std::string n = std::to_string(r.expected_classes.size());
+  EXPECT_NE(html.find(n + " of " + n + " expected classes covered"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(Campaign, DrawsOnlyWhatTheTargetRuns) {
+  // Every built-in host target: cases drawn from draw_config are inside its domain, so a
+  // campaign skips none (it used to skip two families in five on the kernels).
+  GenConfig cfg;
+  cfg.max_T = 16;
+  cfg.max_E = 4096;
+  for (const char* spec : {"reference", "kernel:auto", "kernel:warp_per_row", "kernel:block_per_row",
+                           "kernel:thread_per_row"}) {
+    auto t = make_core_target(spec, {});
+    std::string restriction;
+    const GenConfig drawn = draw_config(cfg, *t, &restriction);
+    int skipped = 0;
+    for (std::int64_t j = 0; j < 2000; ++j) {
+      if (!t->unsupported(generate_case(case_seed(1, j), drawn)).empty()) ++skipped;
+    }
+    EXPECT_EQ(skipped, 0) << spec << " (" << restriction << ")";
+  }
+  // warp_per_row: E <= 512 and no sigmoid families; the reference runs everything.
+  std::string restriction;
+  const GenConfig warp = draw_config(cfg, *make_core_target("kernel:warp_per_row", {}), &restriction);
+  EXPECT_EQ(warp.max_E, kernels::kWarpMaxExperts);
+  EXPECT_EQ(warp.families.size(), 3u);
+  EXPECT_EQ(restriction, "no families sigmoid_grouped,sigmoid_top1; E <= 512");
+  draw_config(cfg, *make_core_target("reference", {}), &restriction);
+  EXPECT_EQ(restriction, "");
+  // Asking for families the target cannot run at all is an error naming them.
+  GenConfig sig = cfg;
+  sig.families = {Family::sigmoid_grouped};
+  EXPECT_THROW(draw_config(sig, *make_core_target("kernel:auto", {}), nullptr), std::invalid_argument);
+}
+
+TEST(Campaign, FirstCaseReplaysTheSameCaseOfARestrictedCampaign) {
+  // A failure found without a corpus prints a --first-case replay; under the target's
+  // restricted draw that single case is the same case, failing the same way.
+  auto t = kernel_target("scale_by_slot");
+  CampaignOptions o;
+  o.seed = 4;
+  o.max_cases = 2000;
+  o.max_failures = 2;
+  o.progress = false;
+  std::ostringstream log;
+  CampaignResult r = run_campaign(*t, o, log);
+  ASSERT_FALSE(r.failures.empty()) << log.str();
+  for (const FailureRecord& f : r.failures) {
+    EXPECT_NE(f.replay.find("--first-case " + std::to_string(f.case_index) + " --cases 1"), std::string::npos);
+    CampaignOptions one = o;
+    one.first_index = f.case_index;
+    one.max_cases = 1;
+    CampaignResult again = run_campaign(*t, one, log);
+    ASSERT_EQ(again.failures.size(), 1u);
+    EXPECT_EQ(again.failures[0].signature, f.signature);
+    EXPECT_EQ(again.failures[0].original.T, f.original.T);
+    EXPECT_EQ(again.failures[0].original.E, f.original.E);
+    EXPECT_EQ(again.failures[0].original.family, f.original.family);
   }
 }
 

@@ -1,6 +1,7 @@
 # Harness core: corpus format, shrinking, campaigns, replay; CLI behaviour.
 moecheck_add_test(corpus_test SOURCES corpus_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
-moecheck_add_test(campaign_test SOURCES campaign_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
+moecheck_add_test(campaign_test SOURCES campaign_test.cpp LIBS moecheck::harness_core moecheck::reports rapidcheck
+                  LABELS quick)
 
 # The committed corpus replays in CI: planted bugs must still be caught, regression cases must pass.
 add_test(NAME corpus_replay COMMAND moecheck replay ${PROJECT_SOURCE_DIR}/corpora
@@ -64,11 +65,16 @@ moecheck_cli_test(case_bom "bom.case:1: field 'header': the file starts with a U
 add_test(NAME cli_version COMMAND moecheck --version)
 set_tests_properties(cli_version PROPERTIES LABELS quick PASS_REGULAR_EXPRESSION "moecheck [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit")
 # A short real campaign through the CLI on the kernel host emulation (must find nothing).
-add_test(NAME cli_fuzz_smoke COMMAND moecheck fuzz --target kernel:auto --cases 400 --seed 11 --no-progress
-         --corpus ${CMAKE_BINARY_DIR}/smoke-corpus --json ${CMAKE_BINARY_DIR}/smoke.json)
+add_test(NAME cli_fuzz_smoke COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=0
+         "-DREGEX=cases 400, rows [0-9]+, skipped 0,"
+         "-DARGS=fuzz|--target|kernel:auto|--cases|400|--seed|11|--no-progress|--corpus|${CMAKE_BINARY_DIR}/smoke-corpus|--json|${CMAKE_BINARY_DIR}/smoke.json"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
 set_tests_properties(cli_fuzz_smoke PROPERTIES LABELS quick TIMEOUT 300)
-add_test(NAME cli_fuzz_composite COMMAND moecheck fuzz --target composite --cases 300 --seed 12 --no-progress
-         --max-T 64 --corpus ${CMAKE_BINARY_DIR}/smoke-corpus)
+# Campaigns draw only what their target runs: nothing is skipped.
+add_test(NAME cli_fuzz_composite COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=0
+         "-DREGEX=skipped 0,.*drawing only what composite runs: no families sigmoid_grouped"
+         "-DARGS=fuzz|--target|composite|--cases|300|--seed|12|--no-progress|--max-T|64|--corpus|${CMAKE_BINARY_DIR}/smoke-corpus"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
 set_tests_properties(cli_fuzz_composite PROPERTIES LABELS quick TIMEOUT 300)
 
 # CPU harness throughput (Google Benchmark; compared with the Python anchor by scripts/throughput.sh).
@@ -80,9 +86,10 @@ add_test(NAME cli_mutants_cpu COMMAND moecheck mutants --device cpu --cases 600
 set_tests_properties(cli_mutants_cpu PROPERTIES LABELS quick TIMEOUT 900)
 # Plugins through the C ABI: the example plugin survives a campaign; the broken one is caught,
 # shrunk and saved (exit 1), its crash contained.
-add_test(NAME cli_fuzz_example_plugin
-         COMMAND moecheck fuzz --plugin $<TARGET_FILE:moecheck_example_plugin> --cases 400 --seed 5 --no-progress
-                 --corpus ${CMAKE_BINARY_DIR}/plugin-corpus)
+add_test(NAME cli_fuzz_example_plugin COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=0
+         "-DREGEX=cases 400, rows [0-9]+, skipped 0,"
+         "-DARGS=fuzz|--plugin|$<TARGET_FILE:moecheck_example_plugin>|--cases|400|--seed|5|--no-progress|--corpus|${CMAKE_BINARY_DIR}/plugin-corpus"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
 set_tests_properties(cli_fuzz_example_plugin PROPERTIES LABELS quick TIMEOUT 300)
 add_test(NAME cli_fuzz_broken_plugin COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=1
          "-DREGEX=shrunk T=1 E=9 "

@@ -1,5 +1,6 @@
 #include "harness/core/campaign.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -207,6 +209,25 @@ void restore_state(const std::string& path, CampaignResult& r) {
   }
 }
 
+/// The fuzz flags that reproduce `g`'s choices where they differ from the defaults (part of
+/// a `--first-case` replay line).
+std::string generator_flags(const GenConfig& g) {
+  const GenConfig def;
+  std::string out;
+  if (!g.dtypes.empty()) {
+    out += " --dtypes ";
+    for (std::size_t i = 0; i < g.dtypes.size(); ++i) out += (i ? "," : "") + std::string(dtype_name(g.dtypes[i]));
+  }
+  if (!g.families.empty()) {
+    out += " --families ";
+    for (std::size_t i = 0; i < g.families.size(); ++i) out += (i ? "," : "") + std::string(family_name(g.families[i]));
+  }
+  if (g.max_T != def.max_T) out += " --max-T " + std::to_string(g.max_T);
+  if (g.max_E != def.max_E) out += " --max-E " + std::to_string(g.max_E);
+  if (g.max_k != def.max_k) out += " --max-k " + std::to_string(g.max_k);
+  return out;
+}
+
 std::string human(double v) {
   char buf[32];
   if (v >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
@@ -233,6 +254,50 @@ std::string iso_time_now() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+GenConfig draw_config(const GenConfig& cfg, const Target& target, std::string* restriction) {
+  static const std::vector<DType> all_dtypes = {DType::f32, DType::f16, DType::bf16};
+  static const std::vector<Family> all_families = {Family::gemma4, Family::softmax_topk, Family::softmax_topk_raw,
+                                                   Family::sigmoid_grouped, Family::sigmoid_top1};
+  const Domain d = target.domain();
+  GenConfig out = cfg;
+  std::string note;
+  const auto add = [&](const std::string& s) { note += (note.empty() ? "" : "; ") + s; };
+  // Keeps the configured entries the domain allows, in the configured order.
+  const auto restrict = [&](const auto& configured, const auto& all, const auto& allowed, auto& result,
+                            const char* what, auto name) {
+    const auto& from = configured.empty() ? all : configured;
+    std::decay_t<decltype(from)> kept, dropped;
+    for (const auto& v : from) {
+      const bool ok = allowed.empty() || std::find(allowed.begin(), allowed.end(), v) != allowed.end();
+      (ok ? kept : dropped).push_back(v);
+    }
+    if (kept.empty()) {
+      std::string list;
+      for (const auto& v : allowed) list += (list.empty() ? "" : ", ") + std::string(name(v));
+      throw std::invalid_argument("target " + target.spec() + " runs none of the " + what + " to draw (it runs " +
+                                  list + ")");
+    }
+    if (!dropped.empty()) {
+      std::string list;
+      for (const auto& v : dropped) list += (list.empty() ? "" : ",") + std::string(name(v));
+      add(std::string("no ") + what + " " + list);
+    }
+    result = kept;  // the same choices in the same order as an empty ("all") list
+  };
+  restrict(cfg.families, all_families, d.families, out.families, "families", family_name);
+  restrict(cfg.dtypes, all_dtypes, d.dtypes, out.dtypes, "dtypes", dtype_name);
+  if (d.max_E > 0 && out.max_E > d.max_E) {
+    out.max_E = d.max_E;
+    add("E <= " + std::to_string(d.max_E));
+  }
+  if (d.max_k > 0 && out.max_k > d.max_k) {
+    out.max_k = d.max_k;
+    add("k <= " + std::to_string(d.max_k));
+  }
+  if (restriction) *restriction = note;
+  return out;
 }
 
 std::uint64_t case_seed(std::uint64_t campaign_seed, std::int64_t index) {
@@ -299,6 +364,11 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   }
   std::set<std::string> known;
   for (const auto& f : r.failures) known.insert(f.signature);
+  // Draw only what the target runs (skipping stays as the per-case safety net).
+  const GenConfig gen = draw_config(opt.gen, target, &r.restriction);
+  r.drawn = gen;
+  r.expected_classes = expected_case_classes(gen);
+  if (!r.restriction.empty()) log << "drawing only what " << target.spec() << " runs: " << r.restriction << "\n";
 
   g_stop = 0;
   const double elapsed_before = r.elapsed_s;
@@ -327,7 +397,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
 
     const std::int64_t index = r.next_index;
     const std::uint64_t seed = case_seed(opt.seed, index);
-    RoutingCase c = generate_case(seed, opt.gen);
+    RoutingCase c = generate_case(seed, gen);
     r.next_index += opt.shard_count;
 
     Verdict v = evaluate(target, c, {});
@@ -381,8 +451,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
         rec.replay = "moecheck replay " + rec.corpus_file;
       } else {
         rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() +
-                     " --seed " + std::to_string(opt.seed) + " --first-case " + std::to_string(index) +
-                     " --cases 1";
+                     " --seed " + std::to_string(opt.seed) + generator_flags(opt.gen) + " --first-case " +
+                     std::to_string(index) + " --cases 1";
       }
       if (opt.progress) log << "\n";
       log << "FAIL [" << check << "] " << rec.message << "\n"
@@ -441,6 +511,12 @@ std::string campaign_json(const CampaignResult& r) {
   j["duplicate_failures"] = r.duplicate_failures;
   j["interrupted"] = r.interrupted;
   j["next_index"] = r.next_index;
+  nlohmann::json drawn_families = nlohmann::json::array(), drawn_dtypes = nlohmann::json::array();
+  for (Family f : r.drawn.families) drawn_families.push_back(family_name(f));
+  for (DType d : r.drawn.dtypes) drawn_dtypes.push_back(dtype_name(d));
+  j["generator"] = {{"families", drawn_families}, {"dtypes", drawn_dtypes}, {"max_T", r.drawn.max_T},
+                    {"max_E", r.drawn.max_E}, {"max_k", r.drawn.max_k}, {"restriction", r.restriction}};
+  j["expected_classes"] = r.expected_classes;
   j["classes"] = r.classes;
   nlohmann::json list = nlohmann::json::array();
   for (const auto& f : r.failures) list.push_back(failure_json(f, r));
