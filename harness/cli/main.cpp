@@ -145,11 +145,8 @@ int run(int argc, char** argv) {
     if (fuzz->parsed()) {
       parse_shard(fz_shard, &fz.shard_index, &fz.shard_count);
       fz.progress = !fz_no_progress;
-      for (const char* list : {"--dtypes", "--families"}) {
-        if (fuzz->count(list) && (list[2] == 'd' ? fz_dtypes : fz_families).empty()) {
-          throw CLI::ValidationError(list, "empty list");
-        }
-      }
+      if (fuzz->count("--dtypes") && fz_dtypes.empty()) throw CLI::ValidationError("--dtypes", "empty list");
+      if (fuzz->count("--families") && fz_families.empty()) throw CLI::ValidationError("--families", "empty list");
       apply_generator_lists(fz_dtypes, fz_families, fz.gen);
       if (fz.seconds <= 0 && fz.max_cases <= 0) fz.seconds = 60;  // default budget
       if (!fz_plugin.empty()) fz_target = "plugin:" + fz_plugin;

@@ -130,12 +130,18 @@ void restore_state(const std::string& path, CampaignResult& r) {
     return obj.at(key);
   };
   // Integers in [lo, hi]; anything else (a string, a fraction, -5) names the field.
-  auto integer = [&](const nlohmann::json& obj, const char* key, std::int64_t lo, std::int64_t hi) {
-    const nlohmann::json& v = need(obj, key);
-    if (!v.is_number_integer()) throw bad(key, "must be an integer, got " + quote_value(v.dump()));
-    if (v.is_number_unsigned() ? v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)
-                               : (v.get<std::int64_t>() < lo || v.get<std::int64_t>() > hi)) {
-      throw bad(key, "is " + quote_value(v.dump()) + ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  auto integer = [&](const nlohmann::json& obj, const char* key, std::int64_t lo, std::int64_t hi,
+                     const std::string& parent = "") {
+    const std::string name = parent.empty() ? std::string(key) : parent + "." + key;
+    if (!obj.is_object() || !obj.contains(key)) throw bad(name, "is missing");
+    const nlohmann::json& v = obj.at(key);
+    if (!v.is_number_integer()) throw bad(name, "must be an integer, got " + quote_value(v.dump()));
+    const bool inside = v.is_number_unsigned()
+                            ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(hi) &&
+                                  static_cast<std::int64_t>(v.get<std::uint64_t>()) >= lo
+                            : v.get<std::int64_t>() >= lo && v.get<std::int64_t>() <= hi;
+    if (!inside) {
+      throw bad(name, "is " + quote_value(v.dump()) + ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     return v.get<std::int64_t>();
   };
@@ -154,7 +160,8 @@ void restore_state(const std::string& path, CampaignResult& r) {
   }
   const nlohmann::json& shard = need(j, "shard");
   if (text(j, "target") != r.target || seed.get<std::uint64_t>() != r.seed ||
-      integer(shard, "index", 0, kMax) != r.shard_index || integer(shard, "count", 1, kMax) != r.shard_count ||
+      integer(shard, "index", 0, kMax, "shard") != r.shard_index ||
+      integer(shard, "count", 1, kMax, "shard") != r.shard_count ||
       (j.contains("mutant") ? text(j, "mutant") : std::string("none")) != r.mutant) {
     throw std::invalid_argument("--resume: state file '" + path +
                                 "' belongs to another campaign (target/seed/shard/mutant differ)");
@@ -176,7 +183,7 @@ void restore_state(const std::string& path, CampaignResult& r) {
   if (j.contains("started")) r.started = text(j, "started");
   const nlohmann::json& classes = need(j, "classes");
   if (!classes.is_object()) throw bad("classes", "must be an object");
-  for (auto& [k, v] : classes.items()) r.classes[k] = integer(classes, k.c_str(), 0, kMax);
+  for (auto& [k, v] : classes.items()) r.classes[k] = integer(classes, k.c_str(), 0, kMax, "classes");
   const nlohmann::json& list = need(j, "failure_list");
   if (!list.is_array()) throw bad("failure_list", "must be an array");
   try {
