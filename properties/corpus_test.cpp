@@ -154,6 +154,17 @@ TEST(Corpus, LongValuesAreShortenedInMessages) {
       EXPECT_NE(std::string(e.what()).find("... (5242880 bytes)"), std::string::npos) << e.what();
     }
   }
+  // Single-word fields that a replay would echo (unknown target, unknown mutant) are bounded.
+  for (const auto& [line, field] : {std::make_pair("target ", "target"), std::make_pair("mutant ", "mutant")}) {
+    try {
+      parse_corpus_entry(replace_line(good, line, std::string(line) + huge), "t.case");
+      ADD_FAILURE() << field << ": accepted";
+    } catch (const CorpusError& e) {
+      EXPECT_EQ(e.field(), field);
+      EXPECT_NE(std::string(e.what()).find("is longer than 4096 bytes"), std::string::npos) << e.what();
+      EXPECT_LT(std::string(e.what()).size(), 300u);
+    }
+  }
   // A 5 MB logit token and a 5 MB unknown field name.
   std::string bad_logit = good;
   bad_logit.replace(bad_logit.find("0x1p+0 -inf"), 6, huge);

@@ -281,6 +281,9 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
     };
     auto single = [&]() -> std::string {
       if (toks.size() != 2) p.fail(key, "expects exactly one value");
+      if (toks[1].size() > kCorpusMaxWordBytes) {
+        p.fail(key, quote_value(toks[1]) + " is longer than " + std::to_string(kCorpusMaxWordBytes) + " bytes");
+      }
       return toks[1];
     };
     if (key == "target") {

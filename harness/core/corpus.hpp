@@ -16,6 +16,7 @@ constexpr int kCorpusFormatVersion = 1;
 /// Hard limits that keep hostile files from exhausting memory.
 constexpr std::int64_t kCorpusMaxElements = std::int64_t{1} << 26;  // 64 Mi logits
 constexpr std::int64_t kCorpusMaxFileBytes = std::int64_t{1} << 30;  // 1 GiB
+constexpr std::size_t kCorpusMaxWordBytes = 4096;  // single-word fields (target, mutant, ...)
 
 /// What a replay of the entry must observe for the replay to pass.
 enum class Expectation : int {
