@@ -406,6 +406,38 @@ TEST(Shrink, IntegerDimensionsEndAtTheSmallestFailingValue) {
   EXPECT_EQ(odd.minimal.E, 16);
 }
 
+/// The reference, except that it refuses problems with more than 1000 rows.
+class RefusesLargeT final : public Target {
+ public:
+  std::string spec() const override { return "reference"; }
+  RunOutcome run(const MaterializedCase& m, float* w, std::int32_t* ids) override {
+    if (m.view.T > 1000) return {RunOutcome::Status::rejected, "T > 1000 not supported"};
+    return inner_->run(m, w, ids);
+  }
+
+ private:
+  std::unique_ptr<Target> inner_ = make_core_target("reference", {});
+};
+
+TEST(Shrink, CampaignShrinksARowLimitToItsThreshold) {
+  RefusesLargeT t;
+  CampaignOptions o;
+  o.seed = 2;
+  o.max_cases = 200;
+  o.max_failures = 1;
+  o.gen.max_T = 4096;
+  o.gen.max_E = 8;
+  o.gen.large_T_probability = 0.9;
+  o.progress = false;
+  std::ostringstream log;
+  CampaignResult r = run_campaign(t, o, log);
+  ASSERT_EQ(r.failures.size(), 1u) << log.str();
+  EXPECT_EQ(r.failures[0].check, "rejected-valid");
+  EXPECT_GT(r.failures[0].original.T, 1001);
+  EXPECT_EQ(r.failures[0].shrunk.T, 1001) << log.str();
+  EXPECT_EQ(r.failures[0].shrunk.E, 1);
+}
+
 TEST(Shrink, BinarySearchNeedsFewAttempts) {
   // 100,000 rows or 4096 experts reach the threshold in a few dozen attempts (a scan of
   // single rows or columns would spend the whole budget).
