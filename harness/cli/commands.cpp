@@ -61,7 +61,7 @@ CLI::Validator integer_in(std::int64_t lo, std::int64_t hi) {
         text = std::to_string(v);  // canonical decimal: CLI11 would read a leading 0 as octal
         return {};
       },
-      "INT in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      hi < 1000000000 ? "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]" : ">= " + std::to_string(lo));
 }
 
 CLI::Validator seed_value() {
