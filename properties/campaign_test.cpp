@@ -2,15 +2,22 @@
 // saved, replayed; shards partition a campaign; interrupted campaigns resume exactly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include "harness/core/campaign.hpp"
 #include "harness/core/replay.hpp"
 #include "harness/core/shrink.hpp"
 #include "kernels/routing_kernels.hpp"
+#include "reports/reports.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
@@ -36,6 +43,7 @@ class StopAfter final : public Target {
   std::string spec() const override { return inner_->spec(); }
   std::string mutant() const override { return inner_->mutant(); }
   std::string unsupported(const RoutingCase& c) const override { return inner_->unsupported(c); }
+  Domain domain() const override { return inner_->domain(); }
   RunOutcome run(const MaterializedCase& m, float* w, std::int32_t* ids) override {
     if (--left_ == 0) request_campaign_stop();
     return inner_->run(m, w, ids);
@@ -57,8 +65,11 @@ TEST(Campaign, CorrectKernelPassesAFixedSeedCampaign) {
   std::ostringstream log;
   CampaignResult r = run_campaign(*t, o, log);
   EXPECT_TRUE(r.failures.empty()) << log.str();
-  EXPECT_EQ(r.cases + r.skipped, 300);  // sigmoid families have no fused kernel: skipped
-  EXPECT_GT(r.cases, 150);
+  // Only what the kernels run is drawn (the sigmoid families have no fused kernel).
+  EXPECT_EQ(r.cases, 300);
+  EXPECT_EQ(r.skipped, 0);
+  EXPECT_EQ(r.classes.count("family=sigmoid_grouped"), 0u);
+  EXPECT_NE(r.restriction.find("no families sigmoid_grouped,sigmoid_top1"), std::string::npos) << r.restriction;
   EXPECT_GT(r.rows, 0);
   EXPECT_FALSE(r.classes.empty());
 }
@@ -121,6 +132,101 @@ TEST(Campaign, EveryHostMutantIsKilledForEveryVariant) {
   }
 }
 
+TEST(Campaign, RealCampaignPageShowsEveryCountedClassAsCovered) {
+  // A real campaign (every family, T up to 70,000) rendered by the real report renderer: the
+  // classes the campaign lists as expected come from the classifier, every one of them is
+  // counted (so none is a name classify() never emits), and the page shows each as covered.
+  const fs::path dir = temp_dir("report");
+  fs::create_directories(dir);
+  auto t = make_core_target("reference", {});
+  CampaignOptions o;
+  o.seed = 20261201;
+  o.max_cases = 1500;
+  o.gen.max_T = 70000;
+  o.gen.max_elems = std::int64_t{1} << 19;
+  o.gen.large_T_probability = 0.08;
+  o.progress = false;
+  o.results_json = (dir / "campaign.json").string();
+  std::ostringstream log;
+  CampaignResult r = run_campaign(*t, o, log);
+  ASSERT_TRUE(r.failures.empty()) << log.str();
+  ASSERT_GE(r.expected_classes.size(), 19u);
+  for (const char* name : {"dtype=f32", "dtype=f16", "dtype=bf16", "T>=65536", "masked-row", "E=pow2±1"}) {
+    EXPECT_NE(std::find(r.expected_classes.begin(), r.expected_classes.end(), name), r.expected_classes.end()) << name;
+  }
+  const nlohmann::json doc = reports::load_campaign(o.results_json);
+  const std::string html = reports::render_campaign_html(doc);
+  for (const std::string& name : r.expected_classes) {
+    const auto it = r.classes.find(name);
+    ASSERT_TRUE(it != r.classes.end() && it->second > 0)
+        << "expected class '" << name << "' was never emitted by classify() in " << r.cases << " cases";
+    EXPECT_NE(html.find("<div class=\"hit\"><span class=\"mono\">" + reports::html_escape(name) + "</span>"),
+              std::string::npos)
+        << name << " is counted (" << it->second << ") but not shown as covered";
+  }
+  EXPECT_EQ(html.find(">not covered<"), std::string::npos);
+  const std::string n = std::to_string(r.expected_classes.size());
+  EXPECT_NE(html.find(n + " of " + n + " expected classes covered"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(Campaign, DrawsOnlyWhatTheTargetRuns) {
+  // Every built-in host target: cases drawn from draw_config are inside its domain, so a
+  // campaign skips none (it used to skip two families in five on the kernels).
+  GenConfig cfg;
+  cfg.max_T = 16;
+  cfg.max_E = 4096;
+  for (const char* spec : {"reference", "kernel:auto", "kernel:warp_per_row", "kernel:block_per_row",
+                           "kernel:thread_per_row"}) {
+    auto t = make_core_target(spec, {});
+    std::string restriction;
+    const GenConfig drawn = draw_config(cfg, *t, &restriction);
+    int skipped = 0;
+    for (std::int64_t j = 0; j < 2000; ++j) {
+      if (!t->unsupported(generate_case(case_seed(1, j), drawn)).empty()) ++skipped;
+    }
+    EXPECT_EQ(skipped, 0) << spec << " (" << restriction << ")";
+  }
+  // warp_per_row: E <= 512 and no sigmoid families; the reference runs everything.
+  std::string restriction;
+  const GenConfig warp = draw_config(cfg, *make_core_target("kernel:warp_per_row", {}), &restriction);
+  EXPECT_EQ(warp.max_E, kernels::kWarpMaxExperts);
+  EXPECT_EQ(warp.families.size(), 3u);
+  EXPECT_EQ(restriction, "no families sigmoid_grouped,sigmoid_top1; E <= 512");
+  draw_config(cfg, *make_core_target("reference", {}), &restriction);
+  EXPECT_EQ(restriction, "");
+  // Asking for families the target cannot run at all is an error naming them.
+  GenConfig sig = cfg;
+  sig.families = {Family::sigmoid_grouped};
+  EXPECT_THROW(draw_config(sig, *make_core_target("kernel:auto", {}), nullptr), std::invalid_argument);
+}
+
+TEST(Campaign, FirstCaseReplaysTheSameCaseOfARestrictedCampaign) {
+  // A failure found without a corpus prints a --first-case replay; under the target's
+  // restricted draw that single case is the same case, failing the same way.
+  auto t = kernel_target("scale_by_slot");
+  CampaignOptions o;
+  o.seed = 4;
+  o.max_cases = 2000;
+  o.max_failures = 2;
+  o.progress = false;
+  std::ostringstream log;
+  CampaignResult r = run_campaign(*t, o, log);
+  ASSERT_FALSE(r.failures.empty()) << log.str();
+  for (const FailureRecord& f : r.failures) {
+    EXPECT_NE(f.replay.find("--first-case " + std::to_string(f.case_index) + " --cases 1"), std::string::npos);
+    CampaignOptions one = o;
+    one.first_index = f.case_index;
+    one.max_cases = 1;
+    CampaignResult again = run_campaign(*t, one, log);
+    ASSERT_EQ(again.failures.size(), 1u);
+    EXPECT_EQ(again.failures[0].signature, f.signature);
+    EXPECT_EQ(again.failures[0].original.T, f.original.T);
+    EXPECT_EQ(again.failures[0].original.E, f.original.E);
+    EXPECT_EQ(again.failures[0].original.family, f.original.family);
+  }
+}
+
 TEST(Campaign, ShardsPartitionTheCampaign) {
   auto t = kernel_target("none");
   std::int64_t total = 0;
@@ -172,6 +278,49 @@ TEST(Campaign, InterruptedCampaignResumesWhereItStopped) {
   fs::remove_all(dir);
 }
 
+TEST(Campaign, MalformedStateFilesAreNamed) {
+  const fs::path dir = temp_dir("badstate");
+  fs::create_directories(dir);
+  const std::string state = (dir / "state.json").string();
+  CampaignOptions o;
+  o.seed = 3;
+  o.max_cases = 20;
+  o.shard_index = 1;
+  o.shard_count = 2;
+  o.progress = false;
+  o.state_file = state;
+  std::ostringstream log;
+  auto t = kernel_target("none");
+  run_campaign(*t, o, log);
+  std::string good;
+  {
+    std::ifstream in(state);
+    good.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  o.resume = true;
+  // Each edit of a valid state file must be refused naming the field (never resumed from).
+  const std::vector<std::pair<std::string, std::string>> edits = {
+      {"next_index", "-5"},      {"next_index", "4"},        {"next_index", "\"41\""},
+      {"next_index", "1.5"},     {"cases", "-1"},            {"rows", "\"many\""},
+      {"elapsed_s", "-3"},       {"skipped", "-2"},          {"classes", "[]"},
+      {"failure_list", "{}"},    {"failure_list", "[{\"signature\": 5}]"}, {"shard", "{\"index\": 1, \"count\": 0}"}};
+  for (const auto& [key, value] : edits) {
+    nlohmann::json j = nlohmann::json::parse(good);
+    j[key] = nlohmann::json::parse(value);
+    {
+      std::ofstream out(state, std::ios::trunc);
+      out << j.dump(1);
+    }
+    try {
+      run_campaign(*t, o, log);
+      ADD_FAILURE() << key << " = " << value << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("field '" + key), std::string::npos) << key << ": " << e.what();
+    }
+  }
+  fs::remove_all(dir);
+}
+
 TEST(Campaign, BadOptionsAreNamed) {
   auto t = kernel_target("none");
   std::ostringstream log;
@@ -180,6 +329,15 @@ TEST(Campaign, BadOptionsAreNamed) {
   o.max_cases = 1;
   o.shard_index = 2;
   o.shard_count = 2;
+  EXPECT_THROW(run_campaign(*t, o, log), std::invalid_argument);
+  o.shard_index = 0;
+  o.first_index = 3;  // case 3 belongs to shard 1 of 2
+  EXPECT_THROW(run_campaign(*t, o, log), std::invalid_argument);
+  o.first_index = kMaxCaseIndex + 1;
+  o.shard_count = 1;
+  EXPECT_THROW(run_campaign(*t, o, log), std::invalid_argument);
+  o.first_index = -1;
+  o.seconds = std::nan("");
   EXPECT_THROW(run_campaign(*t, o, log), std::invalid_argument);
 }
 
@@ -205,4 +363,97 @@ TEST(Shrink, ReducesToTheFailingRowAndFewExperts) {
   EXPECT_EQ(r.minimal.E, 1);
   EXPECT_EQ(r.minimal.k, 1);
   EXPECT_TRUE(pred(r.minimal));
+}
+
+namespace {
+
+/// A valid gemma4 f32 case of the given shape with seeded normal logits.
+RoutingCase shaped_case(std::int64_t T, std::int64_t E, int k) {
+  RoutingCase c;
+  c.T = T;
+  c.E = E;
+  c.k = k;
+  Rng rng(T * 131 + E * 7 + k);
+  c.logits.resize(static_cast<std::size_t>(T * E));
+  for (auto& v : c.logits) v = static_cast<float>(rng.normal());
+  return c;
+}
+
+}  // namespace
+
+TEST(Shrink, IntegerDimensionsEndAtTheSmallestFailingValue) {
+  // T: halving alone stopped at T = 1024 for "fails iff T > 1000".
+  ShrinkResult t = shrink_case(shaped_case(2048, 4, 2), [](const RoutingCase& x) { return x.T > 1000; });
+  EXPECT_EQ(t.minimal.T, 1001);
+  EXPECT_EQ(t.minimal.E, 1);
+  EXPECT_EQ(t.minimal.k, 1);
+
+  ShrinkResult e = shrink_case(shaped_case(1, 2048, 4), [](const RoutingCase& x) { return x.E > 1000; });
+  EXPECT_EQ(e.minimal.E, 1001);
+  EXPECT_EQ(e.minimal.k, 1);
+
+  ShrinkResult k = shrink_case(shaped_case(3, 64, 32), [](const RoutingCase& x) { return x.k >= 5; });
+  EXPECT_EQ(k.minimal.k, 5);
+  EXPECT_EQ(k.minimal.E, 5);
+  EXPECT_EQ(k.minimal.T, 1);
+
+  // Not monotone in k (stepping down from 9 to 8 passes) and E cannot drop: single steps
+  // stopped at k = 9.
+  ShrinkResult odd = shrink_case(shaped_case(1, 16, 9), [](const RoutingCase& x) {
+    return x.E == 16 && x.k >= 5 && x.k % 2 == 1;
+  });
+  EXPECT_EQ(odd.minimal.k, 5);
+  EXPECT_EQ(odd.minimal.E, 16);
+}
+
+/// The reference, except that it refuses problems with more than 1000 rows.
+class RefusesLargeT final : public Target {
+ public:
+  std::string spec() const override { return "reference"; }
+  RunOutcome run(const MaterializedCase& m, float* w, std::int32_t* ids) override {
+    if (m.view.T > 1000) return {RunOutcome::Status::rejected, "T > 1000 not supported"};
+    return inner_->run(m, w, ids);
+  }
+
+ private:
+  std::unique_ptr<Target> inner_ = make_core_target("reference", {});
+};
+
+TEST(Shrink, CampaignShrinksARowLimitToItsThreshold) {
+  RefusesLargeT t;
+  CampaignOptions o;
+  o.seed = 2;
+  o.max_cases = 200;
+  o.max_failures = 1;
+  o.gen.max_T = 4096;
+  o.gen.max_E = 8;
+  o.gen.large_T_probability = 0.9;
+  o.progress = false;
+  std::ostringstream log;
+  CampaignResult r = run_campaign(t, o, log);
+  ASSERT_EQ(r.failures.size(), 1u) << log.str();
+  EXPECT_EQ(r.failures[0].check, "rejected-valid");
+  EXPECT_GT(r.failures[0].original.T, 1001);
+  EXPECT_EQ(r.failures[0].shrunk.T, 1001) << log.str();
+  EXPECT_EQ(r.failures[0].shrunk.E, 1);
+}
+
+TEST(Shrink, BinarySearchNeedsFewAttempts) {
+  // 100,000 rows or 4096 experts reach the threshold in a few dozen attempts (a scan of
+  // single rows or columns would spend the whole budget).
+  ShrinkResult t = shrink_case(shaped_case(100000, 2, 1), [](const RoutingCase& x) { return x.T > 1000; }, -1, 60);
+  EXPECT_EQ(t.minimal.T, 1001);
+  ShrinkResult e = shrink_case(shaped_case(1, 4096, 1), [](const RoutingCase& x) { return x.E > 1000; }, -1, 60);
+  EXPECT_EQ(e.minimal.E, 1001);
+  // A failing row deep inside a long case is isolated by prefix and suffix search.
+  RoutingCase c = shaped_case(50000, 2, 1);
+  c.logits[2 * 31337] = 7.0f;
+  ShrinkResult row = shrink_case(c, [](const RoutingCase& x) {
+    for (float v : x.logits) {
+      if (v == 7.0f) return true;
+    }
+    return false;
+  }, -1, 60);
+  EXPECT_EQ(row.minimal.T, 1);
+  EXPECT_EQ(row.minimal.logits.front(), 7.0f);
 }

@@ -1,10 +1,23 @@
-# Runs EXE with ARGS ('|'-separated) and checks the exit code and that stdout+stderr match REGEX.
+# Runs EXE with ARGS ('|'-separated; the token <empty> stands for an empty argument) and checks
+# the exit code, that stdout+stderr match REGEX and, when FORBID is set, that they do not match it.
 string(REPLACE "|" ";" args "${ARGS}")
-execute_process(COMMAND ${EXE} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(quoted "")
+foreach(a IN LISTS args)
+  if(a STREQUAL "<empty>")
+    string(APPEND quoted " \"\"")
+  else()
+    string(APPEND quoted " [==[${a}]==]")
+  endif()
+endforeach()
+cmake_language(EVAL CODE
+  "execute_process(COMMAND [==[${EXE}]==]${quoted} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)")
 if(NOT rc STREQUAL "${EXPECT_RC}")
   message(FATAL_ERROR "exit code ${rc}, expected ${EXPECT_RC}\nstdout: ${out}\nstderr: ${err}")
 endif()
 if(NOT "${out}${err}" MATCHES "${REGEX}")
   message(FATAL_ERROR "output does not match '${REGEX}'\nstdout: ${out}\nstderr: ${err}")
+endif()
+if(DEFINED FORBID AND NOT FORBID STREQUAL "" AND "${out}${err}" MATCHES "${FORBID}")
+  message(FATAL_ERROR "output matches the forbidden '${FORBID}'\nstdout: ${out}\nstderr: ${err}")
 endif()
 message(STATUS "ok (exit ${rc}): ${out}${err}")

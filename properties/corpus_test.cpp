@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -106,13 +107,83 @@ TEST(Corpus, MalformedInputsNameTheField) {
   expect_error(replace_line(good, "target ", "colour blue"), "colour", "unknown field");
   expect_error(replace_line(good, "mutant ", "T 2"), "T", "twice");
   expect_error(std::string("moecheck-case 1\nta\0rget x\n", 25), "line", "NUL");
-  // A logit that bf16 cannot hold exactly.
+  // A logit that bf16 cannot hold exactly: named at its own line, row and column.
   std::string inexact = good;
   auto p = inexact.find("0x1p+0 -inf");
   inexact.replace(p, 6, "0x1.001p+0");
-  expect_error(inexact, "case", "");
+  expect_error(inexact, "logits", "row 0 column 0: '0x1.001p+0' is not exactly representable in bf16");
+  try {
+    parse_corpus_entry(inexact, "t.case");
+  } catch (const CorpusError& e) {
+    const int row0_line = 1 + static_cast<int>(std::count(inexact.begin(), inexact.begin() + p, '\n'));
+    EXPECT_EQ(e.line(), row0_line) << e.what();
+  }
+  std::string inexact_row1 = good;
+  p = inexact_row1.find("-0x1p+1");
+  inexact_row1.replace(p, 7, "-0x1.0001p+1");
+  expect_error(inexact_row1, "logits", "row 1 column 2");
   // Missing a required field.
   expect_error(replace_line(good, "k ", "# no k"), "logits", "'k'");
+}
+
+TEST(Corpus, ByteOrderMarkIsNamed) {
+  const std::string good = format_corpus_entry(sample_entry());
+  expect_error("\xEF\xBB\xBF" + good, "header", "byte order mark (BOM");
+  try {
+    parse_corpus_entry("\xEF\xBB\xBF" + good, "t.case");
+  } catch (const CorpusError& e) {
+    EXPECT_EQ(e.line(), 1);
+    EXPECT_EQ(std::string(e.what()).find("\xEF\xBB\xBF"), std::string::npos) << "the invisible BOM is echoed";
+  }
+  EXPECT_TRUE(has_utf8_bom("\xEF\xBB\xBFx"));
+  EXPECT_FALSE(has_utf8_bom("\xEF\xBB"));
+  EXPECT_FALSE(has_utf8_bom(good));
+}
+
+TEST(Corpus, LongValuesAreShortenedInMessages) {
+  const std::string good = format_corpus_entry(sample_entry());
+  const std::string huge(5 * 1024 * 1024, 'x');
+  for (const auto& [line, field] : {std::make_pair("dtype ", "dtype"), std::make_pair("T ", "T"),
+                                    std::make_pair("seed ", "seed"), std::make_pair("layout ", "layout")}) {
+    try {
+      parse_corpus_entry(replace_line(good, line, std::string(line) + huge), "t.case");
+      ADD_FAILURE() << field << ": accepted";
+    } catch (const CorpusError& e) {
+      EXPECT_EQ(e.field(), field);
+      EXPECT_LT(std::string(e.what()).size(), 300u) << field;
+      EXPECT_NE(std::string(e.what()).find("... (5242880 bytes)"), std::string::npos) << e.what();
+    }
+  }
+  // Single-word fields that a replay would echo (unknown target, unknown mutant) are bounded.
+  for (const auto& [line, field] : {std::make_pair("target ", "target"), std::make_pair("mutant ", "mutant")}) {
+    try {
+      parse_corpus_entry(replace_line(good, line, std::string(line) + huge), "t.case");
+      ADD_FAILURE() << field << ": accepted";
+    } catch (const CorpusError& e) {
+      EXPECT_EQ(e.field(), field);
+      EXPECT_NE(std::string(e.what()).find("is longer than 4096 bytes"), std::string::npos) << e.what();
+      EXPECT_LT(std::string(e.what()).size(), 300u);
+    }
+  }
+  // A 5 MB logit token and a 5 MB unknown field name.
+  std::string bad_logit = good;
+  bad_logit.replace(bad_logit.find("0x1p+0 -inf"), 6, huge);
+  std::string bad_field = replace_line(good, "target ", huge + " 1");
+  for (const std::string& text : {bad_logit, bad_field}) {
+    try {
+      parse_corpus_entry(text, "t.case");
+      ADD_FAILURE() << "accepted";
+    } catch (const CorpusError& e) {
+      EXPECT_LT(std::string(e.what()).size(), 300u) << std::string(e.what()).substr(0, 300);
+    }
+  }
+  // quote_value: short values whole, long ones cut at a character boundary, invisible bytes spelled out.
+  EXPECT_EQ(quote_value("f64"), "'f64'");
+  EXPECT_EQ(quote_value(std::string(64, 'a')), "'" + std::string(64, 'a') + "'");
+  EXPECT_EQ(quote_value(std::string(65, 'a')), "'" + std::string(64, 'a') + "'... (65 bytes)");
+  const std::string euros = std::string(63, 'a') + "\xE2\x82\xAC\xE2\x82\xAC";  // 63 + two 3-byte characters
+  EXPECT_EQ(quote_value(euros), "'" + std::string(63, 'a') + "'... (69 bytes)");
+  EXPECT_EQ(quote_value("\xEF\xBB\xBFmoecheck\x01"), "'\\xEF\\xBB\\xBFmoecheck\\x01'");
 }
 
 TEST(Corpus, WriterIsAtomicAndNeverOverwrites) {

@@ -1,6 +1,7 @@
 # Harness core: corpus format, shrinking, campaigns, replay; CLI behaviour.
 moecheck_add_test(corpus_test SOURCES corpus_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
-moecheck_add_test(campaign_test SOURCES campaign_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
+moecheck_add_test(campaign_test SOURCES campaign_test.cpp LIBS moecheck::harness_core moecheck::reports rapidcheck
+                  LABELS quick)
 # Write-once corpus files (racing threads and processes) and the kill matrix.
 moecheck_add_test(write_once_test SOURCES write_once_test.cpp LIBS moecheck::harness_core LABELS quick)
 moecheck_add_test(mutation_test SOURCES mutation_test.cpp LIBS moecheck::harness_core LABELS quick)
@@ -27,14 +28,60 @@ moecheck_cli_test(bad_mutant "unknown kernel mutant" "fuzz|--target|kernel:auto|
 moecheck_cli_test(bad_dtype "unknown dtype" "fuzz|--dtypes|f64|--cases|1")
 moecheck_cli_test(missing_corpus "no such file" "replay|/nonexistent/corpus.case")
 moecheck_cli_test(no_subcommand "subcommand" "")
+# Flag values: nothing is wrapped, saturated, silently defaulted or let through (NaN, empty
+# list entries); each is exit 2 naming the flag and the value, and a range message never
+# prints the digits of DBL_MAX. "--cases 1" keeps a run that wrongly accepts the value short.
+function(moecheck_cli_flag_test name regex)
+  add_test(NAME cli_flag_${name} COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=2
+           -DREGEX=${regex} -DFORBID=1797693134862315 "-DARGS=${ARGN}"
+           -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
+  set_tests_properties(cli_flag_${name} PROPERTIES LABELS quick TIMEOUT 60)
+endfunction()
+set(_fz "fuzz|--target|reference|--no-progress|--corpus|${CMAKE_BINARY_DIR}/flag-corpus")
+moecheck_cli_flag_test(seconds_nan "--seconds: 'nan' is out of range" "${_fz}|--seconds|nan|--cases|1")
+moecheck_cli_flag_test(seconds_inf "--seconds: 'inf' is out of range" "${_fz}|--seconds|inf")
+moecheck_cli_flag_test(seconds_huge "--seconds: '1e400' is out of range" "${_fz}|--seconds|1e400")
+moecheck_cli_flag_test(seconds_negative "--seconds: '-1' is out of range" "${_fz}|--seconds|-1")
+moecheck_cli_flag_test(seconds_zero "--seconds: '0' is out of range.*default 60 s" "${_fz}|--seconds|0|--cases|1")
+moecheck_cli_flag_test(cases_zero "--cases: '0' is out of range" "${_fz}|--cases|0|--seconds|1")
+moecheck_cli_flag_test(cases_overflow "--cases: '99999999999999999999' is out of range"
+                       "${_fz}|--cases|99999999999999999999|--seconds|1")
+moecheck_cli_flag_test(first_case_overflow "--first-case: '18446744073709551615' is out of range"
+                       "${_fz}|--first-case|18446744073709551615|--cases|1")
+moecheck_cli_flag_test(first_case_other_shard "--first-case 3: .*shard 0/2" "${_fz}|--first-case|3|--shard|0/2|--cases|1")
+moecheck_cli_flag_test(seed_negative "--seed: '-1' is not a seed" "${_fz}|--seed|-1|--cases|1")
+moecheck_cli_flag_test(seed_overflow "--seed: '18446744073709551616' is out of range"
+                       "${_fz}|--seed|18446744073709551616|--cases|1")
+moecheck_cli_flag_test(max_failures_negative "--max-failures: '-1' is not an integer" "${_fz}|--max-failures|-1|--cases|1")
+moecheck_cli_flag_test(dtypes_empty "--dtypes: empty list" "${_fz}|--dtypes|<empty>|--cases|1")
+moecheck_cli_flag_test(dtypes_empty_entry "--dtypes: 'f32,,bf16' has an empty entry" "${_fz}|--dtypes|f32,,bf16|--cases|1")
+moecheck_cli_flag_test(families_empty_entry "--families: 'gemma4,' has an empty entry" "${_fz}|--families|gemma4,|--cases|1")
+moecheck_cli_flag_test(substitution_cases_overflow "--cases: 5000000000 is out of range"
+                       "fuzz|--target|substitution|--cases|5000000000")
+moecheck_cli_flag_test(substitution_seed_negative "--seed: '-1' is not a seed"
+                       "substitution|--seed|-1|--cases|1|--variant|correct|--property|restoration|--mode|rebind|--corpus|<empty>")
+moecheck_cli_flag_test(substitution_cases_nan "--cases: 'nan' is not an integer" "substitution|--cases|nan")
+moecheck_cli_flag_test(mutants_cases_overflow "--cases: '99999999999999999999' is out of range"
+                       "mutants|--list|--cases|99999999999999999999")
+moecheck_cli_flag_test(mutants_seed_negative "--seed: '-1' is not a seed" "mutants|--list|--seed|-1")
+moecheck_cli_flag_test(bench_repetitions "--repetitions: '1e400' is not an integer" "bench|--repetitions|1e400")
+string(ASCII 239 187 191 _bom)
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/bom.case "${_bom}moecheck-case 1\n")
+moecheck_cli_test(case_bom "bom.case:1: field 'header': the file starts with a UTF-8 byte order mark \\(BOM"
+                  "replay|${CMAKE_CURRENT_BINARY_DIR}/bom.case")
 add_test(NAME cli_version COMMAND moecheck --version)
 set_tests_properties(cli_version PROPERTIES LABELS quick PASS_REGULAR_EXPRESSION "moecheck [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit")
 # A short real campaign through the CLI on the kernel host emulation (must find nothing).
-add_test(NAME cli_fuzz_smoke COMMAND moecheck fuzz --target kernel:auto --cases 400 --seed 11 --no-progress
-         --corpus ${CMAKE_BINARY_DIR}/smoke-corpus --json ${CMAKE_BINARY_DIR}/smoke.json)
+add_test(NAME cli_fuzz_smoke COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=0
+         "-DREGEX=cases 400, rows [0-9]+, skipped 0,"
+         "-DARGS=fuzz|--target|kernel:auto|--cases|400|--seed|11|--no-progress|--corpus|${CMAKE_BINARY_DIR}/smoke-corpus|--json|${CMAKE_BINARY_DIR}/smoke.json"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
 set_tests_properties(cli_fuzz_smoke PROPERTIES LABELS quick TIMEOUT 300)
-add_test(NAME cli_fuzz_composite COMMAND moecheck fuzz --target composite --cases 300 --seed 12 --no-progress
-         --max-T 64 --corpus ${CMAKE_BINARY_DIR}/smoke-corpus)
+# Campaigns draw only what their target runs: nothing is skipped.
+add_test(NAME cli_fuzz_composite COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=0
+         "-DREGEX=skipped 0,.*drawing only what composite runs: no families sigmoid_grouped"
+         "-DARGS=fuzz|--target|composite|--cases|300|--seed|12|--no-progress|--max-T|64|--corpus|${CMAKE_BINARY_DIR}/smoke-corpus"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
 set_tests_properties(cli_fuzz_composite PROPERTIES LABELS quick TIMEOUT 300)
 
 # CPU harness throughput (Google Benchmark; compared with the Python anchor by scripts/throughput.sh).
@@ -46,9 +93,10 @@ add_test(NAME cli_mutants_cpu COMMAND moecheck mutants --device cpu --cases 600
 set_tests_properties(cli_mutants_cpu PROPERTIES LABELS quick TIMEOUT 900)
 # Plugins through the C ABI: the example plugin survives a campaign; the broken one is caught,
 # shrunk and saved (exit 1), its crash contained.
-add_test(NAME cli_fuzz_example_plugin
-         COMMAND moecheck fuzz --plugin $<TARGET_FILE:moecheck_example_plugin> --cases 400 --seed 5 --no-progress
-                 --corpus ${CMAKE_BINARY_DIR}/plugin-corpus)
+add_test(NAME cli_fuzz_example_plugin COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=0
+         "-DREGEX=cases 400, rows [0-9]+, skipped 0,"
+         "-DARGS=fuzz|--plugin|$<TARGET_FILE:moecheck_example_plugin>|--cases|400|--seed|5|--no-progress|--corpus|${CMAKE_BINARY_DIR}/plugin-corpus"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
 set_tests_properties(cli_fuzz_example_plugin PROPERTIES LABELS quick TIMEOUT 300)
 add_test(NAME cli_fuzz_broken_plugin COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=1
          "-DREGEX=shrunk T=1 E=9 "

@@ -521,9 +521,10 @@ TEST(Campaign, ListsFailuresAndUncoveredClasses) {
   EXPECT_EQ(html.find("<img src=x"), std::string::npos);
   EXPECT_EQ(html.find("<b>bold</b>"), std::string::npos);
   EXPECT_NE(html.find("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quoted&quot;"), std::string::npos);
-  // Coverage: T>65535 and negative-scale were never generated.
+  // Coverage of the document's own expected_classes: T>=65536 and negative-scale were never generated.
   EXPECT_EQ(count_of(html, ">not covered<"), 2u);
-  EXPECT_NE(html.find("T&gt;65535</span><span>not covered"), std::string::npos);
+  EXPECT_NE(html.find("T&gt;=65536</span><span>not covered"), std::string::npos);
+  EXPECT_NE(html.find("dtype=bf16</span><b>16,072</b>"), std::string::npos);
   EXPECT_NE(html.find("negative-scale</span><span>not covered"), std::string::npos);
   EXPECT_NE(html.find("17 of 19 expected classes covered"), std::string::npos);
   // Summary numbers.
@@ -540,7 +541,13 @@ TEST(Campaign, CleanRunAndSchemaErrors) {
   EXPECT_NE(html.find("19 of 19 expected classes covered"), std::string::npos);
   EXPECT_EQ(html.find(">not covered<"), std::string::npos);
   EXPECT_NE(html.find("interrupted before its budget"), std::string::npos);
-  EXPECT_EQ(mr::expected_campaign_classes().size(), 19u);
+  // Without "expected_classes" the page makes no coverage claim (and marks nothing "not covered").
+  json no_list = c;
+  no_list.erase("expected_classes");
+  const std::string bare = mr::render_campaign_html(no_list);
+  EXPECT_NE(bare.find("lists no expected classes"), std::string::npos);
+  EXPECT_EQ(bare.find("expected classes covered"), std::string::npos);
+  EXPECT_EQ(bare.find(">not covered<"), std::string::npos);
 
   json wrong = c;
   wrong["schema"] = "moecheck-campaign/2";

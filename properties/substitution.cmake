@@ -40,5 +40,14 @@ file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/malformed.subst
      "moecheck-substitution 1\nvariant capture_handle\nsede 1\nend\n")
 moecheck_cli_test(substitution_bad_variant "unknown module variant 'bogus'" "substitution|--variant|bogus")
 moecheck_cli_test(substitution_missing_file "no such file" "substitution|--replay|/nonexistent/x.subst")
+# A byte order mark is named (and not echoed invisibly); a long bad value is shortened.
+string(ASCII 239 187 191 _bom)
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/bom.subst "${_bom}moecheck-substitution 1\nvariant correct\nend\n")
+string(REPEAT "x" 100000 _long)
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/long-value.subst "moecheck-substitution 1\nvariant ${_long}\nend\n")
+moecheck_cli_test(substitution_bom "bom.subst:1: field 'header': the file starts with a UTF-8 byte order mark \\(BOM"
+                  "substitution|--replay|${CMAKE_CURRENT_BINARY_DIR}/bom.subst")
+moecheck_cli_test(substitution_long_value "unknown module variant 'x+'[.][.][.] [(]100000 bytes[)]"
+                  "substitution|--replay|${CMAKE_CURRENT_BINARY_DIR}/long-value.subst")
 moecheck_cli_test(substitution_malformed "malformed.subst:3: field 'sede': unknown field"
                   "substitution|--replay|${CMAKE_CURRENT_BINARY_DIR}/malformed.subst")

@@ -45,10 +45,6 @@ bool chartjs_embedded();
 /// Schema tag a campaign results document must carry in its "schema" field.
 inline constexpr const char* kCampaignSchema = "moecheck-campaign/1";
 
-/// The edge-case classes every campaign is expected to exercise, in display order. The
-/// campaign page marks each one as covered (with its case count) or "not covered".
-const std::vector<std::string>& expected_campaign_classes();
-
 /// Reads a campaign results file and checks that it is a JSON object whose "schema" is
 /// kCampaignSchema. Throws std::runtime_error naming the file (and the field) when the
 /// file cannot be read, is not valid JSON, or carries another schema.
@@ -56,7 +52,9 @@ nlohmann::json load_campaign(const std::string& path);
 
 /// Renders a campaign results document as a self-contained HTML page: summary (target,
 /// device, seed, shard, duration, cases, rows, cases/s, rows/s, failures), cases by class
-/// (table with bars), coverage of expected_campaign_classes(), and the failures table
+/// (table with bars), coverage of the classes listed in the document's "expected_classes"
+/// (written by the campaign from the case classifier: each marked covered with its count from
+/// "classes", or "not covered"; no coverage verdict when the list is absent), and the failures table
 /// (signature, check, message, shrunk and original shape, corpus file, copyable replay
 /// command). Every string taken from the document is HTML-escaped. Missing optional
 /// fields render as an em dash. Throws std::runtime_error when `campaign` is not an object

@@ -1,5 +1,9 @@
 #include "harness/cli/commands.hpp"
 
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/core/campaign.hpp"
+#include "harness/core/corpus.hpp"
 #include "harness/core/mutation.hpp"
 #include "harness/torch/module_mutation.hpp"
 #include "harness/torch/torch_targets.hpp"
@@ -22,16 +27,6 @@ namespace fs = std::filesystem;
 
 namespace moecheck::cli {
 namespace {
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
 
 std::string xml_escape(const std::string& s) { return reports::html_escape(s); }
 
@@ -52,28 +47,94 @@ fs::path exe_dir(const char* argv0) {
 
 }  // namespace
 
+CLI::Validator integer_in(std::int64_t lo, std::int64_t hi) {
+  const std::string range = "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+  return CLI::Validator(
+      [lo, hi, range](std::string& text) -> std::string {
+        const bool neg = !text.empty() && text[0] == '-' && lo < 0;
+        const std::size_t first = neg ? 1 : 0;
+        bool digits = text.size() > first;
+        for (std::size_t i = first; i < text.size(); ++i) digits = digits && text[i] >= '0' && text[i] <= '9';
+        if (!digits) return quote_value(text) + " is not " + range;
+        errno = 0;
+        const long long v = std::strtoll(text.c_str(), nullptr, 10);
+        if (errno == ERANGE || v < lo || v > hi) return quote_value(text) + " is out of range: expected " + range;
+        text = std::to_string(v);  // canonical decimal: CLI11 would read a leading 0 as octal
+        return {};
+      },
+      hi < 1000000000 ? "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]" : ">= " + std::to_string(lo));
+}
+
+CLI::Validator seed_value() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const bool hex = text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+        bool ok = !text.empty();
+        for (std::size_t i = hex ? 2 : 0; i < text.size(); ++i) {
+          ok = ok && (hex ? std::isxdigit(static_cast<unsigned char>(text[i])) != 0 : text[i] >= '0' && text[i] <= '9');
+        }
+        if (!ok) return quote_value(text) + " is not a seed: expected a decimal or 0x-hexadecimal integer from 0 to 2^64 - 1";
+        errno = 0;
+        const unsigned long long v = std::strtoull(text.c_str(), nullptr, hex ? 16 : 10);
+        if (errno == ERANGE) return quote_value(text) + " is out of range: a seed is at most 2^64 - 1 = 18446744073709551615";
+        text = std::to_string(v);  // canonical decimal: CLI11 would read a leading 0 as octal
+        return {};
+      },
+      "SEED");
+}
+
+CLI::Validator positive_seconds() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const std::string want = "expected a finite number of seconds > 0 and <= 1e9";
+        errno = 0;
+        char* end = nullptr;
+        const double v = text.empty() ? 0.0 : std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size()) return quote_value(text) + " is not a number: " + want;
+        if (!std::isfinite(v) || errno == ERANGE || v <= 0 || v > kMaxSeconds) {
+          return quote_value(text) + " is out of range: " + want +
+                 (v == 0 ? " (leave out --seconds and --cases for the default 60 s budget)" : "");
+        }
+        return {};
+      },
+      "SECONDS");
+}
+
+std::vector<std::string> split_flag_list(const std::string& flag, const std::string& list) {
+  if (list.empty()) throw CLI::ValidationError(flag, "empty list");
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t comma = list.find(',', start);
+    const std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (item.empty()) throw CLI::ValidationError(flag, quote_value(list) + " has an empty entry");
+    out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 void apply_generator_lists(const std::string& dtypes, const std::string& families, GenConfig& gen) {
   if (!dtypes.empty()) {
     gen.dtypes.clear();
-    for (const auto& d : split_list(dtypes)) {
+    for (const auto& d : split_flag_list("--dtypes", dtypes)) {
       DType v;
-      if (!parse_dtype(d, &v)) throw CLI::ValidationError("--dtypes", "unknown dtype '" + d + "' (f32, f16, bf16)");
+      if (!parse_dtype(d, &v)) throw CLI::ValidationError("--dtypes", "unknown dtype " + quote_value(d) + " (f32, f16, bf16)");
       gen.dtypes.push_back(v);
     }
-    if (gen.dtypes.empty()) throw CLI::ValidationError("--dtypes", "empty list");
   }
   if (!families.empty()) {
     gen.families.clear();
-    for (const auto& f : split_list(families)) {
+    for (const auto& f : split_flag_list("--families", families)) {
       Family v;
       if (!parse_family(f, &v)) {
-        throw CLI::ValidationError("--families", "unknown routing family '" + f +
-                                                     "' (gemma4, softmax_topk, softmax_topk_raw, "
+        throw CLI::ValidationError("--families", "unknown routing family " + quote_value(f) +
+                                                     " (gemma4, softmax_topk, softmax_topk_raw, "
                                                      "sigmoid_grouped, sigmoid_top1)");
       }
       gen.families.push_back(v);
     }
-    if (gen.families.empty()) throw CLI::ValidationError("--families", "empty list");
   }
 }
 
@@ -122,8 +183,10 @@ int report_replay(const std::vector<ReplayResult>& results, const std::string& j
 
 void add_mutants_options(CLI::App* app, MutantsCliOptions& o) {
   app->add_flag("--list", o.list, "List the mutant catalog and exit");
-  app->add_option("--cases", o.cases, "Case budget per mutant")->check(CLI::PositiveNumber)->capture_default_str();
-  app->add_option("--seed", o.seed, "Campaign seed")->capture_default_str();
+  app->add_option("--cases", o.cases, "Case budget per mutant")
+      ->transform(integer_in(1, kMaxCampaignCases))
+      ->capture_default_str();
+  app->add_option("--seed", o.seed, "Campaign seed")->transform(seed_value())->capture_default_str();
   app->add_option("--device", o.device, "cpu, cuda or auto (GPU-only mutants need cuda)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
@@ -231,7 +294,7 @@ void add_bench_options(CLI::App* app, BenchCliOptions& o) {
   app->add_option("-o,--output", o.output, "Benchmark JSON output")->capture_default_str();
   app->add_option("--filter", o.filter, "Benchmark name regex");
   app->add_option("--repetitions", o.repetitions, "Repetitions per benchmark (medians are reported)")
-      ->check(CLI::Range(1, 100))
+      ->transform(integer_in(1, 100))
       ->capture_default_str();
   app->add_option("extra", o.extra, "Extra Google Benchmark flags (after --)");
 }

@@ -12,8 +12,28 @@
 
 namespace moecheck::cli {
 
-/// Applies "--dtypes f32,bf16" and "--families gemma4,softmax_topk" to a generator config.
-/// Throws CLI::ValidationError naming the bad entry.
+// ---- flag values ------------------------------------------------------------------------
+// CLI11 validators run on a flag's text before it is converted: these reject what the
+// conversion would otherwise wrap (-1 into an unsigned seed), saturate (a count beyond
+// 2^63 - 1) or let through (nan, inf), with a message naming the value (shortened when long).
+
+/// A decimal integer in [lo, hi]: digits only (a leading '-' only when lo < 0), no overflow.
+/// Rewrites the text to canonical decimal, so use it with Option::transform.
+CLI::Validator integer_in(std::int64_t lo, std::int64_t hi);
+/// A 64-bit seed: a decimal or 0x-hexadecimal integer in [0, 2^64 - 1]. Rewrites the text to
+/// decimal (Option::transform).
+CLI::Validator seed_value();
+/// A finite number of seconds, > 0 and at most 1e9 (about 31 years).
+CLI::Validator positive_seconds();
+/// Largest --seconds accepted (positive_seconds).
+constexpr double kMaxSeconds = 1e9;
+
+/// Splits a comma list given to `flag`. Throws CLI::ValidationError naming the flag for an
+/// empty list or an empty entry ("f32,,bf16").
+std::vector<std::string> split_flag_list(const std::string& flag, const std::string& list);
+
+/// Applies "--dtypes f32,bf16" and "--families gemma4,softmax_topk" to a generator config; an
+/// empty string leaves that list as it is. Throws CLI::ValidationError naming the bad entry.
 void apply_generator_lists(const std::string& dtypes, const std::string& families, GenConfig& gen);
 
 /// Prints replay results, writes JSON/JUnit when asked; returns 0 iff every entry matched.

@@ -315,9 +315,9 @@ void add_substitution_options(CLI::App* app, SubstitutionCliOptions& o) {
       ->check(validator([](const std::string& s) { parse_dtype_or_throw(s); }, "DTYPE"))
       ->capture_default_str();
   app->add_option("--cases", o.cases, "Passing cases required per (variant, property, mode)")
-      ->check(CLI::Range(1, 100000000))
+      ->transform(integer_in(1, 100000000))
       ->capture_default_str();
-  app->add_option("--seed", o.seed, "RapidCheck seed")->capture_default_str();
+  app->add_option("--seed", o.seed, "RapidCheck seed")->transform(seed_value())->capture_default_str();
   app->add_option("--corpus", o.corpus_dir, "Folder where shrunk counterexamples are saved as *.subst (\"\" = none)")
       ->capture_default_str();
   app->add_option("--json", o.json, "Write the results as JSON here");

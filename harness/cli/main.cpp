@@ -77,11 +77,15 @@ int run(int argc, char** argv) {
   fuzz->add_option("--mutant", fz_mutant, "Planted-bug variant of the target (see `moecheck mutants --list`)")
       ->capture_default_str();
   fuzz->add_option("--plugin", fz_plugin, "Shorthand for --target plugin:<path>")->excludes("--target");
-  fuzz->add_option("--seed", fz.seed, "Campaign seed")->capture_default_str();
-  fuzz->add_option("--seconds", fz.seconds, "Time budget in seconds")->check(CLI::NonNegativeNumber);
-  fuzz->add_option("--cases", fz.max_cases, "Case budget for this shard")->check(CLI::NonNegativeNumber);
+  fuzz->add_option("--seed", fz.seed, "Campaign seed (decimal or 0x-hex, 0 to 2^64 - 1)")
+      ->transform(seed_value())
+      ->capture_default_str();
+  fuzz->add_option("--seconds", fz.seconds, "Time budget in seconds (> 0; default 60 when no --cases)")
+      ->check(positive_seconds());
+  fuzz->add_option("--cases", fz.max_cases, "Case budget for this shard (>= 1)")
+      ->transform(integer_in(1, kMaxCampaignCases));
   fuzz->add_option("--first-case", fz_first, "Start at this global case index (replays one case with --cases 1)")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(integer_in(0, kMaxCaseIndex));
   fuzz->add_option("--shard", fz_shard, "Run shard i of n (case j belongs to shard j % n)")->capture_default_str();
   fuzz->add_option("--corpus", fz.corpus_dir, "Folder where shrunk failures are saved")->capture_default_str();
   fuzz->add_option("--json", fz.results_json, "Write campaign results JSON here");
@@ -89,10 +93,11 @@ int run(int argc, char** argv) {
   fuzz->add_option("--state", fz.state_file, "Resume state file (written on exit and every 5 s)");
   fuzz->add_flag("--resume", fz.resume, "Continue the campaign recorded in --state");
   fuzz->add_option("--max-failures", fz.max_failures, "Stop after this many unique failures (0 = never)")
+      ->transform(integer_in(0, 1000000))
       ->capture_default_str();
-  fuzz->add_option("--max-T", fz.gen.max_T, "Largest T generated")->check(CLI::Range(0, 1 << 22))->capture_default_str();
-  fuzz->add_option("--max-E", fz.gen.max_E, "Largest E generated")->check(CLI::Range(1, 4096))->capture_default_str();
-  fuzz->add_option("--max-k", fz.gen.max_k, "Largest k generated")->check(CLI::Range(1, 4096))->capture_default_str();
+  fuzz->add_option("--max-T", fz.gen.max_T, "Largest T generated")->transform(integer_in(0, 1 << 22))->capture_default_str();
+  fuzz->add_option("--max-E", fz.gen.max_E, "Largest E generated")->transform(integer_in(1, 4096))->capture_default_str();
+  fuzz->add_option("--max-k", fz.gen.max_k, "Largest k generated")->transform(integer_in(1, 4096))->capture_default_str();
   fuzz->add_option("--dtypes", fz_dtypes, "Comma-separated dtypes (f32,f16,bf16)")->capture_default_str();
   fuzz->add_option("--families", fz_families, "Comma-separated routing families (default: all the target supports)");
   fuzz->add_flag("--no-progress", fz_no_progress, "No progress line");
@@ -146,11 +151,17 @@ int run(int argc, char** argv) {
     if (fuzz->parsed()) {
       parse_shard(fz_shard, &fz.shard_index, &fz.shard_count);
       fz.progress = !fz_no_progress;
+      if (fuzz->count("--dtypes") && fz_dtypes.empty()) throw CLI::ValidationError("--dtypes", "empty list");
+      if (fuzz->count("--families") && fz_families.empty()) throw CLI::ValidationError("--families", "empty list");
       apply_generator_lists(fz_dtypes, fz_families, fz.gen);
       if (fz.seconds <= 0 && fz.max_cases <= 0) fz.seconds = 60;  // default budget
       if (!fz_plugin.empty()) fz_target = "plugin:" + fz_plugin;
       const std::string spec = resolve_target(fz_target, fz_device);
       if (spec == "substitution") {
+        if (fz.max_cases > 100000000) {
+          throw CLI::ValidationError("--cases", std::to_string(fz.max_cases) +
+                                                    " is out of range: the substitution target takes 1 to 100000000");
+        }
         sub_from_fuzz.seed = fz.seed;
         sub_from_fuzz.device = fz_device == "auto" ? "auto" : fz_device;
         sub_from_fuzz.cases = fz.max_cases > 0 ? static_cast<int>(fz.max_cases) : 100;

@@ -1,7 +1,10 @@
 #include "harness/core/campaign.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
+#include <limits>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -12,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -111,50 +115,118 @@ void restore_state(const std::string& path, CampaignResult& r) {
   } catch (const std::exception& e) {
     throw std::invalid_argument("--resume: state file '" + path + "' is not valid JSON: " + e.what());
   }
-  auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!j.contains(key)) throw std::invalid_argument("--resume: state file '" + path + "' lacks '" + key + "'");
-    return j.at(key);
+  const auto bad = [&](const std::string& key, const std::string& why) {
+    return std::invalid_argument("--resume: state file '" + path + "': field '" + key + "' " + why);
   };
-  if (need("schema") != "moecheck-campaign-state/1") {
+  if (!j.is_object()) throw std::invalid_argument("--resume: state file '" + path + "' is not a JSON object");
+  auto need = [&](const nlohmann::json& obj, const char* key) -> const nlohmann::json& {
+    if (!obj.is_object() || !obj.contains(key)) throw bad(key, "is missing");
+    return obj.at(key);
+  };
+  // Integers in [lo, hi]; anything else (a string, a fraction, -5) names the field.
+  auto integer = [&](const nlohmann::json& obj, const char* key, std::int64_t lo, std::int64_t hi,
+                     const std::string& parent = "") {
+    const std::string name = parent.empty() ? std::string(key) : parent + "." + key;
+    if (!obj.is_object() || !obj.contains(key)) throw bad(name, "is missing");
+    const nlohmann::json& v = obj.at(key);
+    if (!v.is_number_integer()) throw bad(name, "must be an integer, got " + quote_value(v.dump()));
+    const bool inside = v.is_number_unsigned()
+                            ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(hi) &&
+                                  static_cast<std::int64_t>(v.get<std::uint64_t>()) >= lo
+                            : v.get<std::int64_t>() >= lo && v.get<std::int64_t>() <= hi;
+    if (!inside) {
+      throw bad(name, "is " + quote_value(v.dump()) + ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    }
+    return v.get<std::int64_t>();
+  };
+  auto text = [&](const nlohmann::json& obj, const char* key) {
+    const nlohmann::json& v = need(obj, key);
+    if (!v.is_string()) throw bad(key, "must be a string, got " + quote_value(v.dump()));
+    return v.get<std::string>();
+  };
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  if (text(j, "schema") != "moecheck-campaign-state/1") {
     throw std::invalid_argument("--resume: '" + path + "' is not a moecheck campaign state file");
   }
-  if (need("target").get<std::string>() != r.target || need("seed").get<std::uint64_t>() != r.seed ||
-      need("shard").at("index").get<int>() != r.shard_index ||
-      need("shard").at("count").get<int>() != r.shard_count ||
-      j.value("mutant", std::string("none")) != r.mutant) {
+  const nlohmann::json& seed = need(j, "seed");
+  if (!seed.is_number_unsigned() && !(seed.is_number_integer() && seed.get<std::int64_t>() >= 0)) {
+    throw bad("seed", "must be an unsigned integer, got " + quote_value(seed.dump()));
+  }
+  const nlohmann::json& shard = need(j, "shard");
+  if (text(j, "target") != r.target || seed.get<std::uint64_t>() != r.seed ||
+      integer(shard, "index", 0, kMax, "shard") != r.shard_index ||
+      integer(shard, "count", 1, kMax, "shard") != r.shard_count ||
+      (j.contains("mutant") ? text(j, "mutant") : std::string("none")) != r.mutant) {
     throw std::invalid_argument("--resume: state file '" + path +
                                 "' belongs to another campaign (target/seed/shard/mutant differ)");
   }
-  r.next_index = need("next_index").get<std::int64_t>();
-  r.cases = need("cases").get<std::int64_t>();
-  r.rows = need("rows").get<std::int64_t>();
-  r.skipped = j.value("skipped", std::int64_t{0});
-  r.duplicate_failures = j.value("duplicate_failures", std::int64_t{0});
-  r.elapsed_s = need("elapsed_s").get<double>();
-  r.started = j.value("started", r.started);
-  for (auto& [k, v] : need("classes").items()) r.classes[k] = v.get<std::int64_t>();
-  for (const auto& f : need("failure_list")) {
-    FailureRecord rec;
-    rec.signature = f.at("signature");
-    rec.check = f.at("check");
-    rec.message = f.at("message");
-    rec.seed = f.at("seed");
-    rec.case_index = f.at("case_index");
-    rec.shrink_steps = f.at("shrink_steps");
-    rec.corpus_file = f.at("corpus_file");
-    rec.replay = f.at("replay");
-    auto shape = [](const nlohmann::json& s, RoutingCase& c) {
-      c.T = s.at("T");
-      c.E = s.at("E");
-      c.k = s.at("k");
-      parse_dtype(s.at("dtype").get<std::string>(), &c.dtype);
-      parse_layout(s.at("layout").get<std::string>(), &c.layout);
-      parse_family(s.at("family").get<std::string>(), &c.family);
-    };
-    shape(f.at("shrunk"), rec.shrunk);
-    shape(f.at("original"), rec.original);
-    r.failures.push_back(std::move(rec));
+  r.next_index = integer(j, "next_index", 0, kMaxCaseIndex);
+  if (r.next_index % r.shard_count != r.shard_index) {
+    throw bad("next_index", "is " + std::to_string(r.next_index) + ", not a case of shard " +
+                                std::to_string(r.shard_index) + "/" + std::to_string(r.shard_count));
   }
+  r.cases = integer(j, "cases", 0, kMax);
+  r.rows = integer(j, "rows", 0, kMax);
+  r.skipped = j.contains("skipped") ? integer(j, "skipped", 0, kMax) : 0;
+  r.duplicate_failures = j.contains("duplicate_failures") ? integer(j, "duplicate_failures", 0, kMax) : 0;
+  const nlohmann::json& elapsed = need(j, "elapsed_s");
+  if (!elapsed.is_number() || !(elapsed.get<double>() >= 0) || !std::isfinite(elapsed.get<double>())) {
+    throw bad("elapsed_s", "must be a finite number >= 0, got " + quote_value(elapsed.dump()));
+  }
+  r.elapsed_s = elapsed.get<double>();
+  if (j.contains("started")) r.started = text(j, "started");
+  const nlohmann::json& classes = need(j, "classes");
+  if (!classes.is_object()) throw bad("classes", "must be an object");
+  for (auto& [k, v] : classes.items()) r.classes[k] = integer(classes, k.c_str(), 0, kMax, "classes");
+  const nlohmann::json& list = need(j, "failure_list");
+  if (!list.is_array()) throw bad("failure_list", "must be an array");
+  try {
+    for (const auto& f : list) {
+      FailureRecord rec;
+      rec.signature = f.at("signature");
+      rec.check = f.at("check");
+      rec.message = f.at("message");
+      rec.seed = f.at("seed");
+      rec.case_index = f.at("case_index");
+      rec.shrink_steps = f.at("shrink_steps");
+      rec.corpus_file = f.at("corpus_file");
+      rec.replay = f.at("replay");
+      auto shape = [](const nlohmann::json& s, RoutingCase& c) {
+        c.T = s.at("T");
+        c.E = s.at("E");
+        c.k = s.at("k");
+        if (!parse_dtype(s.at("dtype").get<std::string>(), &c.dtype) ||
+            !parse_layout(s.at("layout").get<std::string>(), &c.layout) ||
+            !parse_family(s.at("family").get<std::string>(), &c.family)) {
+          throw std::invalid_argument("unknown dtype, layout or family");
+        }
+      };
+      shape(f.at("shrunk"), rec.shrunk);
+      shape(f.at("original"), rec.original);
+      r.failures.push_back(std::move(rec));
+    }
+  } catch (const std::exception& e) {  // nlohmann type/out-of-range errors and the above
+    throw bad("failure_list", std::string("has a malformed entry: ") + e.what());
+  }
+}
+
+/// The fuzz flags that reproduce `g`'s choices where they differ from the defaults (part of
+/// a `--first-case` replay line).
+std::string generator_flags(const GenConfig& g) {
+  const GenConfig def;
+  std::string out;
+  if (!g.dtypes.empty()) {
+    out += " --dtypes ";
+    for (std::size_t i = 0; i < g.dtypes.size(); ++i) out += (i ? "," : "") + std::string(dtype_name(g.dtypes[i]));
+  }
+  if (!g.families.empty()) {
+    out += " --families ";
+    for (std::size_t i = 0; i < g.families.size(); ++i) out += (i ? "," : "") + std::string(family_name(g.families[i]));
+  }
+  if (g.max_T != def.max_T) out += " --max-T " + std::to_string(g.max_T);
+  if (g.max_E != def.max_E) out += " --max-E " + std::to_string(g.max_E);
+  if (g.max_k != def.max_k) out += " --max-k " + std::to_string(g.max_k);
+  return out;
 }
 
 std::string human(double v) {
@@ -183,6 +255,50 @@ std::string iso_time_now() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+GenConfig draw_config(const GenConfig& cfg, const Target& target, std::string* restriction) {
+  static const std::vector<DType> all_dtypes = {DType::f32, DType::f16, DType::bf16};
+  static const std::vector<Family> all_families = {Family::gemma4, Family::softmax_topk, Family::softmax_topk_raw,
+                                                   Family::sigmoid_grouped, Family::sigmoid_top1};
+  const Domain d = target.domain();
+  GenConfig out = cfg;
+  std::string note;
+  const auto add = [&](const std::string& s) { note += (note.empty() ? "" : "; ") + s; };
+  // Keeps the configured entries the domain allows, in the configured order.
+  const auto restrict = [&](const auto& configured, const auto& all, const auto& allowed, auto& result,
+                            const char* what, auto name) {
+    const auto& from = configured.empty() ? all : configured;
+    std::decay_t<decltype(from)> kept, dropped;
+    for (const auto& v : from) {
+      const bool ok = allowed.empty() || std::find(allowed.begin(), allowed.end(), v) != allowed.end();
+      (ok ? kept : dropped).push_back(v);
+    }
+    if (kept.empty()) {
+      std::string list;
+      for (const auto& v : allowed) list += (list.empty() ? "" : ", ") + std::string(name(v));
+      throw std::invalid_argument("target " + target.spec() + " runs none of the " + what + " to draw (it runs " +
+                                  list + ")");
+    }
+    if (!dropped.empty()) {
+      std::string list;
+      for (const auto& v : dropped) list += (list.empty() ? "" : ",") + std::string(name(v));
+      add(std::string("no ") + what + " " + list);
+    }
+    result = kept;  // the same choices in the same order as an empty ("all") list
+  };
+  restrict(cfg.families, all_families, d.families, out.families, "families", family_name);
+  restrict(cfg.dtypes, all_dtypes, d.dtypes, out.dtypes, "dtypes", dtype_name);
+  if (d.max_E > 0 && out.max_E > d.max_E) {
+    out.max_E = d.max_E;
+    add("E <= " + std::to_string(d.max_E));
+  }
+  if (d.max_k > 0 && out.max_k > d.max_k) {
+    out.max_k = d.max_k;
+    add("k <= " + std::to_string(d.max_k));
+  }
+  if (restriction) *restriction = note;
+  return out;
 }
 
 std::uint64_t case_seed(std::uint64_t campaign_seed, std::int64_t index) {
@@ -220,6 +336,16 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   if (opt.resume && opt.state_file.empty()) {
     throw std::invalid_argument("--resume needs --state FILE");
   }
+  if (!std::isfinite(opt.seconds) || opt.seconds < 0 || opt.max_cases < 0 || opt.max_cases > kMaxCampaignCases ||
+      opt.max_failures < 0) {
+    throw std::invalid_argument("campaign budget: need finite --seconds >= 0, 0 <= --cases <= 2^62 and "
+                                "--max-failures >= 0");
+  }
+  if (opt.first_index > kMaxCaseIndex || (opt.first_index >= 0 && opt.first_index % opt.shard_count != opt.shard_index)) {
+    throw std::invalid_argument("--first-case " + std::to_string(opt.first_index) + ": must be at most 2^62 and a case of shard " +
+                                std::to_string(opt.shard_index) + "/" + std::to_string(opt.shard_count) +
+                                " (case j belongs to shard j % n)");
+  }
   CampaignResult r;
   r.target = target.spec();
   r.mutant = target.mutant();
@@ -239,6 +365,11 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   }
   std::set<std::string> known;
   for (const auto& f : r.failures) known.insert(f.signature);
+  // Draw only what the target runs (skipping stays as the per-case safety net).
+  const GenConfig gen = draw_config(opt.gen, target, &r.restriction);
+  r.drawn = gen;
+  r.expected_classes = expected_case_classes(gen);
+  if (!r.restriction.empty()) log << "drawing only what " << target.spec() << " runs: " << r.restriction << "\n";
 
   g_stop = 0;
   const double elapsed_before = r.elapsed_s;
@@ -263,10 +394,11 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     if (opt.seconds > 0 && r.elapsed_s >= opt.seconds) break;
     if (opt.max_cases > 0 && r.cases + r.skipped >= opt.max_cases) break;
     if (opt.max_failures > 0 && static_cast<int>(r.failures.size()) >= opt.max_failures) break;
+    if (r.next_index > kMaxCaseIndex) break;  // the index space is spent
 
     const std::int64_t index = r.next_index;
     const std::uint64_t seed = case_seed(opt.seed, index);
-    RoutingCase c = generate_case(seed, opt.gen);
+    RoutingCase c = generate_case(seed, gen);
     r.next_index += opt.shard_count;
 
     Verdict v = evaluate(target, c, {});
@@ -320,8 +452,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
         rec.replay = "moecheck replay " + rec.corpus_file;
       } else {
         rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() +
-                     " --seed " + std::to_string(opt.seed) + " --first-case " + std::to_string(index) +
-                     " --cases 1";
+                     " --seed " + std::to_string(opt.seed) + generator_flags(opt.gen) + " --first-case " +
+                     std::to_string(index) + " --cases 1";
       }
       if (opt.progress) log << "\n";
       log << "FAIL [" << check << "] " << rec.message << "\n"
@@ -380,6 +512,12 @@ std::string campaign_json(const CampaignResult& r) {
   j["duplicate_failures"] = r.duplicate_failures;
   j["interrupted"] = r.interrupted;
   j["next_index"] = r.next_index;
+  nlohmann::json drawn_families = nlohmann::json::array(), drawn_dtypes = nlohmann::json::array();
+  for (Family f : r.drawn.families) drawn_families.push_back(family_name(f));
+  for (DType d : r.drawn.dtypes) drawn_dtypes.push_back(dtype_name(d));
+  j["generator"] = {{"families", drawn_families}, {"dtypes", drawn_dtypes}, {"max_T", r.drawn.max_T},
+                    {"max_E", r.drawn.max_E}, {"max_k", r.drawn.max_k}, {"restriction", r.restriction}};
+  j["expected_classes"] = r.expected_classes;
   j["classes"] = r.classes;
   nlohmann::json list = nlohmann::json::array();
   for (const auto& f : r.failures) list.push_back(failure_json(f, r));

@@ -14,6 +14,12 @@
 
 namespace moecheck {
 
+/// Largest global case index a campaign starts at or reaches (2^62): next_index plus a shard
+/// count never overflows.
+constexpr std::int64_t kMaxCaseIndex = std::int64_t{1} << 62;
+/// Largest case budget of one campaign.
+constexpr std::int64_t kMaxCampaignCases = kMaxCaseIndex;
+
 struct CampaignOptions {
   std::uint64_t seed = 1;          ///< campaign seed; case i uses case_seed(seed, i)
   double seconds = 0;              ///< wall-clock budget in seconds (0 = none)
@@ -65,9 +71,21 @@ struct CampaignResult {
   std::int64_t skipped = 0;        ///< cases outside the target's domain
   std::int64_t duplicate_failures = 0;  ///< failing cases whose signature was already known
   bool interrupted = false;
+  GenConfig drawn;                 ///< the generator config cases were drawn from (draw_config)
+  std::string restriction;         ///< what the target's domain removed from the configured draw
+  std::vector<std::string> expected_classes;  ///< expected_case_classes(drawn)
   std::map<std::string, std::int64_t> classes;
   std::vector<FailureRecord> failures;
 };
+
+/// The generator config a campaign of `target` draws from: `cfg` restricted to the target's
+/// Domain (families and dtypes intersected in cfg's order, max_E and max_k lowered to the
+/// target's limits), so no case is generated only to be skipped. Deterministic in (cfg, target):
+/// case j of a campaign is always generate_case(case_seed(seed, j), draw_config(cfg, target)),
+/// which keeps `--first-case j --cases 1` replays exact. `restriction` (optional) receives a
+/// description of what was removed ("" when nothing). Throws std::invalid_argument when the
+/// target runs none of the configured families or dtypes.
+GenConfig draw_config(const GenConfig& cfg, const Target& target, std::string* restriction = nullptr);
 
 /// Deterministic per-case seed: independent of shard layout, so shards partition one campaign.
 std::uint64_t case_seed(std::uint64_t campaign_seed, std::int64_t index);

@@ -96,21 +96,21 @@ class Parser {
     errno = 0;
     char* end = nullptr;
     long long v = std::strtoll(tok.c_str(), &end, 10);
-    if (end == tok.c_str() || *end != '\0') fail(field, "'" + tok + "' is not an integer");
+    if (end == tok.c_str() || *end != '\0') fail(field, quote_value(tok) + " is not an integer");
     if (errno == ERANGE || v < lo || v > hi) {
-      fail(field, "value " + tok + " is outside [" + std::to_string(lo) + ", " +
+      fail(field, "value " + quote_value(tok) + " is outside [" + std::to_string(lo) + ", " +
                       std::to_string(hi) + "]");
     }
     return v;
   }
 
   std::uint64_t parse_u64(const std::string& field, const std::string& tok) const {
-    if (tok.empty() || tok[0] == '-') fail(field, "'" + tok + "' is not an unsigned integer");
+    if (tok.empty() || tok[0] == '-') fail(field, quote_value(tok) + " is not an unsigned integer");
     errno = 0;
     char* end = nullptr;
     unsigned long long v = std::strtoull(tok.c_str(), &end, 0);
     if (end == tok.c_str() || *end != '\0' || errno == ERANGE) {
-      fail(field, "'" + tok + "' is not an unsigned 64-bit integer");
+      fail(field, quote_value(tok) + " is not an unsigned 64-bit integer");
     }
     return v;
   }
@@ -122,10 +122,10 @@ class Parser {
     errno = 0;
     char* end = nullptr;
     double d = std::strtod(tok.c_str(), &end);
-    if (end == tok.c_str() || *end != '\0') fail(field, "'" + tok + "' is not a number");
-    if (std::isnan(d) || std::isinf(d)) fail(field, "'" + tok + "': spell infinities/NaN as inf, -inf, nan");
+    if (end == tok.c_str() || *end != '\0') fail(field, quote_value(tok) + " is not a number");
+    if (std::isnan(d) || std::isinf(d)) fail(field, quote_value(tok) + ": spell infinities/NaN as inf, -inf, nan");
     float f = static_cast<float>(d);
-    if (static_cast<double>(f) != d) fail(field, "'" + tok + "' is not exactly representable as fp32");
+    if (static_cast<double>(f) != d) fail(field, quote_value(tok) + " is not exactly representable as fp32");
     return f;
   }
 
@@ -175,9 +175,43 @@ std::string describe_non_regular(const std::string& path) {
 
 }  // namespace
 
+std::string quote_value(const std::string& value) {
+  std::size_t n = std::min(value.size(), kMessageValueBytes);
+  if (n < value.size()) {
+    while (n > 0 && (static_cast<unsigned char>(value[n]) & 0xC0) == 0x80) --n;  // not inside a character
+  }
+  std::string out = "'";
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned char ch = static_cast<unsigned char>(value[i]);
+    if (value.compare(i, 3, "\xEF\xBB\xBF") == 0) {
+      out += "\\xEF\\xBB\\xBF";
+      i += 2;
+    } else if (ch < 0x20 || ch == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", ch);
+      out += buf;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  out += "'";
+  if (n < value.size()) out += "... (" + std::to_string(value.size()) + " bytes)";
+  return out;
+}
+
+bool has_utf8_bom(const std::string& text) { return text.compare(0, 3, "\xEF\xBB\xBF") == 0; }
+
+void reject_utf8_bom(const std::string& text, const std::string& origin) {
+  if (has_utf8_bom(text)) {
+    throw CorpusError(origin, 1, "header",
+                      "the file starts with a UTF-8 byte order mark (BOM, bytes EF BB BF); save it as UTF-8 "
+                      "without BOM");
+  }
+}
+
 CorpusError::CorpusError(const std::string& file, int line, const std::string& field,
                          const std::string& why)
-    : std::runtime_error(file + ":" + std::to_string(line) + ": field '" + field + "': " + why),
+    : std::runtime_error(file + ":" + std::to_string(line) + ": field " + quote_value(field) + ": " + why),
       file_(file),
       line_(line),
       field_(field) {}
@@ -227,6 +261,7 @@ std::string format_corpus_entry(const CorpusEntry& e) {
 }
 
 CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origin) {
+  reject_utf8_bom(text, origin);
   Parser p(text, origin);
   CorpusEntry e;
   RoutingCase& c = e.c;
@@ -239,7 +274,7 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
     }
     std::int64_t v = p.parse_int("header", toks[1], 0, 1000000);
     if (v != kCorpusFormatVersion) {
-      p.fail("header", "format version " + toks[1] + " is not supported (this build reads " +
+      p.fail("header", "format version " + quote_value(toks[1]) + " is not supported (this build reads " +
                            std::to_string(kCorpusFormatVersion) + ")");
     }
   }
@@ -268,6 +303,9 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
     };
     auto single = [&]() -> std::string {
       if (toks.size() != 2) p.fail(key, "expects exactly one value");
+      if (toks[1].size() > kCorpusMaxWordBytes) {
+        p.fail(key, quote_value(toks[1]) + " is longer than " + std::to_string(kCorpusMaxWordBytes) + " bytes");
+      }
       return toks[1];
     };
     if (key == "target") {
@@ -276,12 +314,12 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
       e.mutant = single();
     } else if (key == "device") {
       e.device = single();
-      if (e.device != "cpu" && e.device != "cuda") p.fail(key, "must be cpu or cuda, got '" + e.device + "'");
+      if (e.device != "cpu" && e.device != "cuda") p.fail(key, "must be cpu or cuda, got " + quote_value(e.device));
     } else if (key == "expect") {
       std::string v = single();
       if (v == "pass") e.expect = Expectation::pass;
       else if (v == "fail") e.expect = Expectation::fail;
-      else p.fail(key, "must be pass or fail, got '" + v + "'");
+      else p.fail(key, "must be pass or fail, got " + quote_value(v));
     } else if (key == "check") {
       e.check = rest();
     } else if (key == "signature") {
@@ -302,10 +340,10 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
       c.scale_family = single();
     } else if (key == "family") {
       std::string v = single();
-      if (!parse_family(v, &c.family)) p.fail(key, "unknown routing family '" + v + "'");
+      if (!parse_family(v, &c.family)) p.fail(key, "unknown routing family " + quote_value(v));
     } else if (key == "dtype") {
       std::string v = single();
-      if (!parse_dtype(v, &c.dtype)) p.fail(key, "unknown dtype '" + v + "' (f32, f16, bf16)");
+      if (!parse_dtype(v, &c.dtype)) p.fail(key, "unknown dtype " + quote_value(v) + " (f32, f16, bf16)");
     } else if (key == "T") {
       c.T = p.parse_int(key, single(), 0, kCorpusMaxElements);
     } else if (key == "E") {
@@ -314,7 +352,7 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
       c.k = static_cast<int>(p.parse_int(key, single(), 1, 1 << 20));
     } else if (key == "layout") {
       std::string v = single();
-      if (!parse_layout(v, &c.layout)) p.fail(key, "unknown layout '" + v + "'");
+      if (!parse_layout(v, &c.layout)) p.fail(key, "unknown layout " + quote_value(v));
     } else if (key == "pad") {
       c.pad = p.parse_int(key, single(), 0, 1 << 20);
     } else if (key == "n_group") {
@@ -343,7 +381,7 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
       std::int64_t rows = p.parse_int(key, toks[1], 0, kCorpusMaxElements);
       std::int64_t cols = p.parse_int(key, toks[2], 1, 1 << 20);
       if (rows != c.T || cols != c.E) {
-        p.fail(key, "block shape " + toks[1] + "x" + toks[2] + " does not match T=" +
+        p.fail(key, "block shape " + std::to_string(rows) + "x" + std::to_string(cols) + " does not match T=" +
                         std::to_string(c.T) + " E=" + std::to_string(c.E));
       }
       if (rows * cols > kCorpusMaxElements) {
@@ -353,13 +391,22 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
       c.logits.reserve(static_cast<std::size_t>(rows * cols));
       for (std::int64_t t = 0; t < rows; ++t) {
         std::string row;
-        if (!p.next(&row)) p.fail("logits", "truncated: row " + std::to_string(t) + " of " + toks[1] + " missing");
+        if (!p.next(&row)) p.fail("logits", "truncated: row " + std::to_string(t) + " of " + std::to_string(rows) + " missing");
         auto vals = split_ws(row);
         if (static_cast<std::int64_t>(vals.size()) != cols) {
           p.fail("logits", "row " + std::to_string(t) + " has " + std::to_string(vals.size()) +
                                " values, expected " + std::to_string(cols));
         }
-        for (const auto& v : vals) c.logits.push_back(p.parse_float("logits", v));
+        for (std::size_t e2 = 0; e2 < vals.size(); ++e2) {
+          const float v = p.parse_float("logits", vals[e2]);
+          // Every logit must be exact in the declared dtype; named at its own line and column.
+          if (!std::isnan(v) && round_to_dtype(v, c.dtype) != v) {
+            p.fail("logits", "row " + std::to_string(t) + " column " + std::to_string(e2) + ": " +
+                                 quote_value(vals[e2]) + " is not exactly representable in " +
+                                 dtype_name(c.dtype) + " (nearest " + hex_float(round_to_dtype(v, c.dtype)) + ")");
+          }
+          c.logits.push_back(v);
+        }
       }
       have_logits = true;
     } else {

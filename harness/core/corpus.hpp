@@ -16,6 +16,7 @@ constexpr int kCorpusFormatVersion = 1;
 /// Hard limits that keep hostile files from exhausting memory.
 constexpr std::int64_t kCorpusMaxElements = std::int64_t{1} << 26;  // 64 Mi logits
 constexpr std::int64_t kCorpusMaxFileBytes = std::int64_t{1} << 30;  // 1 GiB
+constexpr std::size_t kCorpusMaxWordBytes = 4096;  // single-word fields (target, mutant, ...)
 
 /// What a replay of the entry must observe for the replay to pass.
 enum class Expectation : int {
@@ -51,6 +52,20 @@ class CorpusError : public std::runtime_error {
   int line_;
   std::string field_;
 };
+
+/// Bytes of a value that error messages echo before cutting it (quote_value).
+constexpr std::size_t kMessageValueBytes = 64;
+/// `value` quoted for an error message: 'value', or, when longer than kMessageValueBytes,
+/// its first kMessageValueBytes bytes (not cutting a UTF-8 character) as 'head...' (N bytes).
+/// Invisible bytes are spelled out: control bytes as \xNN and a byte order mark as
+/// \xEF\xBB\xBF, so a message never prints something the reader cannot see.
+std::string quote_value(const std::string& value);
+/// True when `text` starts with the UTF-8 byte order mark (EF BB BF).
+bool has_utf8_bom(const std::string& text);
+/// Throws CorpusError(origin, line 1, field "header") saying the file starts with a UTF-8
+/// byte order mark (BOM) when `text` does; corpus files are UTF-8 without BOM. Shared by the
+/// .case and .subst readers.
+void reject_utf8_bom(const std::string& text, const std::string& origin);
 
 /// Serialises an entry (values as C99 hex floats, so they round-trip bit-exactly).
 std::string format_corpus_entry(const CorpusEntry& e);

@@ -44,6 +44,7 @@ class CudaKernelTarget final : public Target {
   std::string device() const override { return "cuda"; }
   std::string mutant() const override { return kernels::mutant_name(mutant_); }
   std::string unsupported(const RoutingCase& c) const override { return kernel_unsupported(c, variant_); }
+  Domain domain() const override { return kernel_domain(variant_); }
 
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     const std::size_t n = static_cast<std::size_t>(m.view.T * m.params.k);

@@ -501,6 +501,50 @@ std::vector<std::string> classify(const RoutingCase& c) {
   return tags;
 }
 
+std::vector<std::string> expected_case_classes(const GenConfig& cfg) {
+  static const std::vector<DType> all_dtypes = {DType::f32, DType::f16, DType::bf16};
+  static const std::vector<Family> all_families = {Family::gemma4, Family::softmax_topk, Family::softmax_topk_raw,
+                                                   Family::sigmoid_grouped, Family::sigmoid_top1};
+  const auto& dtypes = cfg.dtypes.empty() ? all_dtypes : cfg.dtypes;
+  const auto& families = cfg.families.empty() ? all_families : cfg.families;
+  const auto has_value = [&](const char* vf) {
+    return cfg.value_families.empty() ||
+           std::find(cfg.value_families.begin(), cfg.value_families.end(), vf) != cfg.value_families.end();
+  };
+  const auto has_scale = [&](const char* sf) {
+    return cfg.scale_families.empty() ||
+           std::find(cfg.scale_families.begin(), cfg.scale_families.end(), sf) != cfg.scale_families.end();
+  };
+  const bool gemma4 = std::find(families.begin(), families.end(), Family::gemma4) != families.end();
+  const bool not_grouped = std::any_of(families.begin(), families.end(), [](Family f) {
+    return f != Family::sigmoid_grouped;  // classify() tags no near tie for grouped selection
+  });
+  const bool several = cfg.max_E >= 2;
+  std::vector<std::string> out;
+  for (DType d : dtypes) out.push_back(std::string("dtype=") + dtype_name(d));
+  for (Family f : families) out.push_back(std::string("family=") + family_name(f));
+  out.push_back("T=0");
+  if (cfg.max_T >= 65536 && cfg.large_T_probability > 0 && cfg.max_elems >= 65536) out.push_back("T>=65536");
+  out.push_back("E=pow2");
+  if (cfg.max_E >= 3) out.push_back("E=pow2±1");
+  if (cfg.max_E > 1024) out.push_back("E>1024");
+  out.push_back("k=1");
+  out.push_back("k=E");
+  if (several && (has_value("ties") || has_value("integer") || has_value("constant"))) out.push_back("tie-at-k");
+  if (several && not_grouped && has_value("near-ties")) out.push_back("near-tie-at-k");
+  if (has_value("inf")) out.push_back("has-inf");
+  if (has_value("nan")) out.push_back("has-nan");
+  if (has_value("inf") || has_value("nan")) out.push_back("masked-row");
+  if (has_value("denormal")) out.push_back("denormal");
+  if (cfg.layouts.empty() || std::any_of(cfg.layouts.begin(), cfg.layouts.end(),
+                                         [](Layout l) { return l != Layout::contiguous; })) {
+    out.push_back("non-contiguous");
+  }
+  if (gemma4 && (has_scale("zero") || has_scale("mixed"))) out.push_back("zero-scale");
+  if (gemma4 && (has_scale("negative") || has_scale("mixed"))) out.push_back("negative-scale");
+  return out;
+}
+
 std::string describe_case(const RoutingCase& c, std::size_t max_values) {
   std::string s = std::string("case family=") + family_name(c.family) + " dtype=" + dtype_name(c.dtype) +
                   " T=" + std::to_string(c.T) + " E=" + std::to_string(c.E) + " k=" + std::to_string(c.k) +

@@ -104,6 +104,16 @@ RoutingCase generate_case(std::uint64_t seed, const GenConfig& cfg = {});
 /// "negative-scale", "bias". Deterministic order.
 std::vector<std::string> classify(const RoutingCase& c);
 
+/// The edge-case classes (names as classify() emits them) that cases drawn from cfg can reach,
+/// in display order: "dtype=<d>" and "family=<f>" for each configured dtype and family, "T=0",
+/// "T>=65536" (when max_T allows), "E=pow2", "E=pow2±1", "E>1024" (when max_E allows), "k=1",
+/// "k=E", "tie-at-k", "near-tie-at-k", "has-inf", "has-nan", "masked-row", "denormal" (when
+/// their value families are configured), "non-contiguous" (when a strided layout is),
+/// "zero-scale" and "negative-scale" (gemma4 with such scale families). Campaigns record this
+/// list in their results; the campaign page marks each one covered or not covered, so a long
+/// enough campaign covers all of them.
+std::vector<std::string> expected_case_classes(const GenConfig& cfg);
+
 /// Human-readable, replayable description: one header line (family, dtype, T, E, k, layout,
 /// pad, families, group parameters, seed) and the values (logits row by row, scale, bias),
 /// at most max_values numbers in total ("... N more" after that). Non-finite as nan/inf/-inf.

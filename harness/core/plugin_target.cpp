@@ -133,6 +133,20 @@ class PluginTarget final : public Target {
     return {};
   }
 
+  Domain domain() const override {
+    Domain d;
+    for (DType t : {DType::f32, DType::f16, DType::bf16}) {
+      if (desc_->dtypes & MOECHECK_PLUGIN_BIT(static_cast<int>(t))) d.dtypes.push_back(t);
+    }
+    for (Family f : {Family::gemma4, Family::softmax_topk, Family::softmax_topk_raw, Family::sigmoid_grouped,
+                     Family::sigmoid_top1}) {
+      if (desc_->families & MOECHECK_PLUGIN_BIT(static_cast<int>(f))) d.families.push_back(f);
+    }
+    d.max_E = desc_->max_experts;
+    d.max_k = desc_->max_k;
+    return d;
+  }
+
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     if (!host_) return run_cuda(m, weights, ids);
     if (!isolate_) {

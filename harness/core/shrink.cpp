@@ -63,13 +63,37 @@ class Shrinker {
   }
   bool budget_left() const { return attempts_ < max_attempts_; }
 
+  /// Binary search for the smallest integer n in (lo, hi) whose candidate make(n) still fails,
+  /// `hi` being the current (failing) value and `lo` one assumed to pass. Accepted candidates
+  /// become the current case, so make(n) must derive from cur_ (whose value is the latest
+  /// failing one). A failure that needs n > N ends at exactly N + 1 in log2(hi - lo) attempts.
+  template <class Make>
+  bool bisect(std::int64_t lo, std::int64_t hi, const Make& make) {
+    bool progress = false;
+    while (hi - lo > 1 && budget_left()) {
+      const std::int64_t mid = lo + (hi - lo) / 2;
+      if (attempt(make(mid))) {
+        hi = mid;
+        progress = true;
+      } else {
+        lo = mid;
+      }
+    }
+    return progress;
+  }
+
   bool rows(std::int64_t hint) {
     if (cur_.T <= 1) return false;
     if (hint >= 0 && hint < cur_.T && attempt(keep_rows(cur_, hint, 1))) return true;
-    for (std::int64_t t = 0; t < cur_.T && budget_left(); ++t) {
+    // The shortest failing prefix, then the shortest failing suffix of it: a failure that needs
+    // T > N rows ends at exactly N + 1 rows, a failing row ends alone.
+    bool progress = bisect(0, cur_.T, [&](std::int64_t n) { return keep_rows(cur_, 0, n); });
+    progress |= bisect(0, cur_.T, [&](std::int64_t n) { return keep_rows(cur_, cur_.T - n, n); });
+    if (progress || cur_.T <= 1) return progress;
+    // Failures that are not monotone in the rows: single rows among the first 64, then halves.
+    for (std::int64_t t = 0; t < std::min<std::int64_t>(cur_.T, 64) && budget_left(); ++t) {
       if (attempt(keep_rows(cur_, t, 1))) return true;
     }
-    bool progress = false;
     while (cur_.T > 1 && budget_left()) {
       std::int64_t half = cur_.T / 2;
       if (attempt(keep_rows(cur_, 0, half)) || attempt(keep_rows(cur_, half, cur_.T - half))) {
@@ -86,12 +110,31 @@ class Shrinker {
     RoutingCase cand = cur_;
     cand.n_group = 1;
     cand.topk_group = 1;
-    return attempt(cand);
+    if (attempt(cand)) return true;
+    bool progress = bisect(0, cur_.topk_group, [&](std::int64_t g) {
+      RoutingCase c = cur_;
+      c.topk_group = static_cast<int>(g);
+      return c;
+    });
+    // n_group must divide E: the smallest divisor (>= topk_group) that still fails.
+    for (int g = cur_.topk_group; g < cur_.n_group && budget_left(); ++g) {
+      if (cur_.E % g != 0) continue;
+      RoutingCase c = cur_;
+      c.n_group = g;
+      if (attempt(c)) {
+        progress = true;
+        break;
+      }
+    }
+    return progress;
   }
 
   bool experts() {
-    bool progress = false;
-    // Blocks first (halves, quarters, ...), then single columns from the end.
+    // The fewest leading experts that still fail, then the fewest trailing ones of those (a
+    // failure that needs E > N experts ends at exactly N + 1).
+    bool progress = bisect(0, cur_.E, [&](std::int64_t n) { return drop_experts(cur_, n, cur_.E - n); });
+    progress |= bisect(0, cur_.E, [&](std::int64_t n) { return drop_experts(cur_, 0, cur_.E - n); });
+    // Then blocks (halves, quarters, ...) and single columns anywhere.
     for (std::int64_t block = cur_.E / 2; block >= 1 && budget_left(); block /= 2) {
       for (std::int64_t begin = 0; begin + block <= cur_.E && cur_.E - block >= 1 && budget_left();) {
         if (attempt(drop_experts(cur_, begin, block))) {
@@ -105,15 +148,16 @@ class Shrinker {
   }
 
   bool k() {
-    bool progress = false;
-    while (cur_.k > 1 && budget_left()) {
+    if (cur_.k <= 1) return false;
+    const auto with_k = [&](std::int64_t k) {
       RoutingCase cand = cur_;
-      cand.k = 1;
-      if (attempt(cand)) return true;
-      cand.k = cur_.k - 1;
-      if (!attempt(cand)) break;
-      progress = true;
-    }
+      cand.k = static_cast<int>(k);
+      return cand;
+    };
+    // Smallest failing k by bisection, then single steps down (for failures that are not
+    // monotone in k).
+    bool progress = bisect(0, cur_.k, with_k);
+    while (cur_.k > 1 && budget_left() && attempt(with_k(cur_.k - 1))) progress = true;
     return progress;
   }
 
@@ -123,7 +167,15 @@ class Shrinker {
       RoutingCase cand = cur_;
       cand.layout = Layout::contiguous;
       cand.pad = 0;
-      progress |= attempt(cand);
+      if (attempt(cand)) {
+        progress = true;
+      } else if (cur_.pad > 1) {  // the layout matters: the smallest pad that still fails
+        progress |= bisect(0, cur_.pad, [&](std::int64_t p) {
+          RoutingCase c = cur_;
+          c.pad = p;
+          return c;
+        });
+      }
     }
     if (cur_.dtype != DType::f32) {
       RoutingCase cand = cur_;

@@ -39,6 +39,7 @@ class KernelHostTarget final : public Target {
   std::string spec() const override { return std::string("kernel:") + kernels::variant_name(variant_); }
   std::string mutant() const override { return kernels::mutant_name(mutant_); }
   std::string unsupported(const RoutingCase& c) const override { return kernel_unsupported(c, variant_); }
+  Domain domain() const override { return kernel_domain(variant_); }
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     kernels::RoutingArgs a = to_kernel_args(m, weights, ids);
     std::string msg;
@@ -142,6 +143,14 @@ std::string kernel_unsupported(const RoutingCase& c, kernels::Variant v) {
     return "E > " + std::to_string(kernels::kWarpMaxExperts) + " for warp_per_row";
   }
   return {};
+}
+
+Domain kernel_domain(kernels::Variant v) {
+  Domain d;
+  d.families = {Family::gemma4, Family::softmax_topk, Family::softmax_topk_raw};
+  d.max_E = v == kernels::Variant::warp_per_row ? kernels::kWarpMaxExperts : kernels::kMaxExperts;
+  d.max_k = kernels::kMaxK;
+  return d;
 }
 
 kernels::RoutingArgs to_kernel_args(const MaterializedCase& m, float* weights, std::int32_t* ids) {

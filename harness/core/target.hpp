@@ -20,6 +20,15 @@ struct RunOutcome {
   std::string error;  ///< the implementation's error message (rejected) or crash description
 };
 
+/// What a target can run, declared before a campaign starts so that it draws only such cases
+/// (Target::unsupported stays the per-case check). Empty lists and 0 limits mean "any".
+struct Domain {
+  std::vector<Family> families;  ///< routing families it runs (empty: all)
+  std::vector<DType> dtypes;     ///< gating dtypes it reads (empty: all)
+  std::int64_t max_E = 0;        ///< largest E (0: no limit)
+  int max_k = 0;                 ///< largest k (0: no limit)
+};
+
 /// One implementation under test. Implementations write [T, k] weights/ids into host buffers
 /// that the caller poisons beforehand.
 class Target {
@@ -34,6 +43,9 @@ class Target {
   /// Reason the case lies outside the target's documented domain (dtype, family, E or k limits);
   /// empty when supported. Unsupported cases are skipped and counted, never failed.
   virtual std::string unsupported(const RoutingCase&) const { return {}; }
+  /// The families, dtypes and E/k limits it runs, declared up front (see Domain). Must agree
+  /// with `unsupported`: a case inside the domain is supported. Default: everything.
+  virtual Domain domain() const { return {}; }
   /// The precision model its outputs are checked with.
   virtual Precision precision() const { return fp32_exact_selection(); }
   /// Runs the implementation. Must not throw for implementation errors: report them in the

@@ -11,6 +11,8 @@ namespace moecheck {
 
 /// Why a kernel variant cannot take this case ("" when it can).
 std::string kernel_unsupported(const RoutingCase& c, kernels::Variant v);
+/// The families and E/k limits of a kernel variant (the domain kernel_unsupported accepts).
+Domain kernel_domain(kernels::Variant v);
 /// Kernel argument block for a materialized case and output buffers.
 kernels::RoutingArgs to_kernel_args(const MaterializedCase& m, float* weights, std::int32_t* ids);
 /// Parses a variant name ("" means automatic); throws std::invalid_argument naming the spec.

@@ -53,6 +53,7 @@ std::string format_subst(const SubstRecord& r) {
 }
 
 SubstRecord parse_subst(const std::string& text, const std::string& origin) {
+  reject_utf8_bom(text, origin);
   SubstRecord r;
   auto fail = [&](int line, const std::string& field, const std::string& why) -> void {
     throw CorpusError(origin, line, field, why);
@@ -81,10 +82,10 @@ SubstRecord parse_subst(const std::string& text, const std::string& origin) {
     if (!header) {
       if (field != kSubstHeader) {
         fail(line_no, "header", std::string("expected '") + kSubstHeader + " " + std::to_string(kSubstFormatVersion) +
-                                    "' as the first line, got '" + line.substr(0, 60) + "'");
+                                    "' as the first line, got " + quote_value(line));
       }
       if (value != std::to_string(kSubstFormatVersion)) {
-        fail(line_no, "header", "unsupported format version '" + value + "' (this build reads version " +
+        fail(line_no, "header", "unsupported format version " + quote_value(value) + " (this build reads version " +
                                     std::to_string(kSubstFormatVersion) + ")");
       }
       header = true;
@@ -108,30 +109,30 @@ SubstRecord parse_subst(const std::string& text, const std::string& origin) {
     if (value.empty()) fail(line_no, field, "missing value");
     if (field == "variant") {
       ModuleVariant v;
-      if (!parse_module_variant(value, &v)) fail(line_no, field, "unknown module variant '" + value + "'");
+      if (!parse_module_variant(value, &v)) fail(line_no, field, "unknown module variant " + quote_value(value));
       r.variant = module_variant_name(v);
       have_variant = true;
     } else if (field == "backend") {
       RoutingBackend b;
-      if (!parse_routing_backend(value, &b)) fail(line_no, field, "unknown routing backend '" + value + "'");
+      if (!parse_routing_backend(value, &b)) fail(line_no, field, "unknown routing backend " + quote_value(value));
       r.backend = routing_backend_name(b);
     } else if (field == "dtype") {
       DType d;
-      if (!parse_dtype(value, &d)) fail(line_no, field, "unknown dtype '" + value + "'");
+      if (!parse_dtype(value, &d)) fail(line_no, field, "unknown dtype " + quote_value(value));
       r.dtype = dtype_name(d);
     } else if (field == "device") {
       if (value != "cpu" && value != "cuda" && value.rfind("cuda:", 0) != 0) {
-        fail(line_no, field, "unknown device '" + value + "' (cpu, cuda, cuda:N)");
+        fail(line_no, field, "unknown device " + quote_value(value) + " (cpu, cuda, cuda:N)");
       }
       r.device = value;
     } else if (field == "property") {
       SubstitutionProperty p;
-      if (!parse_substitution_property(value, &p)) fail(line_no, field, "unknown property '" + value + "'");
+      if (!parse_substitution_property(value, &p)) fail(line_no, field, "unknown property " + quote_value(value));
       r.property = substitution_property_name(p);
       have_property = true;
     } else if (field == "mode") {
       SubstitutionMode m;
-      if (!parse_substitution_mode(value, &m)) fail(line_no, field, "unknown substitution mode '" + value + "'");
+      if (!parse_substitution_mode(value, &m)) fail(line_no, field, "unknown substitution mode " + quote_value(value));
       r.mode = substitution_mode_name(m);
       have_mode = true;
     } else if (field == "seed" || field == "cases") {
@@ -143,7 +144,7 @@ SubstRecord parse_subst(const std::string& text, const std::string& origin) {
       } catch (const std::exception&) {
         used = 0;
       }
-      if (used != value.size() || used == 0) fail(line_no, field, "expected a non-negative decimal integer, got '" + value + "'");
+      if (used != value.size() || used == 0) fail(line_no, field, "expected a non-negative decimal integer, got " + quote_value(value));
       if (field == "seed") {
         r.seed = v;
       } else {
@@ -154,7 +155,7 @@ SubstRecord parse_subst(const std::string& text, const std::string& origin) {
       r.reproduce = value;
       have_reproduce = true;
     } else if (field == "expect") {
-      if (value != "fail" && value != "pass") fail(line_no, field, "expected 'fail' or 'pass', got '" + value + "'");
+      if (value != "fail" && value != "pass") fail(line_no, field, "expected 'fail' or 'pass', got " + quote_value(value));
       r.expect_fail = value == "fail";
       have_expect = true;
     } else if (field == "toolkit") {

@@ -55,6 +55,11 @@ class CompositeTarget final : public Target {
     if (c.family == Family::sigmoid_grouped) return "no composite path for sigmoid_grouped";
     return {};
   }
+  Domain domain() const override {
+    Domain d;
+    d.families = {Family::gemma4, Family::softmax_topk, Family::softmax_topk_raw, Family::sigmoid_top1};
+    return d;
+  }
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     const auto& v = m.view;
     const auto& p = m.params;
