@@ -225,7 +225,9 @@ def hang_sigkill(e):
     workers = e.hang_pids()
     check(all(alive(p) for p in workers), "the worker is not running")
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.wait()  # not communicate(): an orphaned worker would hold the pipes open
+    proc.stdout.close()
+    proc.stderr.close()
     e.expect_no_process_left(limit=2.0)
     print("worker %s gone after SIGKILL of moecheck %d" % (workers, proc.pid))
 

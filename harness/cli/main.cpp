@@ -85,7 +85,7 @@ int run(int argc, char** argv) {
   fuzz->add_option("--cases", fz.max_cases, "Case budget for this shard")->check(CLI::NonNegativeNumber);
   fuzz->add_option("--case-timeout", fz.case_timeout,
                    "Seconds one case may run before it counts as a hang (default: a tenth of --seconds, "
-                   "within [1, 60]; 60 with --cases only)")
+                   "within [2, 60]; 60 with --cases only)")
       ->check(CLI::PositiveNumber);
   fuzz->add_option("--first-case", fz_first, "Start at this global case index (replays one case with --cases 1)")
       ->check(CLI::NonNegativeNumber);

@@ -250,9 +250,20 @@ void install_stop_handlers() {
 
 double effective_case_timeout(const CampaignOptions& opt) {
   if (opt.case_timeout > 0) return opt.case_timeout;
-  if (opt.seconds > 0) return std::clamp(opt.seconds / 10.0, 1.0, 60.0);
-  return 60.0;
+  if (!(opt.seconds > 0)) return 60.0;
+  const double t = opt.seconds / 10.0;
+  return t >= 60.0 ? 60.0 : (t >= 2.0 ? t : 2.0);
 }
+
+namespace {
+
+/// `t` plus `seconds` (clamped to [0, 1e9] s so that no budget overflows the clock).
+Clock::time_point after(Clock::time_point t, double seconds) {
+  const double s = seconds > 0 ? std::min(seconds, 1e9) : 0.0;
+  return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+}  // namespace
 
 namespace {
 
@@ -694,11 +705,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   // The time budget ends at `deadline`; a call still running kBudgetGraceSeconds later is
   // abandoned, and so is any call once a stop is requested.
   const bool has_deadline = opt.seconds > 0;
-  const Clock::time_point deadline =
-      t0 + std::chrono::duration_cast<Clock::duration>(
-               std::chrono::duration<double>(has_deadline ? std::max(0.0, opt.seconds - run.elapsed_before) : 0.0));
-  const Clock::time_point hard_deadline =
-      deadline + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kBudgetGraceSeconds));
+  const Clock::time_point deadline = after(t0, has_deadline ? opt.seconds - run.elapsed_before : 0.0);
+  const Clock::time_point hard_deadline = after(deadline, kBudgetGraceSeconds);
 
   ActiveCampaign ac;
   ac.owner = std::this_thread::get_id();
@@ -779,9 +787,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       const std::string check = v.check;
       std::int64_t hint = v.report.violations.empty() ? -1 : v.report.violations.front().row;
       const Clock::time_point shrink_end =
-          opt.shrink_seconds > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                      std::chrono::duration<double>(opt.shrink_seconds))
-                                 : Clock::time_point::max();
+          opt.shrink_seconds > 0 ? after(Clock::now(), opt.shrink_seconds) : Clock::time_point::max();
       ShrinkResult s = shrink_case(
           c,
           [&](const RoutingCase& cand) {

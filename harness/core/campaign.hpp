@@ -96,7 +96,7 @@ constexpr double kStopGraceSeconds = 0.5;
 constexpr int kExitInterrupted = 4;
 
 /// Per-case timeout in effect: `opt.case_timeout` when set; otherwise a tenth of the time budget,
-/// clamped to [1 s, 60 s]; 60 s with a case budget only. A call is also abandoned (not judged)
+/// clamped to [2 s, 60 s]; 60 s with a case budget only. A call is also abandoned (not judged)
 /// once it runs kBudgetGraceSeconds past the end of the time budget.
 double effective_case_timeout(const CampaignOptions& opt);
 
