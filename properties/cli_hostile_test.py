@@ -340,6 +340,9 @@ def interrupted_exit_code(e):
     check(rc == 4, "exit code %d, expected 4" % rc)
     j, _ = expect_outputs(e)
     check(j["interrupted"] is True and not j["failure_list"] and j["cases"] > 0, "unexpected results")
+    with open(e.path("r.xml")) as f:
+        junit = f.read()
+    check('errors="1"' in junit and "<error message=\"interrupted" in junit, "JUnit does not report the interruption")
 
 
 SCENARIOS = {f.__name__: f for f in [

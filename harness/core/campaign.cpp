@@ -873,17 +873,28 @@ std::string campaign_json(const CampaignResult& r) {
 
 std::string campaign_junit(const CampaignResult& r) {
   std::ostringstream os;
+  // An interrupted or aborted campaign is an error of the "campaign" test case: a cancelled run
+  // must not look green in a CI system that reads only this file.
+  const int errors = r.interrupted || r.aborted ? 1 : 0;
   os << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   os << "<testsuites tests=\"" << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size()
-     << "\" time=\"" << r.elapsed_s << "\">\n";
+     << "\" errors=\"" << errors << "\" time=\"" << r.elapsed_s << "\">\n";
   os << " <testsuite name=\"moecheck.fuzz." << xml_escape(r.target) << "\" tests=\""
-     << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size() << "\" time=\""
-     << r.elapsed_s << "\">\n";
+     << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size() << "\" errors=\"" << errors
+     << "\" time=\"" << r.elapsed_s << "\">\n";
   os << "  <properties><property name=\"seed\" value=\"" << r.seed
      << "\"/><property name=\"mutant\" value=\"" << xml_escape(r.mutant)
      << "\"/><property name=\"cases\" value=\"" << r.cases << "\"/><property name=\"rows\" value=\""
      << r.rows << "\"/></properties>\n";
-  os << "  <testcase classname=\"moecheck.fuzz\" name=\"campaign\" time=\"" << r.elapsed_s << "\"/>\n";
+  os << "  <testcase classname=\"moecheck.fuzz\" name=\"campaign\" time=\"" << r.elapsed_s << "\"";
+  if (errors) {
+    const std::string why = r.aborted ? "aborted: " + r.abort_reason
+                                      : "interrupted before the budget ran out (next case " +
+                                            std::to_string(r.next_index) + "; resume with --resume --state FILE)";
+    os << ">\n   <error message=\"" << xml_escape(why) << "\"/>\n  </testcase>\n";
+  } else {
+    os << "/>\n";
+  }
   for (const auto& f : r.failures) {
     os << "  <testcase classname=\"moecheck.fuzz." << xml_escape(f.check) << "\" name=\""
        << xml_escape(f.signature) << "\">\n   <failure message=\"" << xml_escape(f.message)
