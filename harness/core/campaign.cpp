@@ -724,8 +724,10 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   (void)exit_hooks;
   GuardedTarget guarded(target, ac);
   const CallLimits previous_limits = target.call_limits();
+  bool shrinking = false;  // a shrink candidate is abandoned at the deadline itself, a case 1 s later
   target.set_call_limits({r.case_timeout, [&] {
-                            return g_stop != 0 || (has_deadline && Clock::now() >= hard_deadline);
+                            return g_stop != 0 ||
+                                   (has_deadline && Clock::now() >= (shrinking ? deadline : hard_deadline));
                           }});
   struct Deactivate {
     ActiveCampaign& ac;
@@ -788,6 +790,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       std::int64_t hint = v.report.violations.empty() ? -1 : v.report.violations.front().row;
       const Clock::time_point shrink_end =
           opt.shrink_seconds > 0 ? after(Clock::now(), opt.shrink_seconds) : Clock::time_point::max();
+      shrinking = true;
       ShrinkResult s = shrink_case(
           c,
           [&](const RoutingCase& cand) {
@@ -807,6 +810,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
             const auto now = Clock::now();
             return g_stop != 0 || (has_deadline && now >= deadline) || now >= shrink_end;
           });
+      shrinking = false;
       ps.active = false;
       std::string note;
       if (s.stopped) {
