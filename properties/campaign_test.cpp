@@ -457,3 +457,60 @@ TEST(Shrink, BinarySearchNeedsFewAttempts) {
   EXPECT_EQ(row.minimal.T, 1);
   EXPECT_EQ(row.minimal.logits.front(), 7.0f);
 }
+
+namespace {
+
+/// The reference, plus stray writes around its outputs (`before` elements ahead of `ids`,
+/// `after` elements past the end of `weights`).
+class Overrun final : public Target {
+public:
+ Overrun(int before, int after) : before_(before), after_(after) {}
+ std::string spec() const override { return "reference"; }
+ RunOutcome run(const MaterializedCase& m, float* w, std::int32_t* ids) override {
+   RunOutcome o = inner_->run(m, w, ids);
+   const std::int64_t n = m.view.T * m.params.k;
+   for (int i = 1; i <= before_; ++i) ids[-i] = 0;
+   for (int i = 0; i < after_; ++i) w[n + i] = 0.25f;
+   return o;
+ }
+
+private:
+ std::unique_ptr<Target> inner_ = make_core_target("reference", {});
+ int before_, after_;
+};
+
+RoutingCase small_valid_case() {
+ GenConfig cfg;
+ cfg.max_T = 16;
+ for (std::uint64_t s = 0;; ++s) {
+   RoutingCase c = generate_case(s, cfg);
+   if (c.T >= 2 && c.family == Family::gemma4) return c;
+ }
+}
+
+}  // namespace
+
+TEST(Evaluate, WritesAroundTheOutputsAreOutOfBoundsWrites) {
+ const RoutingCase c = small_valid_case();
+ Overrun clean(0, 0);
+ EXPECT_FALSE(evaluate(clean, c).failed());
+ Overrun past(0, 3);
+ Verdict v = evaluate(past, c);
+ EXPECT_EQ(v.check, "out-of-bounds-write");
+ EXPECT_NE(v.message.find("3 of the 64 guard elements after `weights`"), std::string::npos) << v.message;
+ Overrun ahead(2, 0);
+ v = evaluate(ahead, c);
+ EXPECT_EQ(v.check, "out-of-bounds-write");
+ EXPECT_NE(v.message.find("2 of the 64 guard elements before `ids`"), std::string::npos) << v.message;
+}
+
+TEST(Shrink, GiveUpEndsTheShrinkKeepingTheBestCase) {
+ const RoutingCase c = small_valid_case();
+ int calls = 0;
+ ShrinkResult r = shrink_case(
+     c, [&](const RoutingCase&) { return ++calls > 0; }, -1, 4000, [&] { return calls >= 2; });
+ EXPECT_TRUE(r.stopped);
+ EXPECT_EQ(r.attempts, 2);
+ EXPECT_EQ(r.steps, 2);
+ EXPECT_LT(r.minimal.T, c.T);
+}

@@ -4,7 +4,10 @@
 //   0  success: no failure found / every replay matched its expectation / no regression
 //   1  failures found, a replay did not match, a mutant survived, or a performance regression
 //   2  usage error or bad input (bad flag, malformed corpus file, unreadable JSON)
-//   3  internal error (an unexpected exception inside moecheck itself)
+//   3  internal error (an unexpected exception inside moecheck itself), or an output (corpus,
+//      --state, --json, --junit) could not be written at the end (the others still are)
+//   4  fuzz: interrupted (SIGINT/SIGTERM) before the budget ran out, no failure found so far
+//      (a failure found before the interruption still makes it 1)
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -84,6 +87,10 @@ int run(int argc, char** argv) {
       ->check(positive_seconds());
   fuzz->add_option("--cases", fz.max_cases, "Case budget for this shard (>= 1)")
       ->transform(integer_in(1, kMaxCampaignCases));
+  fuzz->add_option("--case-timeout", fz.case_timeout,
+                   "Seconds one case may run before it counts as a hang (default: a tenth of --seconds, "
+                   "within [2, 60]; 60 with --cases only)")
+      ->check(positive_seconds());
   fuzz->add_option("--first-case", fz_first, "Start at this global case index (replays one case with --cases 1)")
       ->transform(integer_in(0, kMaxCaseIndex));
   fuzz->add_option("--shard", fz_shard, "Run shard i of n (case j belongs to shard j % n)")->capture_default_str();
@@ -176,13 +183,11 @@ int run(int argc, char** argv) {
       std::cerr << "moecheck fuzz: target " << target->spec() << " (mutant " << target->mutant() << ", device "
                 << target->device() << "), seed " << fz.seed << ", shard " << fz.shard_index << "/" << fz.shard_count
                 << ", budget " << (fz.seconds > 0 ? std::to_string(fz.seconds) + " s" : std::string("-")) << " / "
-                << (fz.max_cases > 0 ? std::to_string(fz.max_cases) + " cases" : std::string("-")) << "\n";
+                << (fz.max_cases > 0 ? std::to_string(fz.max_cases) + " cases" : std::string("-"))
+                << ", case timeout " << effective_case_timeout(fz) << " s\n";
       CampaignResult r = run_campaign(*target, fz, std::cerr);
-      std::cout << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", failures "
-                << r.failures.size() << " (+" << r.duplicate_failures << " duplicates) in " << r.elapsed_s
-                << " s" << (r.interrupted ? " [interrupted: resume with --resume --state FILE]" : "") << "\n";
-      for (const auto& f : r.failures) std::cout << "  " << f.replay << "\n";
-      return r.failures.empty() ? 0 : 1;
+      std::cout << campaign_summary(r);  // write errors were reported on the log as they happened
+      return campaign_exit_code(r);
     }
     if (replay->parsed()) {
       auto results = replay_paths(rp_paths, rp_target, make_target, rp_opt);

@@ -1,20 +1,30 @@
 #include "harness/core/campaign.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
-#include <limits>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <limits>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <type_traits>
 
 #include <nlohmann/json.hpp>
@@ -72,20 +82,40 @@ std::string xml_escape(const std::string& s) {
   return o;
 }
 
-/// Writes `text` to `path` atomically; never leaves a half-written file behind.
+/// Writes `text` to `path` atomically (temp file + rename); never leaves a half-written file
+/// or the temp file behind. Throws std::runtime_error naming the path and the reason.
 void write_atomically(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   fs::path p(path);
-  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::error_code ec;
+  if (p.has_parent_path()) {
+    fs::create_directories(p.parent_path(), ec);
+    if (ec) {
+      throw std::runtime_error("cannot write '" + path + "': cannot create its folder '" +
+                               p.parent_path().string() + "': " + ec.message());
+    }
+  }
   fs::path tmp = p;
   tmp += ".tmp";
+  std::string why;
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("cannot write '" + tmp.string() + "'");
-    out << text;
-    if (!out.flush()) throw std::runtime_error("write failed: '" + tmp.string() + "'");
+    if (!out) {
+      why = std::strerror(errno);
+    } else if (!(out << text) || !out.flush()) {
+      why = "write failed";
+    }
   }
-  fs::rename(tmp, p);
+  if (!why.empty()) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error("cannot write '" + path + "': " + why);
+  }
+  fs::rename(tmp, p, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw std::runtime_error("cannot write '" + path + "': " + ec.message());
+  }
 }
 
 nlohmann::json failure_json(const FailureRecord& f, const CampaignResult& r) {
@@ -325,6 +355,418 @@ void install_stop_handlers() {
   std::signal(SIGTERM, moecheck_on_signal);
 }
 
+double effective_case_timeout(const CampaignOptions& opt) {
+  if (opt.case_timeout > 0) return opt.case_timeout;
+  if (!(opt.seconds > 0)) return 60.0;
+  const double t = opt.seconds / 10.0;
+  return t >= 60.0 ? 60.0 : (t >= 2.0 ? t : 2.0);
+}
+
+namespace {
+
+/// `t` plus `seconds` (clamped to [0, 1e9] s so that no budget overflows the clock).
+Clock::time_point after(Clock::time_point t, double seconds) {
+  const double s = seconds > 0 ? std::min(seconds, 1e9) : 0.0;
+  return t + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+}  // namespace
+
+namespace {
+
+namespace fs = std::filesystem;
+
+[[noreturn]] void bad_output(const char* flag, const std::string& path, const std::string& why) {
+  throw std::invalid_argument(std::string(flag) + " '" + path + "': " + why);
+}
+
+/// Creates (and removes) a scratch file `probe`: proves its folder accepts new files.
+void probe_create(const char* flag, const std::string& path, const fs::path& probe, const fs::path& folder) {
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    bad_output(flag, path, "cannot create files in '" + folder.string() + "': " + std::strerror(errno));
+  }
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+/// --json / --junit / --state: a file (or nothing yet) in a folder that takes new files.
+void check_file_output(const char* flag, const std::string& path) {
+  if (path.empty()) return;
+  const fs::path p(path);
+  if (!p.has_filename() || p.filename() == "." || p.filename() == "..") bad_output(flag, path, "names a folder, not a file");
+  std::error_code ec;
+  const fs::file_status st = fs::status(p, ec);
+  if (fs::is_directory(st)) bad_output(flag, path, "is a folder, not a file");
+  if (fs::exists(st) && !fs::is_regular_file(st)) bad_output(flag, path, "exists and is not a regular file");
+  const fs::path folder = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  fs::create_directories(folder, ec);
+  if (ec || !fs::is_directory(folder, ec)) {
+    bad_output(flag, path, "cannot create its folder '" + folder.string() + "'" + (ec ? ": " + ec.message() : ""));
+  }
+  fs::path tmp = p;
+  tmp += ".tmp";  // the name write_atomically uses
+  if (fs::is_directory(fs::symlink_status(tmp, ec))) bad_output(flag, path, "'" + tmp.string() + "' is a folder in the way");
+  probe_create(flag, path, tmp, folder);
+}
+
+/// --corpus: a folder (created when missing) that takes new files.
+void check_folder_output(const char* flag, const std::string& dir) {
+  if (dir.empty()) return;
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (fs::exists(st) && !fs::is_directory(st)) bad_output(flag, dir, "exists and is not a folder");
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir, ec)) bad_output(flag, dir, "cannot create the folder" + (ec ? ": " + ec.message() : ""));
+  probe_create(flag, dir, fs::path(dir) / (".moecheck-probe-" + std::to_string(::getpid())), dir);
+}
+
+}  // namespace
+
+void check_output_paths(const CampaignOptions& opt) {
+  const std::pair<const char*, const std::string*> files[] = {
+      {"--json", &opt.results_json}, {"--junit", &opt.junit_xml}, {"--state", &opt.state_file}};
+  for (std::size_t i = 0; i < 3; ++i) {
+    for (std::size_t j = i + 1; j < 3; ++j) {
+      if (files[i].second->empty() || files[j].second->empty()) continue;
+      std::error_code e1, e2;
+      const fs::path a = fs::weakly_canonical(*files[i].second, e1), b = fs::weakly_canonical(*files[j].second, e2);
+      if (!e1 && !e2 && a == b) {
+        throw std::invalid_argument(std::string(files[i].first) + " and " + files[j].first + " name the same file '" +
+                                    *files[i].second + "'");
+      }
+    }
+  }
+  check_folder_output("--corpus", opt.corpus_dir);
+  for (const auto& [flag, path] : files) check_file_output(flag, *path);
+}
+
+int campaign_exit_code(const CampaignResult& r) {
+  if (!r.write_errors.empty()) return 3;
+  if (!r.failures.empty()) return 1;
+  if (r.interrupted) return kExitInterrupted;
+  return 0;
+}
+
+std::string campaign_summary(const CampaignResult& r) {
+  std::ostringstream os;
+  os << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", failures "
+     << r.failures.size() << " (+" << r.duplicate_failures << " duplicates) in " << r.elapsed_s << " s";
+  if (r.aborted) os << " [aborted: " << r.abort_reason << "]";
+  else if (r.interrupted) os << " [interrupted: resume with --resume --state FILE]";
+  os << "\n";
+  for (const auto& f : r.failures) os << "  " << f.replay << "\n";
+  return os.str();
+}
+
+namespace {
+
+/// One running campaign: its result, outputs and failure bookkeeping (shared by the normal
+/// path and the emergency end).
+struct CampaignRun {
+  Target& target;
+  const CampaignOptions& opt;
+  CampaignResult& r;
+  std::ostream& log;
+  std::set<std::string> known;
+  Clock::time_point t0;
+  double elapsed_before = 0;
+
+  double elapsed() const {
+    return elapsed_before + std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+  void write_error(const std::string& what) {
+    if (std::find(r.write_errors.begin(), r.write_errors.end(), what) != r.write_errors.end()) return;
+    log << "\nmoecheck: error: " << what << "\n" << std::flush;
+    r.write_errors.push_back(what);
+  }
+
+  void save_state() {
+    if (opt.state_file.empty()) return;
+    try {
+      write_atomically(opt.state_file, state_json(r).dump(1));
+    } catch (const std::exception& e) {
+      write_error(e.what());
+    }
+  }
+
+  /// State, results JSON and JUnit, each written even when another one fails.
+  void write_outputs() {
+    save_state();
+    if (!opt.results_json.empty()) {
+      try {
+        write_atomically(opt.results_json, campaign_json(r));
+      } catch (const std::exception& e) {
+        write_error(e.what());
+      }
+    }
+    if (!opt.junit_xml.empty()) {
+      try {
+        write_atomically(opt.junit_xml, campaign_junit(r));
+      } catch (const std::exception& e) {
+        write_error(e.what());
+      }
+    }
+  }
+
+  /// Records a (shrunk) failure unless its signature is known; saves it to the corpus.
+  void record_failure(const std::string& check, const std::string& message, std::uint64_t seed,
+                      std::int64_t index, const RoutingCase& original, const RoutingCase& shrunk, int steps,
+                      int attempts, const std::string& note) {
+    FailureRecord rec;
+    rec.check = check;
+    rec.message = message;
+    rec.seed = seed;
+    rec.case_index = index;
+    rec.original = original;
+    rec.original.logits.clear();
+    rec.shrunk = shrunk;
+    rec.shrink_steps = steps;
+    rec.signature = failure_signature(target, check, shrunk);
+    if (known.count(rec.signature)) {
+      ++r.duplicate_failures;
+      return;
+    }
+    known.insert(rec.signature);
+    rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() + " --seed " +
+                 std::to_string(opt.seed) + generator_flags(opt.gen) + " --first-case " + std::to_string(index) +
+                 " --cases 1";
+    if (!opt.corpus_dir.empty()) {
+      CorpusEntry e;
+      e.c = shrunk;
+      e.target = target.spec();
+      e.mutant = target.mutant();
+      e.device = target.device();
+      e.expect = opt.planted_bug || target.mutant() != "none" ? Expectation::fail : Expectation::pass;
+      e.check = check;
+      e.signature = rec.signature;
+      e.message = rec.message;
+      e.toolkit = toolkit_string();
+      e.commit = source_commit();
+      e.found = iso_time_now();
+      try {
+        rec.corpus_file = write_corpus_entry(e, opt.corpus_dir);
+        rec.replay = "moecheck replay " + rec.corpus_file;
+      } catch (const std::exception& ex) {
+        write_error(std::string("corpus: ") + ex.what());
+      }
+    }
+    if (opt.progress) log << "\n";
+    log << "FAIL [" << check << "] " << rec.message << "\n"
+        << "  target " << target.spec() << " mutant " << target.mutant() << " device " << target.device()
+        << " case #" << index << " seed 0x" << hex64(seed) << "\n"
+        << "  original T=" << original.T << " E=" << original.E << " k=" << original.k << " "
+        << dtype_name(original.dtype) << " " << layout_name(original.layout) << " values=" << original.value_family
+        << " -> shrunk T=" << shrunk.T << " E=" << shrunk.E << " k=" << shrunk.k << " " << dtype_name(shrunk.dtype)
+        << " (" << steps << " steps, " << attempts << " attempts" << note << ")\n"
+        << "  replay: " << rec.replay << "\n";
+    r.failures.push_back(std::move(rec));
+  }
+};
+
+/// A shrink in progress: its best case so far survives an emergency end.
+struct PendingShrink {
+  bool active = false;
+  std::string check, message;
+  std::uint64_t seed = 0;
+  std::int64_t index = 0;
+  RoutingCase original, best;
+  int steps = 0, attempts = 0;
+};
+
+/// The campaign running in this process, as seen by the process-exit handler and the watchdog
+/// (they may run on another thread, or inside exit() called by the code under test). The
+/// campaign thread holds `mu` except while the code under test runs, so whoever takes `mu`
+/// finds the result in a consistent state.
+struct ActiveCampaign {
+  std::timed_mutex mu;
+  std::thread::id owner;
+  pid_t pid = 0;
+  std::atomic<bool> in_call{false};
+  std::atomic<std::uint64_t> call_seq{0};
+  std::atomic<Clock::rep> call_start{0};
+  std::atomic<bool> ending{false};  ///< an emergency end is under way
+  // Guarded by mu:
+  CampaignRun* run = nullptr;
+  double timeout_s = 60;
+  bool has_deadline = false;
+  Clock::time_point hard_deadline{};  ///< end of the budget plus kBudgetGraceSeconds
+  const RoutingCase* in_flight = nullptr;
+  bool in_flight_is_candidate = false;  ///< a shrink candidate, not a campaign case
+  std::int64_t in_flight_index = 0;
+  std::uint64_t in_flight_seed = 0;
+  PendingShrink shrink;
+};
+
+std::atomic<ActiveCampaign*> g_active{nullptr};
+
+enum class Emergency { exit_called, timeout, stop, budget };
+
+/// Records what can be recorded, writes every output, prints the summary and ends the process.
+/// The caller holds `ac.mu` (or is the campaign thread outside a call).
+[[noreturn]] void emergency_end(ActiveCampaign& ac, Emergency why) {
+  CampaignRun& run = *ac.run;
+  CampaignResult& r = run.r;
+  r.elapsed_s = run.elapsed();
+  const bool in_call = ac.in_call.load() && ac.in_flight != nullptr;
+  const std::string where = in_call ? (ac.in_flight_is_candidate ? "a shrink candidate of case #" : "case #") +
+                                          std::to_string(ac.in_flight_index)
+                                    : std::string("no call");
+  if (ac.shrink.active) {
+    PendingShrink& ps = ac.shrink;
+    ps.active = false;
+    run.record_failure(ps.check, ps.message, ps.seed, ps.index, ps.original, ps.best, ps.steps, ps.attempts,
+                       ", shrinking cut short");
+  }
+  auto record_in_flight = [&](const std::string& check, const std::string& message) {
+    const RoutingCase& c = *ac.in_flight;
+    if (!ac.in_flight_is_candidate) {
+      ++r.cases;
+      r.rows += c.T;
+      for (const auto& cls : classify(c)) ++r.classes[cls];
+    }
+    run.record_failure(check, message, ac.in_flight_seed, ac.in_flight_index, c, c, 0, 0, ", not shrunk");
+  };
+  int code = -1;
+  switch (why) {
+    case Emergency::exit_called:
+      r.aborted = true;
+      if (in_call) {
+        record_in_flight("crash", "implementation ended the process (exit() or quick_exit()) during an in-process "
+                                  "call; the campaign was aborted (run it isolated, without --no-isolation)");
+        r.abort_reason = "the code under test called exit() during " + where;
+      } else {
+        r.abort_reason = "the process was asked to exit outside any call to the code under test";
+        code = 3;
+      }
+      break;
+    case Emergency::timeout: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", ac.timeout_s);
+      record_in_flight("timeout", std::string("implementation did not return within ") + buf +
+                                      " s (in-process call, which cannot be killed: the campaign was aborted)");
+      r.aborted = true;
+      r.abort_reason = std::string("the code under test ran past the case timeout (") + buf + " s) during " + where;
+      break;
+    }
+    case Emergency::stop:
+      r.interrupted = true;
+      if (!ac.in_flight_is_candidate) r.next_index = ac.in_flight_index;  // not judged: run again on resume
+      run.log << "\nmoecheck: stop requested; " << where << " was still running in-process after "
+              << kStopGraceSeconds << " s: abandoned\n";
+      break;
+    case Emergency::budget:
+      if (!ac.in_flight_is_candidate) r.next_index = ac.in_flight_index;
+      run.log << "\nmoecheck: " << where << " was still running in-process " << kBudgetGraceSeconds
+              << " s after the end of the budget: abandoned (not counted)\n";
+      break;
+  }
+  if (r.aborted) r.interrupted = true;
+  if (r.aborted) run.log << "\nmoecheck: campaign aborted: " << r.abort_reason << "\n";
+  run.write_outputs();
+  run.log << std::flush;
+  std::cout << campaign_summary(r) << std::flush;
+  std::cerr << std::flush;
+  std::fflush(nullptr);
+  if (code < 0) code = campaign_exit_code(r);
+  _exit(code);
+}
+
+/// exit()/quick_exit() while a campaign runs in this process: record, write, exit non-zero.
+extern "C" void moecheck_on_process_exit() {
+  ActiveCampaign* ac = g_active.load();
+  if (!ac || ac->pid != ::getpid()) return;  // no campaign, or a forked child exiting
+  if (ac->ending.exchange(true)) {
+    for (;;) pause();  // another thread is already ending the process
+  }
+  const bool own_thread_holds_lock = std::this_thread::get_id() == ac->owner && !ac->in_call.load();
+  if (!own_thread_holds_lock && !ac->mu.try_lock_for(std::chrono::seconds(2))) {
+    std::fputs("moecheck: the process is exiting during a campaign and the results could not be recorded\n",
+               stderr);
+    _exit(3);
+  }
+  emergency_end(*ac, Emergency::exit_called);
+}
+
+/// Forwards to the target under test; releases the campaign lock while the code under test runs.
+class GuardedTarget final : public Target {
+ public:
+  GuardedTarget(Target& inner, ActiveCampaign& ac) : inner_(inner), ac_(ac) {}
+  std::string spec() const override { return inner_.spec(); }
+  std::string device() const override { return inner_.device(); }
+  std::string mutant() const override { return inner_.mutant(); }
+  std::string unsupported(const RoutingCase& c) const override { return inner_.unsupported(c); }
+  Precision precision() const override { return inner_.precision(); }
+  bool runs_in_process() const override { return inner_.runs_in_process(); }
+  RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
+    ac_.call_start.store(Clock::now().time_since_epoch().count());
+    ac_.call_seq.fetch_add(1);
+    ac_.in_call.store(true);
+    ac_.mu.unlock();
+    struct Relock {
+      ActiveCampaign& ac;
+      ~Relock() {
+        ac.in_call.store(false);
+        ac.mu.lock();
+      }
+    } relock{ac_};
+    return inner_.run(m, weights, ids);
+  }
+
+ private:
+  Target& inner_;
+  ActiveCampaign& ac_;
+};
+
+/// Watches in-process calls: past the case timeout, still running kStopGraceSeconds after a stop
+/// request, or past the budget plus grace -> emergency_end (such a call cannot be interrupted).
+class Watchdog {
+ public:
+  explicit Watchdog(ActiveCampaign& ac) : ac_(ac), thread_([this] { loop(); }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> l(m_);
+    Clock::time_point stop_seen{};
+    while (!cv_.wait_for(l, std::chrono::milliseconds(20), [this] { return quit_; })) {
+      const Clock::time_point now = Clock::now();
+      if (g_stop && stop_seen == Clock::time_point{}) stop_seen = now;
+      if (!ac_.in_call.load()) continue;
+      const std::uint64_t seq = ac_.call_seq.load();
+      const Clock::time_point started{Clock::duration(ac_.call_start.load())};
+      const double running = std::chrono::duration<double>(now - started).count();
+      Emergency why = Emergency::timeout;
+      if (running >= ac_.timeout_s) why = Emergency::timeout;
+      else if (g_stop && std::chrono::duration<double>(now - stop_seen).count() >= kStopGraceSeconds) why = Emergency::stop;
+      else if (ac_.has_deadline && now >= ac_.hard_deadline) why = Emergency::budget;
+      else continue;
+      if (!ac_.mu.try_lock()) continue;
+      if (!ac_.in_call.load() || ac_.call_seq.load() != seq || ac_.ending.exchange(true)) {
+        ac_.mu.unlock();
+        continue;
+      }
+      emergency_end(ac_, why);
+    }
+  }
+
+  ActiveCampaign& ac_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool quit_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
 CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ostream& log) {
   if (opt.shard_count < 1 || opt.shard_index < 0 || opt.shard_index >= opt.shard_count) {
     throw std::invalid_argument("--shard " + std::to_string(opt.shard_index) + "/" +
@@ -332,6 +774,9 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   }
   if (opt.seconds <= 0 && opt.max_cases <= 0) {
     throw std::invalid_argument("a campaign needs a budget: --seconds > 0 or --cases > 0");
+  }
+  if (!(opt.case_timeout >= 0) || !std::isfinite(opt.case_timeout)) {
+    throw std::invalid_argument("--case-timeout: need a finite number of seconds > 0");
   }
   if (opt.resume && opt.state_file.empty()) {
     throw std::invalid_argument("--resume needs --state FILE");
@@ -346,6 +791,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
                                 std::to_string(opt.shard_index) + "/" + std::to_string(opt.shard_count) +
                                 " (case j belongs to shard j % n)");
   }
+  check_output_paths(opt);
   CampaignResult r;
   r.target = target.spec();
   r.mutant = target.mutant();
@@ -355,6 +801,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.shard_count = opt.shard_count;
   r.budget_seconds = opt.seconds;
   r.budget_cases = opt.max_cases;
+  r.case_timeout = effective_case_timeout(opt);
   r.started = iso_time_now();
   r.next_index = opt.shard_index;
   if (opt.first_index >= 0) r.next_index = opt.first_index;
@@ -363,8 +810,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     log << "resuming at case " << r.next_index << " (" << r.cases << " cases, " << r.failures.size()
         << " failures so far)\n";
   }
-  std::set<std::string> known;
-  for (const auto& f : r.failures) known.insert(f.signature);
+  CampaignRun run{target, opt, r, log, {}, Clock::now(), r.elapsed_s};
+  for (const auto& f : r.failures) run.known.insert(f.signature);
   // Draw only what the target runs (skipping stays as the per-case safety net).
   const GenConfig gen = draw_config(opt.gen, target, &r.restriction);
   r.drawn = gen;
@@ -372,21 +819,56 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   if (!r.restriction.empty()) log << "drawing only what " << target.spec() << " runs: " << r.restriction << "\n";
 
   g_stop = 0;
-  const double elapsed_before = r.elapsed_s;
   const std::int64_t cases_before = r.cases;
-  const auto t0 = Clock::now();
+  const auto t0 = run.t0;
   auto last_progress = t0, last_state = t0;
   auto seconds_since = [](Clock::time_point a) {
     return std::chrono::duration<double>(Clock::now() - a).count();
   };
-  auto save_state = [&] {
-    if (!opt.state_file.empty()) write_atomically(opt.state_file, state_json(r).dump(1));
-  };
-  const bool planted = opt.planted_bug || target.mutant() != "none";
+  // The time budget ends at `deadline`; a call still running kBudgetGraceSeconds later is
+  // abandoned, and so is any call once a stop is requested.
+  const bool has_deadline = opt.seconds > 0;
+  const Clock::time_point deadline = after(t0, has_deadline ? opt.seconds - run.elapsed_before : 0.0);
+  const Clock::time_point hard_deadline = after(deadline, kBudgetGraceSeconds);
+
+  ActiveCampaign ac;
+  ac.owner = std::this_thread::get_id();
+  ac.pid = ::getpid();
+  ac.run = &run;
+  ac.timeout_s = r.case_timeout;
+  ac.has_deadline = has_deadline;
+  ac.hard_deadline = hard_deadline;
+  ac.mu.lock();
+  static const bool exit_hooks = [] {
+    std::atexit(moecheck_on_process_exit);
+    std::at_quick_exit(moecheck_on_process_exit);
+    return true;
+  }();
+  (void)exit_hooks;
+  GuardedTarget guarded(target, ac);
+  const CallLimits previous_limits = target.call_limits();
+  bool shrinking = false;  // a shrink candidate is abandoned at the deadline itself, a case 1 s later
+  target.set_call_limits({r.case_timeout, [&] {
+                            return g_stop != 0 ||
+                                   (has_deadline && Clock::now() >= (shrinking ? deadline : hard_deadline));
+                          }});
+  struct Deactivate {
+    ActiveCampaign& ac;
+    Target& target;
+    const CallLimits& previous;
+    ~Deactivate() {
+      g_active.store(nullptr);
+      target.set_call_limits(previous);
+      ac.mu.unlock();
+    }
+  } deactivate{ac, target, previous_limits};
+  g_active.store(&ac);
+  std::unique_ptr<Watchdog> watchdog;
+  if (target.runs_in_process()) watchdog = std::make_unique<Watchdog>(ac);
 
   while (true) {
     const double run_s = seconds_since(t0);
-    r.elapsed_s = elapsed_before + run_s;
+    r.elapsed_s = run.elapsed_before + run_s;
     if (g_stop) {
       r.interrupted = true;
       break;
@@ -401,7 +883,22 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     RoutingCase c = generate_case(seed, gen);
     r.next_index += opt.shard_count;
 
-    Verdict v = evaluate(target, c, {});
+    ac.in_flight = &c;
+    ac.in_flight_is_candidate = false;
+    ac.in_flight_index = index;
+    ac.in_flight_seed = seed;
+    Verdict v = evaluate(guarded, c, {});
+    ac.in_flight = nullptr;
+    if (v.kind == Verdict::Kind::abandoned) {
+      r.next_index = index;  // not judged: a resumed campaign runs it again
+      if (g_stop) {
+        r.interrupted = true;
+      } else {
+        log << (opt.progress ? "\n" : "") << "case #" << index << " was still running " << kBudgetGraceSeconds
+            << " s after the end of the budget: abandoned (not counted)\n";
+      }
+      break;
+    }
     if (v.kind == Verdict::Kind::skipped) {
       ++r.skipped;
       continue;
@@ -411,61 +908,41 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     for (const auto& cls : classify(c)) ++r.classes[cls];
 
     if (v.failed()) {
+      PendingShrink& ps = ac.shrink;
+      ps = PendingShrink{true, v.check, v.message, seed, index, c, c, 0, 0};
       const std::string check = v.check;
       std::int64_t hint = v.report.violations.empty() ? -1 : v.report.violations.front().row;
+      const Clock::time_point shrink_end =
+          opt.shrink_seconds > 0 ? after(Clock::now(), opt.shrink_seconds) : Clock::time_point::max();
+      shrinking = true;
       ShrinkResult s = shrink_case(
-          c, [&](const RoutingCase& cand) {
-            Verdict w = evaluate(target, cand, {});
-            return w.failed() && w.check == check;
+          c,
+          [&](const RoutingCase& cand) {
+            ac.in_flight = &cand;
+            ac.in_flight_is_candidate = true;
+            Verdict w = evaluate(guarded, cand, {});
+            ac.in_flight = nullptr;
+            ++ps.attempts;
+            if (!(w.failed() && w.check == check)) return false;
+            ps.best = cand;
+            ps.message = w.message;
+            ++ps.steps;
+            return true;
           },
-          hint, opt.shrink_attempts);
-      Verdict sv = evaluate(target, s.minimal, {});
-      FailureRecord rec;
-      rec.check = check;
-      rec.message = sv.failed() ? sv.message : v.message;
-      rec.seed = seed;
-      rec.case_index = index;
-      rec.original = c;
-      rec.original.logits.clear();
-      rec.shrunk = s.minimal;
-      rec.shrink_steps = s.steps;
-      rec.signature = failure_signature(target, check, s.minimal);
-      if (known.count(rec.signature)) {
-        ++r.duplicate_failures;
-        continue;
+          hint, opt.shrink_attempts,
+          [&] {
+            const auto now = Clock::now();
+            return g_stop != 0 || (has_deadline && now >= deadline) || now >= shrink_end;
+          });
+      shrinking = false;
+      ps.active = false;
+      std::string note;
+      if (s.stopped) {
+        note = g_stop ? ", stopped by the stop request"
+                      : (has_deadline && Clock::now() >= deadline ? ", stopped by the time budget"
+                                                                  : ", stopped after " + human(opt.shrink_seconds) + " s");
       }
-      known.insert(rec.signature);
-      if (!opt.corpus_dir.empty()) {
-        CorpusEntry e;
-        e.c = s.minimal;
-        e.target = target.spec();
-        e.mutant = target.mutant();
-        e.device = target.device();
-        e.expect = planted ? Expectation::fail : Expectation::pass;
-        e.check = check;
-        e.signature = rec.signature;
-        e.message = rec.message;
-        e.toolkit = toolkit_string();
-        e.commit = source_commit();
-        e.found = iso_time_now();
-        rec.corpus_file = write_corpus_entry(e, opt.corpus_dir);
-        rec.replay = "moecheck replay " + rec.corpus_file;
-      } else {
-        rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() +
-                     " --seed " + std::to_string(opt.seed) + generator_flags(opt.gen) + " --first-case " +
-                     std::to_string(index) + " --cases 1";
-      }
-      if (opt.progress) log << "\n";
-      log << "FAIL [" << check << "] " << rec.message << "\n"
-          << "  target " << target.spec() << " mutant " << target.mutant() << " device "
-          << target.device() << " case #" << index << " seed 0x" << hex64(seed) << "\n"
-          << "  original T=" << c.T << " E=" << c.E << " k=" << c.k << " " << dtype_name(c.dtype)
-          << " " << layout_name(c.layout) << " values=" << c.value_family << " -> shrunk T="
-          << s.minimal.T << " E=" << s.minimal.E << " k=" << s.minimal.k << " "
-          << dtype_name(s.minimal.dtype) << " (" << s.steps << " steps, " << s.attempts
-          << " attempts)\n"
-          << "  replay: " << rec.replay << "\n";
-      r.failures.push_back(std::move(rec));
+      run.record_failure(check, ps.message, seed, index, c, s.minimal, s.steps, s.attempts, note);
     }
 
     if (opt.progress && seconds_since(last_progress) >= 0.5) {
@@ -480,13 +957,13 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     }
     if (seconds_since(last_state) >= 5.0) {
       last_state = Clock::now();
-      save_state();
+      run.save_state();
     }
   }
+  watchdog.reset();
+  r.elapsed_s = run.elapsed();
   if (opt.progress) log << "\n";
-  save_state();
-  if (!opt.results_json.empty()) write_atomically(opt.results_json, campaign_json(r));
-  if (!opt.junit_xml.empty()) write_atomically(opt.junit_xml, campaign_junit(r));
+  run.write_outputs();
   return r;
 }
 
@@ -511,6 +988,9 @@ std::string campaign_json(const CampaignResult& r) {
   j["failures"] = r.failures.size();
   j["duplicate_failures"] = r.duplicate_failures;
   j["interrupted"] = r.interrupted;
+  j["aborted"] = r.aborted;
+  if (r.aborted) j["abort_reason"] = r.abort_reason;
+  j["case_timeout_s"] = r.case_timeout;
   j["next_index"] = r.next_index;
   nlohmann::json drawn_families = nlohmann::json::array(), drawn_dtypes = nlohmann::json::array();
   for (Family f : r.drawn.families) drawn_families.push_back(family_name(f));
@@ -527,17 +1007,28 @@ std::string campaign_json(const CampaignResult& r) {
 
 std::string campaign_junit(const CampaignResult& r) {
   std::ostringstream os;
+  // An interrupted or aborted campaign is an error of the "campaign" test case: a cancelled run
+  // must not look green in a CI system that reads only this file.
+  const int errors = r.interrupted || r.aborted ? 1 : 0;
   os << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   os << "<testsuites tests=\"" << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size()
-     << "\" time=\"" << r.elapsed_s << "\">\n";
+     << "\" errors=\"" << errors << "\" time=\"" << r.elapsed_s << "\">\n";
   os << " <testsuite name=\"moecheck.fuzz." << xml_escape(r.target) << "\" tests=\""
-     << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size() << "\" time=\""
-     << r.elapsed_s << "\">\n";
+     << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size() << "\" errors=\"" << errors
+     << "\" time=\"" << r.elapsed_s << "\">\n";
   os << "  <properties><property name=\"seed\" value=\"" << r.seed
      << "\"/><property name=\"mutant\" value=\"" << xml_escape(r.mutant)
      << "\"/><property name=\"cases\" value=\"" << r.cases << "\"/><property name=\"rows\" value=\""
      << r.rows << "\"/></properties>\n";
-  os << "  <testcase classname=\"moecheck.fuzz\" name=\"campaign\" time=\"" << r.elapsed_s << "\"/>\n";
+  os << "  <testcase classname=\"moecheck.fuzz\" name=\"campaign\" time=\"" << r.elapsed_s << "\"";
+  if (errors) {
+    const std::string why = r.aborted ? "aborted: " + r.abort_reason
+                                      : "interrupted before the budget ran out (next case " +
+                                            std::to_string(r.next_index) + "; resume with --resume --state FILE)";
+    os << ">\n   <error message=\"" << xml_escape(why) << "\"/>\n  </testcase>\n";
+  } else {
+    os << "/>\n";
+  }
   for (const auto& f : r.failures) {
     os << "  <testcase classname=\"moecheck.fuzz." << xml_escape(f.check) << "\" name=\""
        << xml_escape(f.signature) << "\">\n   <failure message=\"" << xml_escape(f.message)

@@ -35,6 +35,9 @@ struct CampaignOptions {
   bool progress = true;            ///< progress line on stderr
   int max_failures = 16;           ///< stop after this many unique failures (0 = never stop)
   int shrink_attempts = 4000;      ///< candidate evaluations per shrink
+  double shrink_seconds = 60;      ///< wall-clock cap on shrinking one failure (0 = none); the time
+                                   ///< budget and stop requests end a shrink too (best case so far kept)
+  double case_timeout = 0;         ///< per-case wall-clock limit in seconds; 0 = effective_case_timeout
   std::int64_t first_index = -1;   ///< start at this global case index (>= 0; replays one case)
   /// The target itself is a planted bug (the broken example plugin): its failures are saved
   /// as "expect fail", as those of a target with a mutant are.
@@ -70,10 +73,14 @@ struct CampaignResult {
   std::int64_t rows = 0;
   std::int64_t skipped = 0;        ///< cases outside the target's domain
   std::int64_t duplicate_failures = 0;  ///< failing cases whose signature was already known
-  bool interrupted = false;
   GenConfig drawn;                 ///< the generator config cases were drawn from (draw_config)
   std::string restriction;         ///< what the target's domain removed from the configured draw
   std::vector<std::string> expected_classes;  ///< expected_case_classes(drawn)
+  bool interrupted = false;        ///< stopped (signal, or aborted) before its budget ran out
+  bool aborted = false;            ///< ended by the code under test (exit() or a hang in-process)
+  std::string abort_reason;        ///< why, when aborted
+  double case_timeout = 0;         ///< per-case timeout in effect (seconds)
+  std::vector<std::string> write_errors;  ///< outputs (corpus, state, JSON, JUnit) that could not be written
   std::map<std::string, std::int64_t> classes;
   std::vector<FailureRecord> failures;
 };
@@ -93,14 +100,51 @@ std::uint64_t case_seed(std::uint64_t campaign_seed, std::int64_t index);
 /// Stable de-duplication key of a (shrunk) failure.
 std::string failure_signature(const Target& t, const std::string& check, const RoutingCase& shrunk);
 
-/// Asks a running campaign to stop after the current case (async-signal-safe).
+/// Asks a running campaign to stop (async-signal-safe): a call in flight is abandoned (an
+/// isolated plugin's child is killed at once, an in-process call gets kStopGraceSeconds before
+/// the watchdog ends the process), a shrink in progress keeps its best case, every output is
+/// written.
 void request_campaign_stop();
 /// Installs SIGINT/SIGTERM handlers that call request_campaign_stop().
 void install_stop_handlers();
 
+/// Seconds a call may run past the end of the time budget before it is abandoned.
+constexpr double kBudgetGraceSeconds = 1.0;
+/// Seconds an in-process call may keep running after a stop request before the watchdog writes
+/// every output and ends the process.
+constexpr double kStopGraceSeconds = 0.5;
+/// Exit status of `moecheck fuzz` for an interrupted campaign that found no failure.
+constexpr int kExitInterrupted = 4;
+
+/// Per-case timeout in effect: `opt.case_timeout` when set; otherwise a tenth of the time budget,
+/// clamped to [2 s, 60 s]; 60 s with a case budget only. A call is also abandoned (not judged)
+/// once it runs kBudgetGraceSeconds past the end of the time budget.
+double effective_case_timeout(const CampaignOptions& opt);
+
+/// Checks, before any case runs, that every output can be written: --json, --junit and --state
+/// name files (not folders or special files) in folders that exist or can be created and accept
+/// new files, the corpus is a folder (created when missing) that accepts new files, and no two
+/// outputs share a path. Throws std::invalid_argument naming the path and the problem.
+void check_output_paths(const CampaignOptions& opt);
+
 /// Runs the campaign; writes corpus entries, results JSON, JUnit XML and the resume state as
-/// configured. Throws std::invalid_argument for bad options (named).
+/// configured. Throws std::invalid_argument for bad options (named), before any case runs.
+/// The time budget bounds everything, shrinking included. An output that cannot be written is
+/// recorded in `write_errors` and the others are still written.
+///
+/// Code under test that runs in this process (Target::runs_in_process) is watched: when it
+/// calls exit()/quick_exit(), runs past the per-case timeout, or keeps running after a stop
+/// request or the end of the budget, the case in flight (and a shrink in progress) is recorded,
+/// every output is written (JSON "aborted" when the code under test ended the campaign), a
+/// summary is printed on stdout and the process ends with campaign_exit_code (1 when a failure
+/// was recorded). _exit() and crashes cannot be intercepted in-process: isolate such code.
 CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ostream& log);
+
+/// Exit status of `moecheck fuzz`: 3 when an output could not be written, else 1 when failures
+/// were found, else kExitInterrupted when the campaign was interrupted, else 0.
+int campaign_exit_code(const CampaignResult& r);
+/// One-line summary ("cases N, rows R, ... in S s") plus one replay line per failure.
+std::string campaign_summary(const CampaignResult& r);
 
 /// Results as JSON text (schema "moecheck-campaign/1", reports/README.md).
 std::string campaign_json(const CampaignResult& r);

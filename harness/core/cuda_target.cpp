@@ -1,5 +1,6 @@
 // The "cuda:<variant>" target: the fused kernels on the device, outputs poisoned on the device
-// before every launch, every CUDA call checked and reported as a failure (never a crash).
+// before every launch (with the guard regions around them, copied back and checked by
+// `evaluate`), every CUDA call checked and reported as a failure (never a crash).
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -48,6 +49,8 @@ class CudaKernelTarget final : public Target {
 
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     const std::size_t n = static_cast<std::size_t>(m.view.T * m.params.k);
+    const std::size_t guard = static_cast<std::size_t>(kOutputGuardElements);
+    const std::size_t padded = n + 2 * guard;  // [guard | T * k | guard], as on the host
     const std::size_t storage = m.storage.size();
     DeviceBuffer g, s, w, id;
     cudaError_t e;
@@ -57,8 +60,8 @@ class CudaKernelTarget final : public Target {
     return {RunOutcome::Status::crashed, cuda_message(what, e)};               \
   }
     MOECHECK_CUDA_TRY(g.alloc(storage), "cudaMalloc(gating)");
-    MOECHECK_CUDA_TRY(w.alloc(n * sizeof(float)), "cudaMalloc(weights)");
-    MOECHECK_CUDA_TRY(id.alloc(n * sizeof(std::int32_t)), "cudaMalloc(ids)");
+    MOECHECK_CUDA_TRY(w.alloc(padded * sizeof(float)), "cudaMalloc(weights)");
+    MOECHECK_CUDA_TRY(id.alloc(padded * sizeof(std::int32_t)), "cudaMalloc(ids)");
     if (storage) {
       MOECHECK_CUDA_TRY(cudaMemcpyAsync(g.ptr, m.storage.data(), storage, cudaMemcpyHostToDevice, stream_),
                         "cudaMemcpy(gating)");
@@ -71,25 +74,30 @@ class CudaKernelTarget final : public Target {
                         "cudaMemcpy(scale)");
       scale_dev = static_cast<const float*>(s.ptr);
     }
-    // Poison the device outputs with the oracle's patterns (host buffers arrive poisoned).
-    if (n) {
-      MOECHECK_CUDA_TRY(cudaMemcpyAsync(w.ptr, weights, n * sizeof(float), cudaMemcpyHostToDevice, stream_),
-                        "cudaMemcpy(poison weights)");
-      MOECHECK_CUDA_TRY(cudaMemcpyAsync(id.ptr, ids, n * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream_),
-                        "cudaMemcpy(poison ids)");
-    }
+    // Poison the device outputs and their guards with the host's patterns (the host buffers
+    // arrive poisoned and guarded).
+    MOECHECK_CUDA_TRY(cudaMemcpyAsync(w.ptr, weights - guard, padded * sizeof(float), cudaMemcpyHostToDevice,
+                                      stream_),
+                      "cudaMemcpy(poison weights)");
+    MOECHECK_CUDA_TRY(cudaMemcpyAsync(id.ptr, ids - guard, padded * sizeof(std::int32_t), cudaMemcpyHostToDevice,
+                                      stream_),
+                      "cudaMemcpy(poison ids)");
     // Same view and parameters, device pointers (no copy of the host storage).
-    kernels::RoutingArgs a = to_kernel_args(m, static_cast<float*>(w.ptr), static_cast<std::int32_t*>(id.ptr));
+    kernels::RoutingArgs a = to_kernel_args(m, static_cast<float*>(w.ptr) + guard,
+                                            static_cast<std::int32_t*>(id.ptr) + guard);
     a.gating = g.ptr;
     a.scale = scale_dev;
     std::string msg;
-    if (kernels::validate_args(a, &msg) != kernels::ArgStatus::ok) return {RunOutcome::Status::rejected, msg};
+    if (kernels::validate_args(a, &msg) != kernels::ArgStatus::ok) {
+      MOECHECK_CUDA_TRY(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+      return {RunOutcome::Status::rejected, msg};
+    }
     MOECHECK_CUDA_TRY(kernels::launch_routing(a, variant_, stream_, mutant_), "launch_routing");
     MOECHECK_CUDA_TRY(cudaStreamSynchronize(stream_), "kernel execution");
-    if (n) {
-      MOECHECK_CUDA_TRY(cudaMemcpy(weights, w.ptr, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy(weights)");
-      MOECHECK_CUDA_TRY(cudaMemcpy(ids, id.ptr, n * sizeof(std::int32_t), cudaMemcpyDeviceToHost), "cudaMemcpy(ids)");
-    }
+    MOECHECK_CUDA_TRY(cudaMemcpy(weights - guard, w.ptr, padded * sizeof(float), cudaMemcpyDeviceToHost),
+                      "cudaMemcpy(weights)");
+    MOECHECK_CUDA_TRY(cudaMemcpy(ids - guard, id.ptr, padded * sizeof(std::int32_t), cudaMemcpyDeviceToHost),
+                      "cudaMemcpy(ids)");
 #undef MOECHECK_CUDA_TRY
     return {};
   }

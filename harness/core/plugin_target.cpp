@@ -4,19 +4,26 @@
 //
 // Crash containment. Host plugins run in a forked child by default (TargetOptions::
 // isolate_plugins): the child calls route() on its copy-on-write view of the case and writes
-// the outputs into an anonymous shared mapping; the parent reads them back. A plugin that
-// segfaults, aborts, calls exit() or hangs (kPluginTimeoutSeconds) is reported as a "crash"
-// failure of that case, and the campaign's own memory cannot be corrupted by it. Without
-// isolation (or for CUDA plugins, since CUDA contexts do not survive fork) the call is made
-// in-process: errors are still reported, a crash is not contained.
+// the outputs (with their guard regions) into an anonymous shared mapping; the parent reads
+// them back. A plugin that segfaults, aborts or calls exit() is reported as a "crash" failure
+// of that case, one that runs past CallLimits::timeout_s as a "timeout" failure (the child is
+// killed), and the campaign's own memory cannot be corrupted by it. While waiting, the parent
+// polls CallLimits::abandon (stop request, end of the budget) and kills the child when it says
+// so. The child runs in its own process group (killed as a group) and dies with its parent
+// (PR_SET_PDEATHSIG), so no worker outlives moecheck. Without isolation (or for CUDA plugins,
+// since CUDA contexts do not survive fork) the call is made in-process: errors are still
+// reported, a crash is not contained, and hangs/exit() are left to the campaign's watchdog.
 #include <dlfcn.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -31,8 +38,6 @@
 namespace moecheck {
 namespace {
 
-/// Wall-clock limit for one isolated route() call before the child is killed.
-constexpr int kPluginTimeoutSeconds = 60;
 /// Bytes of the shared mapping reserved for the child's error message.
 constexpr std::size_t kMessageBytes = 1024;
 
@@ -146,6 +151,7 @@ class PluginTarget final : public Target {
     d.max_k = desc_->max_k;
     return d;
   }
+  bool runs_in_process() const override { return !host_ || !isolate_; }
 
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     if (!host_) return run_cuda(m, weights, ids);
@@ -166,8 +172,12 @@ class PluginTarget final : public Target {
   }
 
   RunOutcome run_isolated(const MaterializedCase& m, float* weights, std::int32_t* ids) {
+    // The exchange carries the padded outputs [guard | T * k | guard] so that overruns land in
+    // guards the caller checks, exactly as they would in-process.
+    const std::size_t g = static_cast<std::size_t>(kOutputGuardElements);
     const std::size_t n = static_cast<std::size_t>(m.view.T) * static_cast<std::size_t>(m.params.k);
-    const std::size_t bytes = sizeof(SharedHeader) + n * (sizeof(float) + sizeof(std::int32_t));
+    const std::size_t padded = n + 2 * g;
+    const std::size_t bytes = sizeof(SharedHeader) + padded * (sizeof(float) + sizeof(std::int32_t));
     void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
       return {RunOutcome::Status::crashed, std::string("harness: mmap of the plugin exchange failed: ") +
@@ -183,20 +193,25 @@ class PluginTarget final : public Target {
     hdr->finished = 0;
     hdr->message[0] = '\0';
     auto* w = reinterpret_cast<float*>(static_cast<char*>(mem) + sizeof(SharedHeader));
-    auto* id = reinterpret_cast<std::int32_t*>(w + n);
-    if (n) {
-      std::memcpy(w, weights, n * sizeof(float));  // keep the caller's poison
-      std::memcpy(id, ids, n * sizeof(std::int32_t));
-    }
+    auto* id = reinterpret_cast<std::int32_t*>(w + padded);
+    std::memcpy(w, weights - g, padded * sizeof(float));  // the caller's poison and guards
+    std::memcpy(id, ids - g, padded * sizeof(std::int32_t));
     std::fflush(nullptr);
+    const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid < 0) {
       return {RunOutcome::Status::crashed, std::string("harness: fork failed: ") + std::strerror(errno)};
     }
     if (pid == 0) {
-      // Child: only async-signal-tolerant work from here on; leave with _exit.
-      const int s = call(m, m.view.data, m.params.scale, n ? w : nullptr, n ? id : nullptr, MOECHECK_DEVICE_HOST,
-                         nullptr);
+      // Child: only async-signal-tolerant work from here on; leave with _exit. Own process group
+      // (the parent kills the group), killed when the parent dies, default stop signals.
+      setpgid(0, 0);
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);  // the parent died before the line above
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+      const int s = call(m, m.view.data, m.params.scale, n ? w + g : nullptr, n ? id + g : nullptr,
+                         MOECHECK_DEVICE_HOST, nullptr);
       hdr->status = s;
       if (s != MOECHECK_PLUGIN_OK) {
         const char* e = desc_->last_error();
@@ -206,11 +221,15 @@ class PluginTarget final : public Target {
       hdr->finished = 1;
       _exit(0);
     }
+    setpgid(pid, pid);  // also here: no window in which a group kill would miss the child
     int wstatus = 0;
-    const bool exited = wait_with_timeout(pid, &wstatus);
-    if (!exited) {
-      return {RunOutcome::Status::crashed,
-              "plugin did not return within " + std::to_string(kPluginTimeoutSeconds) + " s (killed)"};
+    const Wait waited = wait_for_child(pid, &wstatus);
+    if (waited == Wait::timed_out) {
+      return {RunOutcome::Status::timed_out,
+              "plugin did not return within " + seconds_text(call_limits().timeout_s) + " s (killed)"};
+    }
+    if (waited == Wait::abandoned) {
+      return {RunOutcome::Status::abandoned, "plugin call abandoned (stop requested or budget exhausted)"};
     }
     if (WIFSIGNALED(wstatus)) {
       const int sig = WTERMSIG(wstatus);
@@ -222,42 +241,70 @@ class PluginTarget final : public Target {
       return {RunOutcome::Status::crashed,
               "plugin terminated the process (exit status " + std::to_string(WEXITSTATUS(wstatus)) + ")"};
     }
+    // The guards come back whatever the status: a rejecting call may have written past them too.
+    std::memcpy(weights - g, w, padded * sizeof(float));
+    std::memcpy(ids - g, id, padded * sizeof(std::int32_t));
     if (hdr->status != MOECHECK_PLUGIN_OK) {
       return {RunOutcome::Status::rejected, describe_status(hdr->status, hdr->message)};
-    }
-    if (n) {
-      std::memcpy(weights, w, n * sizeof(float));
-      std::memcpy(ids, id, n * sizeof(std::int32_t));
     }
     return {};
   }
 
-  /// Waits for `pid`; kills it after kPluginTimeoutSeconds. Returns false on timeout.
-  static bool wait_with_timeout(pid_t pid, int* wstatus) {
-    const timespec step{0, 200000};  // 0.2 ms
+  enum class Wait { exited, timed_out, abandoned };
+
+  static std::string seconds_text(double s) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", s);
+    return buf;
+  }
+
+  /// Kills the child's process group and the child, then reaps it.
+  static void kill_child(pid_t pid, int* wstatus) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, wstatus, 0) < 0 && errno == EINTR) {
+    }
+  }
+
+  /// Waits for `pid`, polling CallLimits::abandon; kills it after CallLimits::timeout_s or when
+  /// abandon() says so.
+  Wait wait_for_child(pid_t pid, int* wstatus) const {
+    const CallLimits& lim = call_limits();
     timespec start{};
     clock_gettime(CLOCK_MONOTONIC, &start);
+    long sleep_ns = 100000;  // 0.1 ms, growing to 5 ms: quick calls stay quick, long waits stay cheap
     for (;;) {
       const pid_t r = waitpid(pid, wstatus, WNOHANG);
-      if (r == pid) return true;
-      if (r < 0 && errno != EINTR) return true;  // reaped elsewhere: treat as exited
+      if (r == pid) return Wait::exited;
+      if (r < 0 && errno != EINTR) return Wait::exited;  // reaped elsewhere: treat as exited
+      if (lim.abandon && lim.abandon()) {
+        kill_child(pid, wstatus);
+        return Wait::abandoned;
+      }
       timespec now{};
       clock_gettime(CLOCK_MONOTONIC, &now);
-      if (now.tv_sec - start.tv_sec >= kPluginTimeoutSeconds) {
-        kill(pid, SIGKILL);
-        waitpid(pid, wstatus, 0);
-        return false;
+      const double waited = static_cast<double>(now.tv_sec - start.tv_sec) +
+                            1e-9 * static_cast<double>(now.tv_nsec - start.tv_nsec);
+      if (waited >= lim.timeout_s) {
+        kill_child(pid, wstatus);
+        return Wait::timed_out;
       }
+      const timespec step{0, sleep_ns};
       nanosleep(&step, nullptr);
+      sleep_ns = std::min(sleep_ns * 2, 5000000L);
     }
   }
 
   RunOutcome run_cuda(const MaterializedCase& m, float* weights, std::int32_t* ids) {
 #ifdef MOECHECK_HAVE_CUDA_KERNELS
+    // Device outputs carry the guard regions too: [guard | T * k | guard], copied in with the
+    // caller's poison and guards and copied back whole, so device-side overruns are caught.
+    const std::size_t g = static_cast<std::size_t>(kOutputGuardElements);
     const std::size_t n = static_cast<std::size_t>(m.view.T) * static_cast<std::size_t>(m.params.k);
+    const std::size_t padded = n + 2 * g;
     const std::size_t storage = m.storage.size();
     const std::size_t sbytes = m.params.scale ? sizeof(float) * static_cast<std::size_t>(m.view.E) : 0;
-    void *g = nullptr, *s = nullptr, *w = nullptr, *id = nullptr;
+    void *gate = nullptr, *s = nullptr, *w = nullptr, *id = nullptr;
     cudaStream_t stream = nullptr;
     std::string err;
     auto chk = [&](cudaError_t e, const char* what) {
@@ -270,24 +317,26 @@ class PluginTarget final : public Target {
     int status = MOECHECK_PLUGIN_OK;
     std::string pmsg;
     if (chk(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate") &&
-        chk(cudaMalloc(&g, storage ? storage : 1), "cudaMalloc(gating)") &&
-        chk(cudaMalloc(&w, n ? n * sizeof(float) : 1), "cudaMalloc(weights)") &&
-        chk(cudaMalloc(&id, n ? n * sizeof(std::int32_t) : 1), "cudaMalloc(ids)") &&
+        chk(cudaMalloc(&gate, storage ? storage : 1), "cudaMalloc(gating)") &&
+        chk(cudaMalloc(&w, padded * sizeof(float)), "cudaMalloc(weights)") &&
+        chk(cudaMalloc(&id, padded * sizeof(std::int32_t)), "cudaMalloc(ids)") &&
         (!sbytes || chk(cudaMalloc(&s, sbytes), "cudaMalloc(scale)")) &&
-        (!storage || chk(cudaMemcpy(g, m.storage.data(), storage, cudaMemcpyHostToDevice), "cudaMemcpy(gating)")) &&
+        (!storage ||
+         chk(cudaMemcpy(gate, m.storage.data(), storage, cudaMemcpyHostToDevice), "cudaMemcpy(gating)")) &&
         (!sbytes || chk(cudaMemcpy(s, m.params.scale, sbytes, cudaMemcpyHostToDevice), "cudaMemcpy(scale)")) &&
-        (!n || chk(cudaMemcpy(w, weights, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy(poison)")) &&
-        (!n || chk(cudaMemcpy(id, ids, n * sizeof(std::int32_t), cudaMemcpyHostToDevice), "cudaMemcpy(poison)"))) {
-      status = call(m, g, static_cast<const float*>(s), static_cast<float*>(w), static_cast<std::int32_t*>(id),
-                    MOECHECK_DEVICE_CUDA, stream);
+        chk(cudaMemcpy(w, weights - g, padded * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy(poison)") &&
+        chk(cudaMemcpy(id, ids - g, padded * sizeof(std::int32_t), cudaMemcpyHostToDevice), "cudaMemcpy(poison)")) {
+      status = call(m, gate, static_cast<const float*>(s), static_cast<float*>(w) + g,
+                    static_cast<std::int32_t*>(id) + g, MOECHECK_DEVICE_CUDA, stream);
       if (status != MOECHECK_PLUGIN_OK) pmsg = desc_->last_error();
       chk(cudaStreamSynchronize(stream), "plugin work on the stream");
-      if (err.empty() && status == MOECHECK_PLUGIN_OK && n) {
-        chk(cudaMemcpy(weights, w, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy(weights)");
-        chk(cudaMemcpy(ids, id, n * sizeof(std::int32_t), cudaMemcpyDeviceToHost), "cudaMemcpy(ids)");
+      // Outputs and guards come back whatever the status (a rejecting call may still overrun).
+      if (err.empty()) {
+        chk(cudaMemcpy(weights - g, w, padded * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy(weights)");
+        chk(cudaMemcpy(ids - g, id, padded * sizeof(std::int32_t), cudaMemcpyDeviceToHost), "cudaMemcpy(ids)");
       }
     }
-    cudaFree(g);
+    cudaFree(gate);
     cudaFree(s);
     cudaFree(w);
     cudaFree(id);

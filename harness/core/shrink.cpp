@@ -48,12 +48,13 @@ RoutingCase drop_experts(const RoutingCase& c, std::int64_t begin, std::int64_t 
 
 class Shrinker {
  public:
-  Shrinker(RoutingCase c, const std::function<bool(const RoutingCase&)>& pred, int max_attempts)
-      : cur_(std::move(c)), pred_(pred), max_attempts_(max_attempts) {}
+  Shrinker(RoutingCase c, const std::function<bool(const RoutingCase&)>& pred, int max_attempts,
+           const std::function<bool()>& give_up)
+      : cur_(std::move(c)), pred_(pred), max_attempts_(max_attempts), give_up_(give_up) {}
 
   /// Accepts `cand` if it is valid, strictly different and still fails.
   bool attempt(const RoutingCase& cand) {
-    if (attempts_ >= max_attempts_) return false;
+    if (!budget_left()) return false;
     if (!valid_problem(cand)) return false;
     ++attempts_;
     if (!pred_(cand)) return false;
@@ -61,7 +62,10 @@ class Shrinker {
     ++steps_;
     return true;
   }
-  bool budget_left() const { return attempts_ < max_attempts_; }
+  bool budget_left() {
+    if (!stopped_ && give_up_ && give_up_()) stopped_ = true;
+    return attempts_ < max_attempts_ && !stopped_;
+  }
 
   /// Binary search for the smallest integer n in (lo, hi) whose candidate make(n) still fails,
   /// `hi` being the current (failing) value and `lo` one assumed to pass. Accepted candidates
@@ -227,13 +231,15 @@ class Shrinker {
     return progress;
   }
 
-  ShrinkResult result() const { return ShrinkResult{cur_, steps_, attempts_}; }
+  ShrinkResult result() const { return ShrinkResult{cur_, steps_, attempts_, stopped_}; }
   const RoutingCase& current() const { return cur_; }
 
  private:
   RoutingCase cur_;
   const std::function<bool(const RoutingCase&)>& pred_;
   int max_attempts_;
+  const std::function<bool()>& give_up_;
+  bool stopped_ = false;
   int attempts_ = 0;
   int steps_ = 0;
 };
@@ -242,8 +248,8 @@ class Shrinker {
 
 ShrinkResult shrink_case(const RoutingCase& failing,
                          const std::function<bool(const RoutingCase&)>& still_fails,
-                         std::int64_t hint_row, int max_attempts) {
-  Shrinker s(failing, still_fails, max_attempts);
+                         std::int64_t hint_row, int max_attempts, const std::function<bool()>& give_up) {
+  Shrinker s(failing, still_fails, max_attempts, give_up);
   bool progress = true;
   bool first = true;
   while (progress && s.budget_left()) {

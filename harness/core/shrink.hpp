@@ -13,11 +13,13 @@ struct ShrinkResult {
   RoutingCase minimal;  ///< smallest case found that still fails
   int steps = 0;        ///< accepted reductions
   int attempts = 0;     ///< candidate cases evaluated
+  bool stopped = false; ///< `give_up` ended the search early (`minimal` is the best case so far)
 };
 
 /// Greedy, deterministic shrinking. `still_fails` must return true when a candidate fails
 /// in the same way (same check) as the original. Passes, repeated until none makes progress
-/// or `max_attempts` candidates were tried:
+/// or `max_attempts` candidates were tried, or `give_up` (polled before every candidate; may be
+/// empty) returns true -- time budgets and stop requests end a shrink that way:
 ///   1. rows: the row named by `hint_row`; the shortest failing prefix, then the shortest
 ///      failing suffix of it (binary search); failing that, single rows among the first 64,
 ///      then halving T;
@@ -33,6 +35,7 @@ struct ShrinkResult {
 /// Candidates that are not valid routing problems are never proposed.
 ShrinkResult shrink_case(const RoutingCase& failing,
                          const std::function<bool(const RoutingCase&)>& still_fails,
-                         std::int64_t hint_row = -1, int max_attempts = 4000);
+                         std::int64_t hint_row = -1, int max_attempts = 4000,
+                         const std::function<bool()>& give_up = {});
 
 }  // namespace moecheck

@@ -53,6 +53,57 @@ class KernelHostTarget final : public Target {
   kernels::Mutant mutant_;
 };
 
+/// Fills the guard regions of padded [guard | n | guard] output buffers.
+void fill_guards(float* weights, std::int32_t* ids, std::int64_t n) {
+  float gw;
+  std::memcpy(&gw, &kGuardWeightBits, sizeof gw);
+  const std::int64_t g = kOutputGuardElements;
+  for (std::int64_t i = 0; i < g; ++i) {
+    weights[i] = weights[g + n + i] = gw;
+    ids[i] = ids[g + n + i] = kGuardId;
+  }
+}
+
+/// Describes the guard elements that changed in one padded buffer ("" when none).
+template <typename T, typename Same>
+std::string guard_damage(const char* name, const T* buf, std::int64_t n, Same intact) {
+  const std::int64_t g = kOutputGuardElements;
+  std::int64_t before = 0, after = 0, first_before = -1, last_after = -1;
+  for (std::int64_t i = 0; i < g; ++i) {
+    if (!intact(buf[i])) {
+      ++before;
+      if (first_before < 0) first_before = i;
+    }
+    if (!intact(buf[g + n + i])) {
+      ++after;
+      last_after = i;
+    }
+  }
+  std::string out;
+  if (after) {
+    out += std::to_string(after) + " of the " + std::to_string(g) + " guard elements after `" + name +
+           "` overwritten (up to " + name + "[" + std::to_string(n + last_after) + "])";
+  }
+  if (before) {
+    out += std::string(out.empty() ? "" : ", ") + std::to_string(before) + " of the " + std::to_string(g) +
+           " guard elements before `" + name + "` overwritten (down to " + name + "[" +
+           std::to_string(first_before - g) + "])";
+  }
+  return out;
+}
+
+/// Describes every damaged guard of the padded weights/ids buffers ("" when all are intact).
+std::string damaged_guards(const float* weights, const std::int32_t* ids, std::int64_t n) {
+  std::string w = guard_damage("weights", weights, n, [](float v) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    return bits == kGuardWeightBits;
+  });
+  std::string i = guard_damage("ids", ids, n, [](std::int32_t v) { return v == kGuardId; });
+  if (!w.empty() && !i.empty()) return i + "; " + w;
+  return w.empty() ? i : w;
+}
+
 std::string after_colon(const std::string& spec) {
   auto p = spec.find(':');
   return p == std::string::npos ? std::string() : spec.substr(p + 1);
@@ -238,22 +289,38 @@ Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base
     valid = false;
     invalid_reason = e.what();
   }
-  const std::int64_t n = c.T * c.k;
-  std::vector<float> weights(static_cast<std::size_t>(std::max<std::int64_t>(n, 1)));
-  std::vector<std::int32_t> ids(weights.size());
-  poison_outputs(weights.data(), ids.data(), static_cast<std::int64_t>(weights.size()));
+  // Outputs sit between two guard regions: [guard | T * k | guard] for weights and for ids.
+  const std::int64_t n = std::max<std::int64_t>(c.T * c.k, 0);
+  const std::int64_t g = kOutputGuardElements;
+  const auto padded = static_cast<std::size_t>(n + 2 * g);
+  std::vector<float> weights(padded);
+  std::vector<std::int32_t> ids(padded);
+  fill_guards(weights.data(), ids.data(), n);
+  poison_outputs(weights.data() + g, ids.data() + g, n);
   RunOutcome out;
   try {
-    out = target.run(m, weights.data(), ids.data());
+    out = target.run(m, weights.data() + g, ids.data() + g);
   } catch (const std::exception& e) {
     out = {RunOutcome::Status::crashed, std::string("exception: ") + e.what()};
   } catch (...) {
     out = {RunOutcome::Status::crashed, "unknown exception"};
   }
-  if (out.status == RunOutcome::Status::crashed) {
-    v.kind = Verdict::Kind::fail;
-    v.check = "crash";
+  if (out.status == RunOutcome::Status::abandoned) {
+    v.kind = Verdict::Kind::abandoned;
     v.message = out.error;
+    return v;
+  }
+  if (out.status == RunOutcome::Status::crashed || out.status == RunOutcome::Status::timed_out) {
+    v.kind = Verdict::Kind::fail;
+    v.check = out.status == RunOutcome::Status::crashed ? "crash" : "timeout";
+    v.message = out.error;
+    return v;
+  }
+  if (std::string damage = damaged_guards(weights.data(), ids.data(), n); !damage.empty()) {
+    v.kind = Verdict::Kind::fail;
+    v.check = "out-of-bounds-write";
+    v.message = "implementation wrote outside its outputs ([T, k] = [" + std::to_string(c.T) + ", " +
+                std::to_string(c.k) + "]): " + damage;
     return v;
   }
   if (!valid) {
@@ -271,7 +338,7 @@ Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base
   }
   OracleOptions opt = base;
   opt.precision = target.precision();
-  v.report = check_routing(m.view, m.params, weights.data(), ids.data(), opt);
+  v.report = check_routing(m.view, m.params, weights.data() + g, ids.data() + g, opt);
   if (!v.report.ok()) {
     v.kind = Verdict::Kind::fail;
     v.check = v.report.violations.front().check;

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "harness/core/case.hpp"
@@ -15,7 +16,10 @@ namespace moecheck {
 
 /// What an implementation did with a case.
 struct RunOutcome {
-  enum class Status { ok, rejected, crashed };
+  /// timed_out: the call ran past CallLimits::timeout_s and was killed (a finding);
+  /// abandoned: the call was killed because CallLimits::abandon said so (stop request, end of
+  /// the budget): no verdict either way.
+  enum class Status { ok, rejected, crashed, timed_out, abandoned };
   Status status = Status::ok;
   std::string error;  ///< the implementation's error message (rejected) or crash description
 };
@@ -28,6 +32,24 @@ struct Domain {
   std::int64_t max_E = 0;        ///< largest E (0: no limit)
   int max_k = 0;                 ///< largest k (0: no limit)
 };
+
+/// Limits one Target::run call is held to. Targets that run the implementation out of process
+/// (isolated plugins) enforce them themselves by killing the call; an in-process call cannot be
+/// interrupted, so campaigns enforce them there with a watchdog (campaign.hpp).
+struct CallLimits {
+  /// Wall-clock limit of one call in seconds; a call running longer is a "timeout" finding.
+  double timeout_s = 60;
+  /// Polled while waiting for a call (at least every 10 ms); true kills it as abandoned.
+  std::function<bool()> abandon;
+};
+
+/// Guard elements placed before and after each output buffer ([T, k] weights and ids): filled
+/// with kGuardWeightBits / kGuardId, and any change is an "out-of-bounds-write" failure.
+constexpr std::int64_t kOutputGuardElements = 64;
+/// Guard fill of the weights buffer (a NaN payload no routing result produces).
+constexpr std::uint32_t kGuardWeightBits = 0x7fa5a5a5u;
+/// Guard fill of the ids buffer.
+constexpr std::int32_t kGuardId = static_cast<std::int32_t>(0xa5a5a5a5u);
 
 /// One implementation under test. Implementations write [T, k] weights/ids into host buffers
 /// that the caller poisons beforehand.
@@ -48,9 +70,22 @@ class Target {
   virtual Domain domain() const { return {}; }
   /// The precision model its outputs are checked with.
   virtual Precision precision() const { return fp32_exact_selection(); }
+  /// True when run() executes the implementation in this process (a hang or an exit() there
+  /// takes the caller with it); false when it is contained elsewhere (isolated plugins).
+  virtual bool runs_in_process() const { return true; }
   /// Runs the implementation. Must not throw for implementation errors: report them in the
   /// outcome. Exceptions that escape are treated as crashes by `evaluate`.
+  /// `weights` and `ids` hold T * k elements each, preceded and followed by
+  /// kOutputGuardElements guard elements; a target that hands the implementation copies (a
+  /// forked child, device memory) copies and returns the guards too, so overruns stay visible.
   virtual RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) = 0;
+
+  /// Limits later run() calls are held to (see CallLimits).
+  void set_call_limits(CallLimits limits) { limits_ = std::move(limits); }
+  const CallLimits& call_limits() const { return limits_; }
+
+ private:
+  CallLimits limits_;
 };
 
 /// Options that shape how targets are built.
@@ -80,16 +115,21 @@ std::string cuda_device_name();
 
 /// Verdict on one case.
 struct Verdict {
-  enum class Kind { pass, fail, skipped };
+  /// abandoned: the call was killed by CallLimits::abandon (no verdict; the case is not counted).
+  enum class Kind { pass, fail, skipped, abandoned };
   Kind kind = Kind::pass;
-  std::string check;    ///< failing check: "selection", "weight", "unwritten", "crash", "rejected-valid",
-                        ///< "accepted-invalid", ... (empty when passing)
+  std::string check;    ///< failing check: "selection", "weight", "unwritten", "crash", "timeout",
+                        ///< "out-of-bounds-write", "rejected-valid", "accepted-invalid", ...
+                        ///< (empty when passing)
   std::string message;  ///< first violation / error, one line
   CheckReport report;   ///< full oracle report (when the implementation ran)
   bool failed() const { return kind == Kind::fail; }
 };
 
 /// Runs `target` on `c` with poisoned outputs and judges the result:
+///  - a crash, a timeout, or a write into the guards around the outputs is a failure
+///    ("crash", "timeout", "out-of-bounds-write"; the guards are checked after every call that
+///    returned, accepted or rejected);
 ///  - invalid problems (validate_routing throws) must be rejected by the implementation;
 ///  - valid problems must run and pass the tie-aware oracle (check_routing).
 Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base = {});
