@@ -299,6 +299,11 @@ class PluginTarget final : public Target {
 #ifdef MOECHECK_HAVE_CUDA_KERNELS
     // Device outputs carry the guard regions too: [guard | T * k | guard], copied in with the
     // caller's poison and guards and copied back whole, so device-side overruns are caught.
+    // Every copy is queued on the plugin's own (non-blocking) stream: a copy on the legacy
+    // default stream is not ordered with a non-blocking stream, and a pageable host-to-device
+    // cudaMemcpy may return before its DMA lands, so the poison could overwrite the plugin's
+    // results after it ran. On one stream, inputs and poison land before route()'s work and the
+    // copy-back starts after it.
     const std::size_t g = static_cast<std::size_t>(kOutputGuardElements);
     const std::size_t n = static_cast<std::size_t>(m.view.T) * static_cast<std::size_t>(m.params.k);
     const std::size_t padded = n + 2 * g;
@@ -322,18 +327,23 @@ class PluginTarget final : public Target {
         chk(cudaMalloc(&id, padded * sizeof(std::int32_t)), "cudaMalloc(ids)") &&
         (!sbytes || chk(cudaMalloc(&s, sbytes), "cudaMalloc(scale)")) &&
         (!storage ||
-         chk(cudaMemcpy(gate, m.storage.data(), storage, cudaMemcpyHostToDevice), "cudaMemcpy(gating)")) &&
-        (!sbytes || chk(cudaMemcpy(s, m.params.scale, sbytes, cudaMemcpyHostToDevice), "cudaMemcpy(scale)")) &&
-        chk(cudaMemcpy(w, weights - g, padded * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy(poison)") &&
-        chk(cudaMemcpy(id, ids - g, padded * sizeof(std::int32_t), cudaMemcpyHostToDevice), "cudaMemcpy(poison)")) {
+         chk(cudaMemcpyAsync(gate, m.storage.data(), storage, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(gating)")) &&
+        (!sbytes || chk(cudaMemcpyAsync(s, m.params.scale, sbytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(scale)")) &&
+        chk(cudaMemcpyAsync(w, weights - g, padded * sizeof(float), cudaMemcpyHostToDevice, stream),
+             "cudaMemcpyAsync(poison)") &&
+        chk(cudaMemcpyAsync(id, ids - g, padded * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream),
+             "cudaMemcpyAsync(poison)")) {
       status = call(m, gate, static_cast<const float*>(s), static_cast<float*>(w) + g,
                     static_cast<std::int32_t*>(id) + g, MOECHECK_DEVICE_CUDA, stream);
       if (status != MOECHECK_PLUGIN_OK) pmsg = desc_->last_error();
       chk(cudaStreamSynchronize(stream), "plugin work on the stream");
       // Outputs and guards come back whatever the status (a rejecting call may still overrun).
       if (err.empty()) {
-        chk(cudaMemcpy(weights - g, w, padded * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy(weights)");
-        chk(cudaMemcpy(ids - g, id, padded * sizeof(std::int32_t), cudaMemcpyDeviceToHost), "cudaMemcpy(ids)");
+        chk(cudaMemcpyAsync(weights - g, w, padded * sizeof(float), cudaMemcpyDeviceToHost, stream),
+            "cudaMemcpyAsync(weights)") &&
+            chk(cudaMemcpyAsync(ids - g, id, padded * sizeof(std::int32_t), cudaMemcpyDeviceToHost, stream),
+                "cudaMemcpyAsync(ids)") &&
+            chk(cudaStreamSynchronize(stream), "copy-back on the stream");
       }
     }
     cudaFree(gate);
