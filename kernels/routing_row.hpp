@@ -1,41 +1,14 @@
 // moecheck fused routing: the per-row / per-lane algorithm shared by the CUDA kernels and
-// the host emulation.
-//
-// Everything here is plain C++17 that also compiles as CUDA device code. The kernels in
-// routing_kernels.cu and the emulation in host_emulation.cpp run *these* functions; only
-// the "warp context" differs: on the device a context holds one lane (the calling thread)
-// and its collectives are warp intrinsics, in the emulation a context holds all 32 lanes
-// in arrays and its collectives are loops with the same reduction order. Every floating
-// point operation names its rounding (add_rn, mul_rn, div_rn, fma_rn) so that neither
-// compiler contracts or reorders it, and exp is computed by our own exp_nonpos, so the
-// device and the emulation produce bit-identical weights and ids.
-//
-// Ranking (documented once here, used by every variant):
-//   * A logit is canonicalised before ranking: NaN becomes -inf and -0 becomes +0.
-//   * Experts are ranked by (canonical value descending, expert index ascending). Each
-//     expert gets a 16-bit (fp16/bf16) or 32-bit (fp32) order-preserving key and an
-//     "entry" = key in the high bits, (0xFFFF - index) in the low 16 bits, so that the
-//     entries of one row are unique and "larger entry" == "ranks first". Entry 0 is
-//     padding (a slot without an expert); every real entry is > 0 (even -inf's).
-//   * Selecting the top k = k rounds of "take the largest remaining entry".
-// Weights (rows whose selected maximum is m, selected values x_j, j < k):
-//   * term(x, m) = 0 if m == -inf (all selected are -inf: the row has no mass),
-//                  1 if x == m (also +inf == +inf: +inf logits share the mass equally),
-//                  exp(x - m) otherwise (0 for x = -inf or finite x with m = +inf).
-//   * renormalised families: w_j = term_j / D with D = sum of the k terms, D := 1 if 0;
-//     softmax_topk_raw: D = sum of term over all E experts (zero-sum guard likewise).
-//   * gemma4 multiplies by per_expert_scale[id_j] (other families ignore the scale).
-// Sum orders: the k-term sum D is a pairwise tree over kpad = next_pow2(k) slots (slot j
-// adds slot j + w for w = 1, 2, ..; the warp butterfly gives every lane exactly this sum), so
-// all variants agree bit for bit on the renormalised families. The all-expert sum differs per
-// variant (warp: per-lane list sums, then a butterfly; block: per-warp sums rescaled; thread:
-// expert order), so softmax_topk_raw weights may differ in the last bits between variants.
-//
-// Thread-per-row (thread_row below) needs no warp context: one thread streams its row in
-// expert order in batches of B entries (sorted by a Batcher network, then merged into the
-// running sorted top-KB list with a bitonic merge), then runs the same weight epilogue. The
-// element source (device: shared-memory tiles or direct loads; host: plain loads) is the only
-// part that differs between the kernel and the emulation.
+// the host emulation (plain C++17 that also compiles as device code). Only the "warp context"
+// differs: one lane with warp intrinsics on the device, 32 lanes in arrays with the same
+// reduction order on the host. Every float operation names its rounding (add_rn, mul_rn,
+// div_rn, fma_rn) and exp is our own exp_nonpos, so device and emulation agree bit for bit.
+// Ranking: NaN ranks as -inf, -0 as +0; experts by (value descending, index ascending) through
+// unique order-preserving entries (entry 0 = padding). Weights: term(x, m) = 0 when the
+// selected maximum m is -inf, 1 when x == m, exp(x - m) otherwise; renormalised families
+// divide by the pairwise sum of the k terms, softmax_topk_raw by the all-expert sum (its
+// order is per variant); a zero sum divides by 1. The full rules, sum orders and the
+// thread-per-row streaming: DESIGN.md, section "Fused routing kernels".
 #pragma once
 
 #include <math.h>

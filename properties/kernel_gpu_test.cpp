@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/routing_cuda.hpp"
+#include "kernels/routing_mutants.hpp"
 #include "kernels/routing_testing.hpp"
 #include "reference/oracle.hpp"
 
@@ -126,7 +126,7 @@ void run_device(const KT::Problem& p, K::Variant v, K::Mutant m, Output* out, cu
     CUDA_ASSERT(cudaMemcpy(b.w, out->w.data(), n * sizeof(float), cudaMemcpyHostToDevice));
     CUDA_ASSERT(cudaMemcpy(b.ids, out->ids.data(), n * sizeof(std::int32_t), cudaMemcpyHostToDevice));
   }
-  CUDA_ASSERT(K::launch_routing(p.args(gp, b.s, b.w, b.ids), v, stream, m));
+  CUDA_ASSERT(K::launch_routing_mutant(p.args(gp, b.s, b.w, b.ids), v, stream, m));
   CUDA_ASSERT(cudaStreamSynchronize(stream));
   if (n) {
     CUDA_ASSERT(cudaMemcpy(out->w.data(), b.w, n * sizeof(float), cudaMemcpyDeviceToHost));
@@ -467,7 +467,7 @@ TEST_F(KernelGpu, LaunchErrors) {
   EXPECT_EQ(K::launch_routing(bad, K::Variant::warp_per_row, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(K::launch_routing(bad, K::Variant::thread_per_row, nullptr), cudaSuccess);  // any E <= 4096
   EXPECT_EQ(K::launch_routing(a, static_cast<K::Variant>(7), nullptr), cudaErrorInvalidValue);
-  EXPECT_EQ(K::launch_routing(a, K::Variant::automatic, nullptr, K::Mutant::count_), cudaErrorInvalidValue);
+  EXPECT_EQ(K::launch_routing_mutant(a, K::Variant::automatic, nullptr, K::Mutant::count_), cudaErrorInvalidValue);
   CUDA_ASSERT(cudaDeviceSynchronize());
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }

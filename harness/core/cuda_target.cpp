@@ -9,7 +9,7 @@
 #ifdef MOECHECK_HAVE_CUDA_KERNELS
 #include <cuda_runtime_api.h>
 
-#include "kernels/routing_cuda.hpp"
+#include "kernels/routing_mutants.hpp"
 #endif
 
 namespace moecheck {
@@ -83,7 +83,7 @@ class CudaKernelTarget final : public Target {
     a.scale = scale_dev;
     std::string msg;
     if (kernels::validate_args(a, &msg) != kernels::ArgStatus::ok) return {RunOutcome::Status::rejected, msg};
-    MOECHECK_CUDA_TRY(kernels::launch_routing(a, variant_, stream_, mutant_), "launch_routing");
+    MOECHECK_CUDA_TRY(kernels::launch_routing_mutant(a, variant_, stream_, mutant_), "launch_routing");
     MOECHECK_CUDA_TRY(cudaStreamSynchronize(stream_), "kernel execution");
     if (n) {
       MOECHECK_CUDA_TRY(cudaMemcpy(weights, w.ptr, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy(weights)");
