@@ -1,10 +1,17 @@
 # Fused routing kernels: host emulation vs the reference oracle (quick), the device kernels
 # (gpu, skips without a device), the sample plugins through their C ABI (quick).
+
+# Test problems for the kernel suites: harness cases laid out for the raw-pointer API.
+add_library(moecheck_kernel_test_support STATIC ${CMAKE_CURRENT_SOURCE_DIR}/support/kernel_problem.cpp)
+target_include_directories(moecheck_kernel_test_support PUBLIC ${PROJECT_SOURCE_DIR})
+target_link_libraries(moecheck_kernel_test_support PUBLIC moecheck::harness_core)
+moecheck_warnings(moecheck_kernel_test_support)
+
 moecheck_add_test(kernel_host_test SOURCES kernel_host_test.cpp
-                  LIBS moecheck::kernels moecheck::reference LABELS quick)
+                  LIBS moecheck_kernel_test_support moecheck::kernels moecheck::reference LABELS quick)
 
 moecheck_add_test(kernel_plugin_test SOURCES kernel_plugin_test.cpp
-                  LIBS moecheck::kernels moecheck::reference ${CMAKE_DL_LIBS} LABELS quick)
+                  LIBS moecheck_kernel_test_support moecheck::reference ${CMAKE_DL_LIBS} LABELS quick)
 add_dependencies(kernel_plugin_test moecheck_example_plugin moecheck_broken_plugin)
 target_compile_definitions(kernel_plugin_test PRIVATE
   MOECHECK_EXAMPLE_PLUGIN="$<TARGET_FILE:moecheck_example_plugin>"
@@ -12,7 +19,8 @@ target_compile_definitions(kernel_plugin_test PRIVATE
 
 if(MOECHECK_HAVE_CUDA)
   moecheck_add_test(kernel_gpu_test SOURCES kernel_gpu_test.cpp
-                    LIBS moecheck::kernels_cuda moecheck::kernel_mutants moecheck::reference LABELS gpu TIMEOUT 900)
+                    LIBS moecheck_kernel_test_support moecheck::kernels_cuda moecheck::kernel_mutants moecheck::reference
+                    LABELS gpu TIMEOUT 900)
 endif()
 
 # The kernels build with their own flags: each kernels/*.cu compiles with a plain
