@@ -69,12 +69,8 @@ cudaError_t launch_block_typed(const RoutingArgs& a, const KernelParams& p, cuda
 
 template <bool kMut>
 cudaError_t launch_block_per_row(const RoutingArgs& a, const KernelParams& p, cudaStream_t stream) {
-  switch (a.dtype) {
-    case GatingType::f32: return launch_block_typed<row::F32, kMut>(a, p, stream);
-    case GatingType::f16: return launch_block_typed<row::F16, kMut>(a, p, stream);
-    case GatingType::bf16: return launch_block_typed<row::BF16, kMut>(a, p, stream);
-  }
-  return cudaErrorInvalidValue;
+  return row::with_element_traits(a.dtype, cudaErrorInvalidValue,
+                                  [&](auto tr) { return launch_block_typed<decltype(tr), kMut>(a, p, stream); });
 }
 
 }  // namespace moecheck::kernels::detail

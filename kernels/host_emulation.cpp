@@ -105,23 +105,18 @@ template <class Tr>
 void emulate_typed(const RoutingArgs& a, Variant v, const RowConfig& cfg, Mutant m) {
   const std::int64_t cs = m == Mutant::ignore_col_stride ? 1 : a.col_stride;
   if (v == Variant::block_per_row) return emulate_block<Tr>(a, cfg, m, cs);
+  // Validated requests always match a bucket (k <= kMaxK; warp_per_row: E <= kWarpMaxExperts).
   if (v == Variant::thread_per_row) {
-    switch (row::thread_bucket(a.k)) {
-      case 1: return emulate_thread<Tr, 1>(a, cfg, m, cs);
-      case 2: return emulate_thread<Tr, 2>(a, cfg, m, cs);
-      case 4: return emulate_thread<Tr, 4>(a, cfg, m, cs);
-      case 8: return emulate_thread<Tr, 8>(a, cfg, m, cs);
-      case 16: return emulate_thread<Tr, 16>(a, cfg, m, cs);
-      default: return emulate_thread<Tr, 32>(a, cfg, m, cs);
-    }
+    row::with_pow2_bucket<kMaxK>(row::thread_bucket(a.k), false, [&](auto kb) {
+      emulate_thread<Tr, decltype(kb)::value>(a, cfg, m, cs);
+      return true;
+    });
+    return;
   }
-  switch (row::warp_lane_elems(a.E)) {
-    case 1: return emulate_warp<Tr, 1>(a, cfg, m, cs);
-    case 2: return emulate_warp<Tr, 2>(a, cfg, m, cs);
-    case 4: return emulate_warp<Tr, 4>(a, cfg, m, cs);
-    case 8: return emulate_warp<Tr, 8>(a, cfg, m, cs);
-    default: return emulate_warp<Tr, 16>(a, cfg, m, cs);
-  }
+  row::with_pow2_bucket<16>(row::warp_lane_elems(a.E), false, [&](auto lane_elems) {
+    emulate_warp<Tr, decltype(lane_elems)::value>(a, cfg, m, cs);
+    return true;
+  });
 }
 
 }  // namespace
@@ -132,12 +127,10 @@ ArgStatus emulate_routing(const RoutingArgs& a, Variant v, Mutant m, std::string
   if (mutant_is_gpu_only(m)) m = Mutant::none;  // their bug needs the device's scheduling
   if (a.T == 0) return ArgStatus::ok;
   const RowConfig cfg = row::make_row_config(a.E, a.k, a.family, a.scale, m);
-  switch (a.dtype) {
-    case GatingType::f32: emulate_typed<row::F32>(a, v, cfg, m); break;
-    case GatingType::f16: emulate_typed<row::F16>(a, v, cfg, m); break;
-    case GatingType::bf16: emulate_typed<row::BF16>(a, v, cfg, m); break;
-  }
-  return ArgStatus::ok;
+  return row::with_element_traits(a.dtype, ArgStatus::unsupported, [&](auto tr) {
+    emulate_typed<decltype(tr)>(a, v, cfg, m);
+    return ArgStatus::ok;
+  });
 }
 
 }  // namespace moecheck::kernels

@@ -1,9 +1,11 @@
 // moecheck fused routing: names and parsing of variants and mutants, argument validation,
 // the request check shared by emulate_routing and launch_routing, and the variant heuristic.
 // Pure C++ (no CUDA header): part of moecheck::kernels in every build.
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
 
 #include "kernels/routing_kernels.hpp"
 
@@ -11,14 +13,39 @@ namespace moecheck::kernels {
 
 namespace {
 
+/// Names indexed by enum value.
+constexpr const char* kVariantNames[] = {"automatic", "warp_per_row", "block_per_row", "thread_per_row"};
 constexpr const char* kMutantNames[] = {
     "none",           "skip_renormalise", "topk_only_softmax", "scale_by_slot",
     "off_by_one_k",   "drop_tied_expert", "skip_partial_warp", "fp16_accumulation",
     "ignore_col_stride", "nan_duplicates", "zero_sum_divide",  "grid_overflow",
     "shared_race",
 };
+static_assert(sizeof(kVariantNames) / sizeof(kVariantNames[0]) == static_cast<int>(Variant::thread_per_row) + 1,
+              "one name per variant");
 static_assert(sizeof(kMutantNames) / sizeof(kMutantNames[0]) == static_cast<int>(Mutant::count_),
               "one name per mutant");
+/// Short variant names accepted by parse_variant, by enum value.
+constexpr const char* kVariantShortNames[] = {"auto", "warp", "block", "thread"};
+
+/// names[e] for an enum value e in range, "unknown" otherwise.
+template <class Enum, std::size_t N>
+const char* name_in(const char* const (&names)[N], Enum e) {
+  const int i = static_cast<int>(e);
+  return i >= 0 && i < static_cast<int>(N) ? names[i] : "unknown";
+}
+
+/// Sets *out to the enum value whose name in `names` is s; false (out untouched) if none is.
+template <class Enum, std::size_t N>
+bool find_in(const char* const (&names)[N], std::string_view s, Enum* out) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (s == names[i]) {
+      *out = static_cast<Enum>(i);
+      return true;
+    }
+  }
+  return false;
+}
 
 ArgStatus fail(std::string* message, ArgStatus s, const std::string& text) {
   if (message != nullptr) *message = text;
@@ -27,58 +54,15 @@ ArgStatus fail(std::string* message, ArgStatus s, const std::string& text) {
 
 }  // namespace
 
-const char* variant_name(Variant v) {
-  switch (v) {
-    case Variant::automatic: return "automatic";
-    case Variant::warp_per_row: return "warp_per_row";
-    case Variant::block_per_row: return "block_per_row";
-    case Variant::thread_per_row: return "thread_per_row";
-  }
-  return "unknown";
-}
+const char* variant_name(Variant v) { return name_in(kVariantNames, v); }
 
 bool parse_variant(std::string_view s, Variant* out) {
-  for (Variant v : {Variant::automatic, Variant::warp_per_row, Variant::block_per_row,
-                    Variant::thread_per_row}) {
-    if (s == variant_name(v)) {
-      *out = v;
-      return true;
-    }
-  }
-  if (s == "auto") {
-    *out = Variant::automatic;
-    return true;
-  }
-  if (s == "warp") {
-    *out = Variant::warp_per_row;
-    return true;
-  }
-  if (s == "block") {
-    *out = Variant::block_per_row;
-    return true;
-  }
-  if (s == "thread") {
-    *out = Variant::thread_per_row;
-    return true;
-  }
-  return false;
+  return find_in(kVariantNames, s, out) || find_in(kVariantShortNames, s, out);
 }
 
-const char* mutant_name(Mutant m) {
-  const int i = static_cast<int>(m);
-  if (i < 0 || i >= static_cast<int>(Mutant::count_)) return "unknown";
-  return kMutantNames[i];
-}
+const char* mutant_name(Mutant m) { return name_in(kMutantNames, m); }
 
-bool parse_mutant(std::string_view s, Mutant* out) {
-  for (int i = 0; i < static_cast<int>(Mutant::count_); ++i) {
-    if (s == kMutantNames[i]) {
-      *out = static_cast<Mutant>(i);
-      return true;
-    }
-  }
-  return false;
-}
+bool parse_mutant(std::string_view s, Mutant* out) { return find_in(kMutantNames, s, out); }
 
 bool mutant_is_gpu_only(Mutant m) { return m == Mutant::grid_overflow || m == Mutant::shared_race; }
 

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/routing_kernels.hpp"
 
@@ -282,6 +283,42 @@ struct Bits16 {
 using F16 = Bits16<GatingType::f16, 0x7c00u, 0xfc00u>;
 using BF16 = Bits16<GatingType::bf16, 0x7f80u, 0xff80u>;
 
+/// Host dispatch on a power-of-two template bucket: returns f(std::integral_constant<int, B>{})
+/// for the B in {1, 2, 4, .., kMax} (kMax 16 or 32) equal to n, or `otherwise` for any other n.
+template <int kMax, class R, class F>
+inline R with_pow2_bucket(int n, R otherwise, F&& f) {
+  static_assert(kMax == 16 || kMax == 32, "buckets 1..16 or 1..32");
+  if (n == 1) return f(std::integral_constant<int, 1>{});
+  if (n == 2) return f(std::integral_constant<int, 2>{});
+  if (n == 4) return f(std::integral_constant<int, 4>{});
+  if (n == 8) return f(std::integral_constant<int, 8>{});
+  if (n == 16) return f(std::integral_constant<int, 16>{});
+  if constexpr (kMax == 32) {
+    if (n == 32) return f(std::integral_constant<int, 32>{});
+  }
+  return otherwise;
+}
+
+/// Host dispatch on the element type: returns f(Tr{}) with the traits of `dtype` (F32, F16,
+/// BF16), or `otherwise` for a value outside GatingType.
+template <class R, class F>
+inline R with_element_traits(GatingType dtype, R otherwise, F&& f) {
+  switch (dtype) {
+    case GatingType::f32: return f(F32{});
+    case GatingType::f16: return f(F16{});
+    case GatingType::bf16: return f(BF16{});
+  }
+  return otherwise;
+}
+
+/// with_element_traits and with_pow2_bucket<kMax> at once: returns f(Tr{}, bucket constant).
+template <int kMax, class R, class F>
+inline R with_traits_and_bucket(GatingType dtype, int n, R otherwise, F&& f) {
+  return with_element_traits(dtype, otherwise, [&](auto tr) {
+    return with_pow2_bucket<kMax>(n, otherwise, [&](auto bucket) { return f(tr, bucket); });
+  });
+}
+
 /// Expert index of a (non-padding) entry.
 template <class Entry>
 MOECHECK_HD inline int entry_index(Entry e) {
@@ -475,6 +512,18 @@ MOECHECK_UNROLL
 // lane adding its partner's value to its own), ctx.store(...) for outputs.
 // ---------------------------------------------------------------------------------------
 
+/// Winner of selection round r after the planted last-round bugs: off_by_one_k repeats the
+/// previous winner in the last round, drop_tied_expert does so when the winner's key ties it.
+template <class Tr>
+MOECHECK_HD inline typename Tr::Entry planted_last_round(typename Tr::Entry w, typename Tr::Entry prev, int r,
+                                                         const RowConfig& cfg, Mutant m) {
+  if (r > 0 && r == cfg.k - 1) {
+    if (m == Mutant::off_by_one_k) return prev;
+    if (m == Mutant::drop_tied_expert && Tr::entry_key(w) == Tr::entry_key(prev)) return prev;
+  }
+  return w;
+}
+
 /// Rounds of top-k selection over the warp's sorted lane lists for one row.
 /// The winner of round r is kept by lane `slot_lane0 + r` in mine[]. When cfg.want_full, the
 /// sum of softmax terms over all lanes' lists (relative to the round-0 winner = row maximum)
@@ -495,11 +544,7 @@ MOECHECK_HD inline void select_rounds(const Ctx& ctx, typename Tr::Entry (*list)
   for (int r = 0; r < cfg.k; ++r) {
     Entry head[N];
     ctx.each([&](int i) { head[i] = list[i][0]; });
-    Entry w = ctx.max(head);
-    if (r > 0 && r == cfg.k - 1) {
-      if (m == Mutant::off_by_one_k) w = prev;
-      if (m == Mutant::drop_tied_expert && Tr::entry_key(w) == Tr::entry_key(prev)) w = prev;
-    }
+    const Entry w = planted_last_round<Tr>(ctx.max(head), prev, r, cfg, m);
     if (r == 0 && cfg.want_full) {
       const float mx = Tr::value(w);
       float s[N];
@@ -630,11 +675,7 @@ MOECHECK_HD inline void block_phase2(const Ctx& ctx, int W, CandAt cand_at, Part
       const int l = ctx.lane(i);
       head[i] = l < W ? cand_at(l, pos[i]) : Entry(0);
     });
-    Entry w = ctx.max(head);
-    if (r > 0 && r == cfg.k - 1) {
-      if (m == Mutant::off_by_one_k) w = prev;
-      if (m == Mutant::drop_tied_expert && Tr::entry_key(w) == Tr::entry_key(prev)) w = prev;
-    }
+    const Entry w = planted_last_round<Tr>(ctx.max(head), prev, r, cfg, m);
     if (r == 0 && cfg.want_full) {
       const float mx = Tr::value(w);
       float s[N];

@@ -356,27 +356,13 @@ cudaError_t launch_thread_kb(const RoutingArgs& a, const KernelParams& p, cudaSt
   return launch_capped<thread_per_row_kernel<Tr, KB, kMut, false>>(q, blocks, kThreads, stream, kDirectSmem);
 }
 
-template <class Tr, bool kMut>
-cudaError_t launch_thread_typed(const RoutingArgs& a, const KernelParams& p, cudaStream_t stream) {
-  switch (row::thread_bucket(a.k)) {
-    case 1: return launch_thread_kb<Tr, 1, kMut>(a, p, stream);
-    case 2: return launch_thread_kb<Tr, 2, kMut>(a, p, stream);
-    case 4: return launch_thread_kb<Tr, 4, kMut>(a, p, stream);
-    case 8: return launch_thread_kb<Tr, 8, kMut>(a, p, stream);
-    case 16: return launch_thread_kb<Tr, 16, kMut>(a, p, stream);
-    case 32: return launch_thread_kb<Tr, 32, kMut>(a, p, stream);
-    default: return cudaErrorInvalidValue;
-  }
-}
-
+/// Element type x top-list bucket (next_pow2(k)).
 template <bool kMut>
 cudaError_t launch_thread_per_row(const RoutingArgs& a, const KernelParams& p, cudaStream_t stream) {
-  switch (a.dtype) {
-    case GatingType::f32: return launch_thread_typed<row::F32, kMut>(a, p, stream);
-    case GatingType::f16: return launch_thread_typed<row::F16, kMut>(a, p, stream);
-    case GatingType::bf16: return launch_thread_typed<row::BF16, kMut>(a, p, stream);
-  }
-  return cudaErrorInvalidValue;
+  return row::with_traits_and_bucket<kMaxK>(a.dtype, row::thread_bucket(a.k), cudaErrorInvalidValue,
+                                            [&](auto tr, auto kb) {
+                                              return launch_thread_kb<decltype(tr), decltype(kb)::value, kMut>(a, p, stream);
+                                            });
 }
 
 }  // namespace moecheck::kernels::detail

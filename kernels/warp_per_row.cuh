@@ -94,26 +94,13 @@ cudaError_t launch_warp_v(const RoutingArgs& a, KernelParams p, cudaStream_t str
   }
 }
 
-template <class Tr, bool kMut>
-cudaError_t launch_warp_typed(const RoutingArgs& a, const KernelParams& p, cudaStream_t stream) {
-  switch (row::warp_lane_elems(a.E)) {
-    case 1: return launch_warp_v<Tr, 1, kMut>(a, p, stream);
-    case 2: return launch_warp_v<Tr, 2, kMut>(a, p, stream);
-    case 4: return launch_warp_v<Tr, 4, kMut>(a, p, stream);
-    case 8: return launch_warp_v<Tr, 8, kMut>(a, p, stream);
-    case 16: return launch_warp_v<Tr, 16, kMut>(a, p, stream);
-    default: return cudaErrorInvalidValue;
-  }
-}
-
+/// Element type x elements per lane (next_pow2(ceil(E / 32))).
 template <bool kMut>
 cudaError_t launch_warp_per_row(const RoutingArgs& a, const KernelParams& p, cudaStream_t stream) {
-  switch (a.dtype) {
-    case GatingType::f32: return launch_warp_typed<row::F32, kMut>(a, p, stream);
-    case GatingType::f16: return launch_warp_typed<row::F16, kMut>(a, p, stream);
-    case GatingType::bf16: return launch_warp_typed<row::BF16, kMut>(a, p, stream);
-  }
-  return cudaErrorInvalidValue;
+  return row::with_traits_and_bucket<16>(a.dtype, row::warp_lane_elems(a.E), cudaErrorInvalidValue,
+                                         [&](auto tr, auto v) {
+                                           return launch_warp_v<decltype(tr), decltype(v)::value, kMut>(a, p, stream);
+                                         });
 }
 
 }  // namespace moecheck::kernels::detail

@@ -23,16 +23,7 @@
 namespace {
 
 namespace K = moecheck::kernels;
-using moecheck::DType;
-using moecheck::Family;
-using moecheck::Layout;
-using moecheck::Rng;
-using moecheck::testing::KernelProblem;
-using moecheck::testing::kMixedValues;
-using moecheck::testing::make_problem;
-using moecheck::testing::params_of;
-using moecheck::testing::scale_family_for;
-using moecheck::testing::view_of;
+using namespace moecheck::testing;  // KernelProblem, make_problem, view_of, DType, Family, ...
 
 #define CUDA_ASSERT(call)                                                                 \
   do {                                                                                    \

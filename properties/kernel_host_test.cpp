@@ -28,14 +28,7 @@ namespace {
 namespace K = moecheck::kernels;
 namespace R = moecheck::kernels::row;
 using moecheck::CheckReport;
-using moecheck::DType;
-using moecheck::Family;
-using moecheck::Layout;
-using moecheck::Rng;
-using moecheck::testing::KernelProblem;
-using moecheck::testing::make_problem;
-using moecheck::testing::params_of;
-using moecheck::testing::view_of;
+using namespace moecheck::testing;  // KernelProblem, make_problem, view_of, DType, Family, ...
 
 struct Output {
   std::vector<float> w;
@@ -322,8 +315,8 @@ KernelProblem random_problem(std::uint64_t seed) {
   const std::int64_t tmax = E >= 1000 ? 6 : (E >= 256 ? 16 : 40);
   const std::int64_t T = (rng.next() % 25 == 0) ? 0 : 1 + static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(tmax));
   const bool scaled = rng.next() % 3 != 0;
-  return make_problem(seed, dtype, T, E, k, family, layout, moecheck::testing::kMixedValues,
-                      scaled ? moecheck::testing::scale_family_for(seed) : "ones");
+  return make_problem(seed, dtype, T, E, k, family, layout, kMixedValues,
+                      scaled ? scale_family_for(seed) : "ones");
 }
 
 void check_problem(const KernelProblem& p) {
@@ -370,8 +363,8 @@ TEST(Emulation, ThreadPerRowManyRows) {
       ++seed;
       const auto p = make_problem(seed, static_cast<DType>(seed % 3), 33 + static_cast<std::int64_t>(seed % 70), E, k,
                                   static_cast<Family>(seed % 3), static_cast<Layout>(seed % 4),
-                                  moecheck::testing::kMixedValues,
-                                  seed % 2 == 0 ? moecheck::testing::scale_family_for(seed / 2) : "ones");
+                                  kMixedValues,
+                                  seed % 2 == 0 ? scale_family_for(seed / 2) : "ones");
       check_problem(p);
       if (HasFatalFailure()) return;
     }
@@ -387,7 +380,7 @@ TEST(Emulation, RandomProblemsMatchOracle) {
 
 TEST(Emulation, EveryValueFamilyEveryDtype) {
   std::vector<std::string> families = moecheck::all_value_families();
-  families.push_back(moecheck::testing::kMixedValues);
+  families.push_back(kMixedValues);
   std::uint64_t seed = 5000;
   for (const std::string& values : families) {
     for (int dt = 0; dt < 3; ++dt) {
@@ -397,7 +390,7 @@ TEST(Emulation, EveryValueFamilyEveryDtype) {
           ++seed;
           const auto p = make_problem(seed, static_cast<DType>(dt), 9, E, k, static_cast<Family>(fam),
                                       static_cast<Layout>(seed % 4), values,
-                                      fam == 0 ? moecheck::testing::scale_family_for(seed) : "ones");
+                                      fam == 0 ? scale_family_for(seed) : "ones");
           check_problem(p);
           if (HasFatalFailure()) return;
         }
@@ -413,7 +406,7 @@ TEST(Emulation, AllExpertsAndAllK) {
     for (int k : {1, std::min(E, 32)}) {
       ++seed;
       check_problem(make_problem(seed, DType::bf16, 5, E, k, Family::gemma4, Layout::contiguous,
-                                 moecheck::testing::kMixedValues, moecheck::testing::scale_family_for(seed)));
+                                 kMixedValues, scale_family_for(seed)));
       if (HasFatalFailure()) return;
     }
   }
@@ -422,7 +415,7 @@ TEST(Emulation, AllExpertsAndAllK) {
     check_problem(make_problem(seed, DType::f32, 3, E, 32, Family::softmax_topk_raw, Layout::padded));
     ++seed;
     check_problem(make_problem(seed, DType::f16, 3, E, 7, Family::gemma4, Layout::transposed, "ties",
-                               moecheck::testing::scale_family_for(seed)));
+                               scale_family_for(seed)));
     if (HasFatalFailure()) return;
   }
 }
@@ -433,13 +426,13 @@ TEST(Emulation, EdgeRowsExactValues) {
   for (K::Variant v : kVariants) {
     for (int dt = 0; dt < 3; ++dt) {
       // row 0: all -inf; row 1: NaN and -inf; row 2: three +inf; row 3: ones and a NaN
-      moecheck::RoutingCase c =
+      RoutingCase c =
           make_problem(1, static_cast<DType>(dt), 4, 10, 3, Family::softmax_topk, Layout::contiguous, "normal").c;
       c.logits = {-inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf,  //
                   nan,  -inf, nan,  -inf, -inf, nan,  -inf, -inf, -inf, nan,   //
                   0.f,  inf,  1.f,  inf,  -inf, nan,  inf,  2.f,  3.f,  4.f,   //
                   1.f,  1.f,  nan,  1.f,  1.f,  1.f,  1.f,  1.f,  1.f,  1.f};
-      KernelProblem p = moecheck::testing::lay_out(c);
+      KernelProblem p = lay_out(c);
       for (int fam = 0; fam < 3; ++fam) {
         p.c.family = static_cast<Family>(fam);
         SCOPED_TRACE(std::string(K::variant_name(v)) + " " + p.describe());
@@ -587,10 +580,9 @@ struct MutantCase {
 std::vector<MutantCase> designated_cases() {
   using F = Family;
   using L = Layout;
-  using moecheck::testing::lay_out;
   const auto bf16 = DType::bf16, f32 = DType::f32, f16 = DType::f16;
   // zero_sum_divide needs rows without mass: every logit -inf.
-  moecheck::RoutingCase masked = make_problem(20, bf16, 8, 64, 4, F::gemma4, L::contiguous, "normal", "uniform").c;
+  RoutingCase masked = make_problem(20, bf16, 8, 64, 4, F::gemma4, L::contiguous, "normal", "uniform").c;
   masked.logits.assign(masked.logits.size(), -std::numeric_limits<float>::infinity());
   return {
       {K::Mutant::skip_renormalise, make_problem(11, bf16, 32, 64, 4, F::gemma4, L::contiguous, "normal")},
@@ -637,7 +629,7 @@ TEST(Mutants, EveryCpuVisibleMutantIsRejected) {
 
 TEST(Mutants, GpuOnlyMutantsEmulateAsCorrectKernel) {
   const auto p = make_problem(21, DType::bf16, 16, 1024, 8, Family::gemma4, Layout::contiguous,
-                              moecheck::testing::kMixedValues, "mixed");
+                              kMixedValues, "mixed");
   for (K::Mutant m : {K::Mutant::grid_overflow, K::Mutant::shared_race}) {
     for (K::Variant v : kVariants) {
       if (v == K::Variant::warp_per_row && p.c.E > K::kWarpMaxExperts) continue;

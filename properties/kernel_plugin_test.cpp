@@ -15,13 +15,7 @@
 
 namespace {
 
-using moecheck::DType;
-using moecheck::Family;
-using moecheck::Layout;
-using moecheck::testing::KernelProblem;
-using moecheck::testing::make_problem;
-using moecheck::testing::params_of;
-using moecheck::testing::view_of;
+using namespace moecheck::testing;  // KernelProblem, make_problem, view_of, DType, Family, ...
 
 struct Plugin {
   void* handle = nullptr;
@@ -65,8 +59,8 @@ TEST(Plugins, ExamplePluginDescriptorAndOracle) {
     const int k = 1 + static_cast<int>(seed % static_cast<std::uint64_t>(std::min(E, 8)));
     const auto p = make_problem(seed, static_cast<DType>(seed % 3), 1 + static_cast<std::int64_t>(seed % 9), E, k,
                                 static_cast<Family>(seed % 3), static_cast<Layout>(seed % 4),
-                                moecheck::testing::kMixedValues,
-                                seed % 2 == 0 ? moecheck::testing::scale_family_for(seed / 2) : "ones");
+                                kMixedValues,
+                                seed % 2 == 0 ? scale_family_for(seed / 2) : "ones");
     ASSERT_EQ(run(pl, p, w, ids), MOECHECK_PLUGIN_OK) << pl.desc->last_error();
     const auto rep = moecheck::check_routing(view_of(p), params_of(p), w.data(), ids.data());
     ASSERT_TRUE(rep.ok()) << rep.str() << "\nreplay: " << p.describe();
@@ -86,7 +80,7 @@ TEST(Plugins, BrokenPluginDefectsAreVisible) {
   std::vector<float> w;
   std::vector<std::int32_t> ids;
   // defect 1: the minimal failing case, T = 1, E = 9, k = 1, the top expert is 8 with scale 2
-  moecheck::RoutingCase c;
+  RoutingCase c;
   c.family = Family::gemma4;
   c.dtype = DType::f32;
   c.T = 1;
@@ -96,7 +90,7 @@ TEST(Plugins, BrokenPluginDefectsAreVisible) {
   c.logits[8] = 1.0f;
   c.scale.assign(9, 1.0f);
   c.scale[8] = 2.0f;
-  KernelProblem p = moecheck::testing::lay_out(c);
+  KernelProblem p = lay_out(c);
   ASSERT_EQ(run(pl, p, w, ids), MOECHECK_PLUGIN_OK);
   EXPECT_EQ(ids[0], 8);
   EXPECT_FALSE(moecheck::check_routing(view_of(p), params_of(p), w.data(), ids.data()).ok());

@@ -15,6 +15,13 @@
 
 namespace moecheck::testing {
 
+// The case vocabulary of the kernel suites, which use `using namespace moecheck::testing`.
+using ::moecheck::DType;
+using ::moecheck::Family;
+using ::moecheck::Layout;
+using ::moecheck::Rng;
+using ::moecheck::RoutingCase;
+
 /// Value family of make_problem that draws every row from its own harness value family
 /// (all_value_families(), "normal" more often), so one launch mixes ties, +-inf, NaN rows,
 /// huge and subnormal values.
