@@ -56,7 +56,18 @@ find_package(nlohmann_json 3.10 REQUIRED)
 if(NOT DEFINED TORCH_CUDA_ARCH_LIST)
   set(TORCH_CUDA_ARCH_LIST "9.0")
 endif()
+# LibTorch's CMake package (Caffe2/public/cuda.cmake) appends its own nvcc flags to
+# CMAKE_CUDA_FLAGS (--expt-relaxed-constexpr, --expt-extended-lambda, -DONNX_NAMESPACE, -Xcudafe
+# diagnostics, -gencode from TORCH_CUDA_ARCH_LIST) and clears CMAKE_CUDA_ARCHITECTURES. No
+# moecheck CUDA source includes a LibTorch header, so both are restored: each CUDA target
+# compiles with the project's flags and its own target options only.
+set(_moecheck_cuda_flags "${CMAKE_CUDA_FLAGS}")
+set(_moecheck_cuda_archs "${CMAKE_CUDA_ARCHITECTURES}")
 find_package(Torch REQUIRED)
+if(MOECHECK_HAVE_CUDA)
+  set(CMAKE_CUDA_FLAGS "${_moecheck_cuda_flags}")
+  set(CMAKE_CUDA_ARCHITECTURES "${_moecheck_cuda_archs}")
+endif()
 message(STATUS "moecheck: LibTorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
 
 # LibTorch wheels built with CUDA carry libtorch_cuda.so, whose runtime (cuDNN, NCCL,

@@ -1,154 +1,14 @@
-// moecheck fused routing: argument validation, names, the variant heuristic, and the host
-// emulation of the kernel variants (runs the routing_row.hpp warp programs with a 32-lane
-// host context, and the thread-per-row routine with a host element source, so its output is
-// bit-identical to the device kernels').
+// moecheck fused routing: the host emulation of the kernel variants. It runs the
+// routing_row.hpp warp programs with a 32-lane host context, and the thread-per-row routine
+// with a host element source, so its output is bit-identical to the device kernels'.
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <string>
-#include <vector>
 
 #include "kernels/routing_kernels.hpp"
 #include "kernels/routing_row.hpp"
 
 namespace moecheck::kernels {
-
-namespace {
-
-constexpr const char* kMutantNames[] = {
-    "none",           "skip_renormalise", "topk_only_softmax", "scale_by_slot",
-    "off_by_one_k",   "drop_tied_expert", "skip_partial_warp", "fp16_accumulation",
-    "ignore_col_stride", "nan_duplicates", "zero_sum_divide",  "grid_overflow",
-    "shared_race",
-};
-static_assert(sizeof(kMutantNames) / sizeof(kMutantNames[0]) == static_cast<int>(Mutant::count_),
-              "one name per mutant");
-
-ArgStatus fail(std::string* message, ArgStatus s, const std::string& text) {
-  if (message != nullptr) *message = text;
-  return s;
-}
-
-}  // namespace
-
-const char* variant_name(Variant v) {
-  switch (v) {
-    case Variant::automatic: return "automatic";
-    case Variant::warp_per_row: return "warp_per_row";
-    case Variant::block_per_row: return "block_per_row";
-    case Variant::thread_per_row: return "thread_per_row";
-  }
-  return "unknown";
-}
-
-bool parse_variant(std::string_view s, Variant* out) {
-  for (Variant v : {Variant::automatic, Variant::warp_per_row, Variant::block_per_row,
-                    Variant::thread_per_row}) {
-    if (s == variant_name(v)) {
-      *out = v;
-      return true;
-    }
-  }
-  if (s == "auto") {
-    *out = Variant::automatic;
-    return true;
-  }
-  if (s == "warp") {
-    *out = Variant::warp_per_row;
-    return true;
-  }
-  if (s == "block") {
-    *out = Variant::block_per_row;
-    return true;
-  }
-  if (s == "thread") {
-    *out = Variant::thread_per_row;
-    return true;
-  }
-  return false;
-}
-
-const char* mutant_name(Mutant m) {
-  const int i = static_cast<int>(m);
-  if (i < 0 || i >= static_cast<int>(Mutant::count_)) return "unknown";
-  return kMutantNames[i];
-}
-
-bool parse_mutant(std::string_view s, Mutant* out) {
-  for (int i = 0; i < static_cast<int>(Mutant::count_); ++i) {
-    if (s == kMutantNames[i]) {
-      *out = static_cast<Mutant>(i);
-      return true;
-    }
-  }
-  return false;
-}
-
-bool mutant_is_gpu_only(Mutant m) { return m == Mutant::grid_overflow || m == Mutant::shared_race; }
-
-ArgStatus validate_args(const RoutingArgs& a, std::string* message) {
-  using std::to_string;
-  if (a.dtype != GatingType::f32 && a.dtype != GatingType::f16 && a.dtype != GatingType::bf16)
-    return fail(message, ArgStatus::unsupported, "dtype " + to_string(static_cast<int>(a.dtype)) + " is not f32, f16 or bf16");
-  if (a.family != KernelFamily::gemma4 && a.family != KernelFamily::softmax_topk &&
-      a.family != KernelFamily::softmax_topk_raw)
-    return fail(message, ArgStatus::unsupported, "family " + to_string(static_cast<int>(a.family)) + " is not supported by the fused kernels");
-  if (a.T < 0) return fail(message, ArgStatus::bad_shape, "T = " + to_string(a.T) + " is negative");
-  if (a.E < 1 || a.E > kMaxExperts)
-    return fail(message, ArgStatus::bad_shape, "E = " + to_string(a.E) + " is outside [1, " + to_string(kMaxExperts) + "]");
-  if (a.k < 1 || a.k > a.E || a.k > kMaxK)
-    return fail(message, ArgStatus::bad_k, "k = " + to_string(a.k) + " is outside [1, min(E = " + to_string(a.E) + ", " + to_string(kMaxK) + ")]");
-  if (a.row_stride < 0 || a.col_stride < 0)
-    return fail(message, ArgStatus::bad_stride, "strides must be non-negative (row_stride = " + to_string(a.row_stride) + ", col_stride = " + to_string(a.col_stride) + ")");
-  if (a.row_stride == 0 && a.T > 1)
-    return fail(message, ArgStatus::bad_stride, "row_stride = 0 with T = " + to_string(a.T) + " > 1");
-  if (a.col_stride == 0 && a.E > 1)
-    return fail(message, ArgStatus::bad_stride, "col_stride = 0 with E = " + to_string(a.E) + " > 1");
-  if (a.T > 0) {
-    // The largest element offset (and the outputs' T*k) must fit in int64 bytes.
-    const std::int64_t lim = std::numeric_limits<std::int64_t>::max() / 8;
-    const std::int64_t col_span = static_cast<std::int64_t>(a.E - 1) * a.col_stride;
-    if (a.row_stride != 0 && a.T - 1 > (lim - col_span) / a.row_stride)
-      return fail(message, ArgStatus::bad_stride, "the last element's offset overflows (T = " + to_string(a.T) + ", row_stride = " + to_string(a.row_stride) + ")");
-    if (a.T > lim / a.k) return fail(message, ArgStatus::bad_shape, "T * k overflows");
-    if (a.gating == nullptr) return fail(message, ArgStatus::null_pointer, "gating is null with T > 0");
-    if (a.weights == nullptr) return fail(message, ArgStatus::null_pointer, "weights is null with T > 0");
-    if (a.ids == nullptr) return fail(message, ArgStatus::null_pointer, "ids is null with T > 0");
-  }
-  if (message != nullptr) message->clear();
-  return ArgStatus::ok;
-}
-
-/// Heuristic (tuning thresholds; re-measure with bench/routing_bench when a kernel changes):
-///  * T >= kThreadPerRowMinRows (16384): thread_per_row. One row per thread needs T / 32
-///    warps; 16384 rows are 512 warps, about one per scheduler of an H100 / H200 (132 SMs x 4
-///    schedulers), the point from which the thread variant's per-row latency is hidden by
-///    other rows. At T = 250000 on an H200 the warp/block variants reach only 15-23% of the
-///    copy bandwidth (bf16 E = 128 k = 8: ~80 us against a ~19 us memory floor) because a
-///    whole warp spends k rounds of reductions on one row; the thread variant streams each
-///    row once through registers.
-///  * below: warp_per_row for E <= kWarpMaxExperts (512), block_per_row above. Measured on
-///    an H200 at T = 250000, k = 8, warp_per_row beats block_per_row at E = 512 (bf16 329 vs
-///    405 us, f16 352 vs 538 us, f32 626 vs 654 us) and at E <= 256.
-Variant choose_variant(int E, std::int64_t T, GatingType dtype) {
-  if (T >= kThreadPerRowMinRows) return Variant::thread_per_row;
-  // fp32 rows of more than 256 experts give a warp 16 64-bit entries per lane to sort: with
-  // few rows (no other rows to overlap with) one block per row finishes sooner.
-  if (dtype == GatingType::f32 && E > 256 && T <= kBlockPreferMaxRows) return Variant::block_per_row;
-  return E <= kWarpMaxExperts ? Variant::warp_per_row : Variant::block_per_row;
-}
-
-bool built_with_cuda() {
-#if defined(MOECHECK_HAVE_CUDA_KERNELS)
-  return true;
-#else
-  return false;
-#endif
-}
-
-// ---------------------------------------------------------------------------------------
-// Host emulation
-// ---------------------------------------------------------------------------------------
 
 namespace {
 
@@ -245,46 +105,32 @@ template <class Tr>
 void emulate_typed(const RoutingArgs& a, Variant v, const RowConfig& cfg, Mutant m) {
   const std::int64_t cs = m == Mutant::ignore_col_stride ? 1 : a.col_stride;
   if (v == Variant::block_per_row) return emulate_block<Tr>(a, cfg, m, cs);
+  // Validated requests always match a bucket (k <= kMaxK; warp_per_row: E <= kWarpMaxExperts).
   if (v == Variant::thread_per_row) {
-    switch (row::thread_bucket(a.k)) {
-      case 1: return emulate_thread<Tr, 1>(a, cfg, m, cs);
-      case 2: return emulate_thread<Tr, 2>(a, cfg, m, cs);
-      case 4: return emulate_thread<Tr, 4>(a, cfg, m, cs);
-      case 8: return emulate_thread<Tr, 8>(a, cfg, m, cs);
-      case 16: return emulate_thread<Tr, 16>(a, cfg, m, cs);
-      default: return emulate_thread<Tr, 32>(a, cfg, m, cs);
-    }
+    row::with_pow2_bucket<kMaxK>(row::thread_bucket(a.k), false, [&](auto kb) {
+      emulate_thread<Tr, decltype(kb)::value>(a, cfg, m, cs);
+      return true;
+    });
+    return;
   }
-  switch (row::warp_lane_elems(a.E)) {
-    case 1: return emulate_warp<Tr, 1>(a, cfg, m, cs);
-    case 2: return emulate_warp<Tr, 2>(a, cfg, m, cs);
-    case 4: return emulate_warp<Tr, 4>(a, cfg, m, cs);
-    case 8: return emulate_warp<Tr, 8>(a, cfg, m, cs);
-    default: return emulate_warp<Tr, 16>(a, cfg, m, cs);
-  }
+  row::with_pow2_bucket<16>(row::warp_lane_elems(a.E), false, [&](auto lane_elems) {
+    emulate_warp<Tr, decltype(lane_elems)::value>(a, cfg, m, cs);
+    return true;
+  });
 }
 
 }  // namespace
 
 ArgStatus emulate_routing(const RoutingArgs& a, Variant v, Mutant m, std::string* message) {
-  const ArgStatus st = validate_args(a, message);
+  const ArgStatus st = check_request(a, &v, m, message);
   if (st != ArgStatus::ok) return st;
-  if (static_cast<int>(m) < 0 || m >= Mutant::count_)
-    return fail(message, ArgStatus::unsupported, "mutant " + std::to_string(static_cast<int>(m)) + " is out of range");
-  if (v == Variant::automatic) v = choose_variant(a.E, a.T, a.dtype);
-  if (v != Variant::warp_per_row && v != Variant::block_per_row && v != Variant::thread_per_row)
-    return fail(message, ArgStatus::unsupported, "variant " + std::to_string(static_cast<int>(v)) + " is out of range");
-  if (v == Variant::warp_per_row && a.E > kWarpMaxExperts)
-    return fail(message, ArgStatus::unsupported, "warp_per_row supports E <= " + std::to_string(kWarpMaxExperts) + ", got E = " + std::to_string(a.E));
   if (mutant_is_gpu_only(m)) m = Mutant::none;  // their bug needs the device's scheduling
   if (a.T == 0) return ArgStatus::ok;
   const RowConfig cfg = row::make_row_config(a.E, a.k, a.family, a.scale, m);
-  switch (a.dtype) {
-    case GatingType::f32: emulate_typed<row::F32>(a, v, cfg, m); break;
-    case GatingType::f16: emulate_typed<row::F16>(a, v, cfg, m); break;
-    case GatingType::bf16: emulate_typed<row::BF16>(a, v, cfg, m); break;
-  }
-  return ArgStatus::ok;
+  return row::with_element_traits(a.dtype, ArgStatus::unsupported, [&](auto tr) {
+    emulate_typed<decltype(tr)>(a, v, cfg, m);
+    return ArgStatus::ok;
+  });
 }
 
 }  // namespace moecheck::kernels

@@ -10,18 +10,17 @@ namespace moecheck::kernels {
 
 /// Launches the fused routing kernel on `stream`. All pointers in `a` are device pointers
 /// (scale may be nullptr = all ones; it is only read for KernelFamily::gemma4).
-/// Order of checks: validate_args, mutant in range, variant known and supports E
+/// Order of checks (check_request): validate_args, variant known and supports E
 /// (warp_per_row needs E <= kWarpMaxExperts; block_per_row and thread_per_row take any
 /// E <= kMaxExperts) -> cudaErrorInvalidValue without touching the device. T == 0 is a
 /// valid no-op (nothing is launched, cudaSuccess). Otherwise the kernel is launched
 /// asynchronously and the result of the last CUDA call (cudaGetLastError() right after the
 /// launch, or the failing occupancy / attribute query before it) is returned.
 /// Output: weights/ids [T, k] row-major contiguous, every element written.
-/// The result is bit-identical to emulate_routing(a, v, m) on the same inputs (same
-/// algorithm, same reduction order, explicitly rounded arithmetic), except for the GPU-only
-/// mutants grid_overflow and shared_race, which the emulation runs as Mutant::none.
-cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream,
-                           Mutant m = Mutant::none);
+/// The result is bit-identical to emulate_routing(a, v) on the same inputs (same algorithm,
+/// same reduction order, explicitly rounded arithmetic). The planted-bug kernels are not part
+/// of this library: see launch_routing_mutant (kernels/routing_mutants.hpp).
+cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream);
 
 /// Threads per block a launch of (variant, E, T) uses (for tools and benchmarks; T only
 /// matters for Variant::automatic).

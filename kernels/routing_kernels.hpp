@@ -1,10 +1,12 @@
 // moecheck fused routing kernels: public host API (no CUDA headers needed to include this).
 //
 // Every kernel variant exists twice: as CUDA `__global__` kernels launched by
-// `launch_routing` (kernels/routing_kernels.cu, only when built with CUDA), and as a host
-// emulation `emulate_routing` that runs the very same per-row `__host__ __device__`
-// functions (kernels/routing_row.hpp) on the CPU, so CI without a GPU checks the
-// kernel's own algorithm against the reference.
+// `launch_routing` (kernels/routing_cuda.hpp; one translation unit per variant around the
+// shared device header kernels/routing_device.cuh, only when built with CUDA), and as a host
+// emulation `emulate_routing` (kernels/host_emulation.cpp) that runs the very same per-row
+// `__host__ __device__` functions (kernels/routing_row.hpp) on the CPU, so CI without a GPU
+// checks the kernel's own algorithm against the reference. Names, validation and the variant
+// heuristic: kernels/routing_names.cpp. Design: DESIGN.md, section "Fused routing kernels".
 #pragma once
 
 #include <cstdint>
@@ -82,6 +84,12 @@ struct RoutingArgs {
 enum class ArgStatus : int { ok = 0, bad_shape, bad_k, bad_stride, null_pointer, unsupported };
 /// Validates args; on failure writes a sentence naming the field into *message.
 ArgStatus validate_args(const RoutingArgs& a, std::string* message);
+
+/// The checks emulate_routing and launch_routing run before any work, in this order:
+/// validate_args, mutant m in range, Variant::automatic resolved (choose_variant) into *v,
+/// *v a concrete variant, warp_per_row only for E <= kWarpMaxExperts. Returns ArgStatus::ok or
+/// the first failure (message as validate_args).
+ArgStatus check_request(const RoutingArgs& a, Variant* v, Mutant m, std::string* message);
 
 /// Documented heuristic: which variant runs for E experts and T rows (see the function's
 /// comment for the measurements it cites). Never returns Variant::automatic.

@@ -1,47 +1,21 @@
 // moecheck fused routing: the per-row / per-lane algorithm shared by the CUDA kernels and
-// the host emulation.
-//
-// Everything here is plain C++17 that also compiles as CUDA device code. The kernels in
-// routing_kernels.cu and the emulation in host_emulation.cpp run *these* functions; only
-// the "warp context" differs: on the device a context holds one lane (the calling thread)
-// and its collectives are warp intrinsics, in the emulation a context holds all 32 lanes
-// in arrays and its collectives are loops with the same reduction order. Every floating
-// point operation names its rounding (add_rn, mul_rn, div_rn, fma_rn) so that neither
-// compiler contracts or reorders it, and exp is computed by our own exp_nonpos, so the
-// device and the emulation produce bit-identical weights and ids.
-//
-// Ranking (documented once here, used by every variant):
-//   * A logit is canonicalised before ranking: NaN becomes -inf and -0 becomes +0.
-//   * Experts are ranked by (canonical value descending, expert index ascending). Each
-//     expert gets a 16-bit (fp16/bf16) or 32-bit (fp32) order-preserving key and an
-//     "entry" = key in the high bits, (0xFFFF - index) in the low 16 bits, so that the
-//     entries of one row are unique and "larger entry" == "ranks first". Entry 0 is
-//     padding (a slot without an expert); every real entry is > 0 (even -inf's).
-//   * Selecting the top k = k rounds of "take the largest remaining entry".
-// Weights (rows whose selected maximum is m, selected values x_j, j < k):
-//   * term(x, m) = 0 if m == -inf (all selected are -inf: the row has no mass),
-//                  1 if x == m (also +inf == +inf: +inf logits share the mass equally),
-//                  exp(x - m) otherwise (0 for x = -inf or finite x with m = +inf).
-//   * renormalised families: w_j = term_j / D with D = sum of the k terms, D := 1 if 0;
-//     softmax_topk_raw: D = sum of term over all E experts (zero-sum guard likewise).
-//   * gemma4 multiplies by per_expert_scale[id_j] (other families ignore the scale).
-// Sum orders: the k-term sum D is a pairwise tree over kpad = next_pow2(k) slots (slot j
-// adds slot j + w for w = 1, 2, ..; the warp butterfly gives every lane exactly this sum), so
-// all variants agree bit for bit on the renormalised families. The all-expert sum differs per
-// variant (warp: per-lane list sums, then a butterfly; block: per-warp sums rescaled; thread:
-// expert order), so softmax_topk_raw weights may differ in the last bits between variants.
-//
-// Thread-per-row (thread_row below) needs no warp context: one thread streams its row in
-// expert order in batches of B entries (sorted by a Batcher network, then merged into the
-// running sorted top-KB list with a bitonic merge), then runs the same weight epilogue. The
-// element source (device: shared-memory tiles or direct loads; host: plain loads) is the only
-// part that differs between the kernel and the emulation.
+// the host emulation (plain C++17 that also compiles as device code). Only the "warp context"
+// differs: one lane with warp intrinsics on the device, 32 lanes in arrays with the same
+// reduction order on the host. Every float operation names its rounding (add_rn, mul_rn,
+// div_rn, fma_rn) and exp is our own exp_nonpos, so device and emulation agree bit for bit.
+// Ranking: NaN ranks as -inf, -0 as +0; experts by (value descending, index ascending) through
+// unique order-preserving entries (entry 0 = padding). Weights: term(x, m) = 0 when the
+// selected maximum m is -inf, 1 when x == m, exp(x - m) otherwise; renormalised families
+// divide by the pairwise sum of the k terms, softmax_topk_raw by the all-expert sum (its
+// order is per variant); a zero sum divides by 1. The full rules, sum orders and the
+// thread-per-row streaming: DESIGN.md, section "Fused routing kernels".
 #pragma once
 
 #include <math.h>
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/routing_kernels.hpp"
 
@@ -309,6 +283,42 @@ struct Bits16 {
 using F16 = Bits16<GatingType::f16, 0x7c00u, 0xfc00u>;
 using BF16 = Bits16<GatingType::bf16, 0x7f80u, 0xff80u>;
 
+/// Host dispatch on a power-of-two template bucket: returns f(std::integral_constant<int, B>{})
+/// for the B in {1, 2, 4, .., kMax} (kMax 16 or 32) equal to n, or `otherwise` for any other n.
+template <int kMax, class R, class F>
+inline R with_pow2_bucket(int n, R otherwise, F&& f) {
+  static_assert(kMax == 16 || kMax == 32, "buckets 1..16 or 1..32");
+  if (n == 1) return f(std::integral_constant<int, 1>{});
+  if (n == 2) return f(std::integral_constant<int, 2>{});
+  if (n == 4) return f(std::integral_constant<int, 4>{});
+  if (n == 8) return f(std::integral_constant<int, 8>{});
+  if (n == 16) return f(std::integral_constant<int, 16>{});
+  if constexpr (kMax == 32) {
+    if (n == 32) return f(std::integral_constant<int, 32>{});
+  }
+  return otherwise;
+}
+
+/// Host dispatch on the element type: returns f(Tr{}) with the traits of `dtype` (F32, F16,
+/// BF16), or `otherwise` for a value outside GatingType.
+template <class R, class F>
+inline R with_element_traits(GatingType dtype, R otherwise, F&& f) {
+  switch (dtype) {
+    case GatingType::f32: return f(F32{});
+    case GatingType::f16: return f(F16{});
+    case GatingType::bf16: return f(BF16{});
+  }
+  return otherwise;
+}
+
+/// with_element_traits and with_pow2_bucket<kMax> at once: returns f(Tr{}, bucket constant).
+template <int kMax, class R, class F>
+inline R with_traits_and_bucket(GatingType dtype, int n, R otherwise, F&& f) {
+  return with_element_traits(dtype, otherwise, [&](auto tr) {
+    return with_pow2_bucket<kMax>(n, otherwise, [&](auto bucket) { return f(tr, bucket); });
+  });
+}
+
 /// Expert index of a (non-padding) entry.
 template <class Entry>
 MOECHECK_HD inline int entry_index(Entry e) {
@@ -502,6 +512,18 @@ MOECHECK_UNROLL
 // lane adding its partner's value to its own), ctx.store(...) for outputs.
 // ---------------------------------------------------------------------------------------
 
+/// Winner of selection round r after the planted last-round bugs: off_by_one_k repeats the
+/// previous winner in the last round, drop_tied_expert does so when the winner's key ties it.
+template <class Tr>
+MOECHECK_HD inline typename Tr::Entry planted_last_round(typename Tr::Entry w, typename Tr::Entry prev, int r,
+                                                         const RowConfig& cfg, Mutant m) {
+  if (r > 0 && r == cfg.k - 1) {
+    if (m == Mutant::off_by_one_k) return prev;
+    if (m == Mutant::drop_tied_expert && Tr::entry_key(w) == Tr::entry_key(prev)) return prev;
+  }
+  return w;
+}
+
 /// Rounds of top-k selection over the warp's sorted lane lists for one row.
 /// The winner of round r is kept by lane `slot_lane0 + r` in mine[]. When cfg.want_full, the
 /// sum of softmax terms over all lanes' lists (relative to the round-0 winner = row maximum)
@@ -522,11 +544,7 @@ MOECHECK_HD inline void select_rounds(const Ctx& ctx, typename Tr::Entry (*list)
   for (int r = 0; r < cfg.k; ++r) {
     Entry head[N];
     ctx.each([&](int i) { head[i] = list[i][0]; });
-    Entry w = ctx.max(head);
-    if (r > 0 && r == cfg.k - 1) {
-      if (m == Mutant::off_by_one_k) w = prev;
-      if (m == Mutant::drop_tied_expert && Tr::entry_key(w) == Tr::entry_key(prev)) w = prev;
-    }
+    const Entry w = planted_last_round<Tr>(ctx.max(head), prev, r, cfg, m);
     if (r == 0 && cfg.want_full) {
       const float mx = Tr::value(w);
       float s[N];
@@ -657,11 +675,7 @@ MOECHECK_HD inline void block_phase2(const Ctx& ctx, int W, CandAt cand_at, Part
       const int l = ctx.lane(i);
       head[i] = l < W ? cand_at(l, pos[i]) : Entry(0);
     });
-    Entry w = ctx.max(head);
-    if (r > 0 && r == cfg.k - 1) {
-      if (m == Mutant::off_by_one_k) w = prev;
-      if (m == Mutant::drop_tied_expert && Tr::entry_key(w) == Tr::entry_key(prev)) w = prev;
-    }
+    const Entry w = planted_last_round<Tr>(ctx.max(head), prev, r, cfg, m);
     if (r == 0 && cfg.want_full) {
       const float mx = Tr::value(w);
       float s[N];

@@ -10,7 +10,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "kernels/routing_cuda.hpp"
+#include "kernels/routing_mutants.hpp"
 #define MOECHECK_TORCH_OPS_CUDA 1
 #endif
 
@@ -81,7 +81,8 @@ std::tuple<at::Tensor, at::Tensor> fused_routing(const at::Tensor& gating, std::
   const c10::cuda::CUDAGuard guard(g.device());
   std::string msg;
   TORCH_CHECK(validate_args(a, &msg) == ArgStatus::ok, "fused_routing: ", msg);
-  const cudaError_t e = launch_routing(a, variant, c10::cuda::getCurrentCUDAStream(g.device().index()).stream(), mutant);
+  const cudaError_t e =
+      launch_routing_mutant(a, variant, c10::cuda::getCurrentCUDAStream(g.device().index()).stream(), mutant);
   TORCH_CHECK(e == cudaSuccess, "fused_routing: launch_routing failed: ", cudaGetErrorName(e), " (",
               cudaGetErrorString(e), ")");
   return {weights, ids};

@@ -12,18 +12,18 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
-#include "kernels/routing_cuda.hpp"
-#include "kernels/routing_testing.hpp"
+#include "harness/core/generators.hpp"
+#include "kernels/routing_mutants.hpp"
+#include "properties/support/kernel_problem.hpp"
 #include "reference/oracle.hpp"
 
 namespace {
 
 namespace K = moecheck::kernels;
-namespace KT = moecheck::kernels::testing;
+using namespace moecheck::testing;  // KernelProblem, make_problem, view_of, DType, Family, ...
 
 #define CUDA_ASSERT(call)                                                                 \
   do {                                                                                    \
@@ -67,34 +67,15 @@ struct DeviceBuffers {
   }
 };
 
-moecheck::GatingView view_of(const KT::Problem& p) {
-  moecheck::GatingView g;
-  g.data = p.storage.empty() ? nullptr : p.storage.data();
-  g.dtype = static_cast<moecheck::DType>(static_cast<int>(p.dtype));
-  g.T = p.T;
-  g.E = p.E;
-  g.row_stride = p.row_stride;
-  g.col_stride = p.col_stride;
-  return g;
-}
-
-moecheck::RoutingParams params_of(const KT::Problem& p) {
-  moecheck::RoutingParams r;
-  r.family = static_cast<moecheck::Family>(static_cast<int>(p.family));
-  r.k = p.k;
-  r.scale = p.scale.empty() ? nullptr : p.scale.data();
-  return r;
-}
-
-moecheck::CheckReport oracle(const KT::Problem& p, const Output& o) {
+moecheck::CheckReport oracle(const KernelProblem& p, const Output& o) {
   moecheck::OracleOptions opt;
   opt.precision = moecheck::fp32_exact_selection();
   return moecheck::check_routing(view_of(p), params_of(p), o.w.data(), o.ids.data(), opt);
 }
 
-Output emulate(const KT::Problem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
+Output emulate(const KernelProblem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
   Output o;
-  const std::size_t n = static_cast<std::size_t>(p.T * p.k);
+  const std::size_t n = static_cast<std::size_t>(p.c.T * p.c.k);
   o.w.resize(n);
   o.ids.resize(n);
   moecheck::poison_outputs(o.w.data(), o.ids.data(), static_cast<std::int64_t>(n));
@@ -105,19 +86,19 @@ Output emulate(const KT::Problem& p, K::Variant v, K::Mutant m = K::Mutant::none
 
 /// Runs the kernel on `stream` with outputs poisoned on the device first. `offset_elems`
 /// shifts the gating pointer (misaligned base: no vector loads).
-void run_device(const KT::Problem& p, K::Variant v, K::Mutant m, Output* out, cudaStream_t stream = nullptr,
+void run_device(const KernelProblem& p, K::Variant v, K::Mutant m, Output* out, cudaStream_t stream = nullptr,
                 int offset_elems = 0) {
-  const std::size_t n = static_cast<std::size_t>(p.T * p.k);
-  const int bytes = KT::gating_bytes(p.dtype);
+  const std::size_t n = static_cast<std::size_t>(p.c.T * p.c.k);
+  const int bytes = static_cast<int>(moecheck::dtype_size(p.c.dtype));
   DeviceBuffers b;
   CUDA_ASSERT(cudaMalloc(&b.g, p.storage.size() + 64));
   CUDA_ASSERT(cudaMalloc((void**)&b.w, std::max<std::size_t>(n, 1) * sizeof(float)));
   CUDA_ASSERT(cudaMalloc((void**)&b.ids, std::max<std::size_t>(n, 1) * sizeof(std::int32_t)));
   char* gp = static_cast<char*>(b.g) + offset_elems * bytes;
   if (!p.storage.empty()) CUDA_ASSERT(cudaMemcpy(gp, p.storage.data(), p.storage.size(), cudaMemcpyHostToDevice));
-  if (!p.scale.empty()) {
-    CUDA_ASSERT(cudaMalloc((void**)&b.s, p.scale.size() * sizeof(float)));
-    CUDA_ASSERT(cudaMemcpy(b.s, p.scale.data(), p.scale.size() * sizeof(float), cudaMemcpyHostToDevice));
+  if (!p.c.scale.empty()) {
+    CUDA_ASSERT(cudaMalloc((void**)&b.s, p.c.scale.size() * sizeof(float)));
+    CUDA_ASSERT(cudaMemcpy(b.s, p.c.scale.data(), p.c.scale.size() * sizeof(float), cudaMemcpyHostToDevice));
   }
   out->w.assign(n, 0.0f);
   out->ids.assign(n, 0);
@@ -126,7 +107,7 @@ void run_device(const KT::Problem& p, K::Variant v, K::Mutant m, Output* out, cu
     CUDA_ASSERT(cudaMemcpy(b.w, out->w.data(), n * sizeof(float), cudaMemcpyHostToDevice));
     CUDA_ASSERT(cudaMemcpy(b.ids, out->ids.data(), n * sizeof(std::int32_t), cudaMemcpyHostToDevice));
   }
-  CUDA_ASSERT(K::launch_routing(p.args(gp, b.s, b.w, b.ids), v, stream, m));
+  CUDA_ASSERT(K::launch_routing_mutant(p.args(gp, b.s, b.w, b.ids), v, stream, m));
   CUDA_ASSERT(cudaStreamSynchronize(stream));
   if (n) {
     CUDA_ASSERT(cudaMemcpy(out->w.data(), b.w, n * sizeof(float), cudaMemcpyDeviceToHost));
@@ -159,15 +140,15 @@ std::vector<K::Variant> variants_for(int E) {
   return v;
 }
 
-void check_against_emulation(const KT::Problem& p, K::Mutant m = K::Mutant::none, int offset = 0) {
-  for (K::Variant v : variants_for(p.E)) {
+void check_against_emulation(const KernelProblem& p, K::Mutant m = K::Mutant::none, int offset = 0) {
+  for (K::Variant v : variants_for(static_cast<int>(p.c.E))) {
     SCOPED_TRACE("replay: " + p.describe() + " variant=" + K::variant_name(v) + " mutant=" + K::mutant_name(m) +
                  " offset=" + std::to_string(offset));
     Output dev;
     run_device(p, v, m, &dev, nullptr, offset);
     if (::testing::Test::HasFatalFailure()) return;
     const Output emu = emulate(p, v, m);
-    const std::string diff = first_difference(dev, emu, p.k);
+    const std::string diff = first_difference(dev, emu, p.c.k);
     ASSERT_EQ(diff, "") << "device and host emulation differ";
     if (m == K::Mutant::none) {
       const auto rep = oracle(p, dev);
@@ -181,15 +162,17 @@ const int kEs[] = {1, 2, 3, 8, 17, 31, 32, 33, 64, 65, 100, 128, 129, 160, 255, 
 
 TEST_F(KernelGpu, RandomProblemsMatchEmulationAndOracle) {
   for (std::uint64_t seed = 1; seed <= 400; ++seed) {
-    std::mt19937_64 rng(seed * 0x2545f4914f6cdd1dull);
-    const int E = kEs[rng() % (sizeof(kEs) / sizeof(kEs[0]))];
+    Rng rng(seed * 0x2545f4914f6cdd1dull);
+    const int E = kEs[rng.below(sizeof(kEs) / sizeof(kEs[0]))];
     const int kmax = std::min(E, K::kMaxK);
-    const int k = rng() % 3 == 0 ? 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(kmax))
-                                 : std::min(kmax, 1 + static_cast<int>(rng() % 8));
-    const std::int64_t T = rng() % 20 == 0 ? 0 : 1 + static_cast<std::int64_t>(rng() % (E >= 1000 ? 300 : 3000));
-    const auto p = KT::make_problem(seed, static_cast<K::GatingType>(rng() % 3), T, E, k,
-                                    static_cast<K::KernelFamily>(rng() % 3), static_cast<KT::Layout>(rng() % 4),
-                                    KT::Values::mixed, rng() % 2 == 0);
+    const int k = rng.below(3) == 0 ? 1 + static_cast<int>(rng.below(static_cast<std::uint64_t>(kmax)))
+                                    : std::min(kmax, 1 + static_cast<int>(rng.below(8)));
+    const std::int64_t T = rng.below(20) == 0 ? 0 : 1 + static_cast<std::int64_t>(rng.below(E >= 1000 ? 300 : 3000));
+    const auto dtype = static_cast<DType>(rng.below(3));
+    const auto family = static_cast<Family>(rng.below(3));
+    const auto layout = static_cast<Layout>(rng.below(4));
+    const bool scaled = rng.below(2) == 0;
+    const auto p = make_problem(seed, dtype, T, E, k, family, layout, kMixedValues, scaled ? scale_family_for(seed) : "ones");
     check_against_emulation(p);
     if (HasFatalFailure()) return;
   }
@@ -200,17 +183,19 @@ TEST_F(KernelGpu, Every16BitPatternMatchesEmulation) {
   // +-0, subnormals) as 512 rows of 128 experts, in order and shuffled: the device's
   // canonicalisation and keys (packed two per word in the thread variant) must match the
   // host emulation bit for bit, and the oracle must accept the result.
-  for (const K::GatingType dt : {K::GatingType::bf16, K::GatingType::f16}) {
+  for (const DType dt : {DType::bf16, DType::f16}) {
     for (const bool shuffled : {false, true}) {
       for (const int k : {1, 2, 5, 8, 16}) {
-        auto p = KT::make_problem(900 + k, dt, 512, 128, k, K::KernelFamily::gemma4, KT::Layout::contiguous,
-                                  KT::Values::mixed, true);
+        auto p = make_problem(900 + k, dt, 512, 128, k, Family::gemma4, Layout::contiguous, kMixedValues, "mixed");
         ASSERT_EQ(p.storage.size(), std::size_t{65536} * 2);
         std::vector<std::uint16_t> bits(65536);
         for (std::uint32_t i = 0; i < 65536; ++i) bits[i] = static_cast<std::uint16_t>(i);
-        if (shuffled) std::shuffle(bits.begin(), bits.end(), std::mt19937_64(77 + k));
+        if (shuffled) {  // Fisher-Yates with the harness's generator
+          Rng rng(77 + static_cast<std::uint64_t>(k));
+          for (std::size_t i = bits.size(); i > 1; --i) std::swap(bits[i - 1], bits[rng.below(i)]);
+        }
         std::memcpy(p.storage.data(), bits.data(), p.storage.size());
-        SCOPED_TRACE(std::string(dt == K::GatingType::bf16 ? "bf16" : "f16") + (shuffled ? " shuffled" : " in order") +
+        SCOPED_TRACE(std::string(dt == DType::bf16 ? "bf16" : "f16") + (shuffled ? " shuffled" : " in order") +
                      " k=" + std::to_string(k));
         check_against_emulation(p);
         if (HasFatalFailure()) return;
@@ -224,8 +209,9 @@ TEST_F(KernelGpu, MisalignedBaseAndOddStrides) {
   std::uint64_t seed = 700;
   for (int E : {64, 128, 256, 512, 2048}) {
     for (int dt = 0; dt < 3; ++dt) {
-      auto p = KT::make_problem(++seed, static_cast<K::GatingType>(dt), 257, E, 8, K::KernelFamily::gemma4,
-                                KT::Layout::padded, KT::Values::mixed, true);
+      ++seed;
+      const auto p = make_problem(seed, static_cast<DType>(dt), 257, E, 8, Family::gemma4, Layout::padded, kMixedValues,
+                                  scale_family_for(seed));
       check_against_emulation(p, K::Mutant::none, 1);
       check_against_emulation(p, K::Mutant::none, 0);
       if (HasFatalFailure()) return;
@@ -248,8 +234,8 @@ TEST_F(KernelGpu, ZeroRows) {
 TEST_F(KernelGpu, MoreThan65535Rows) {
   for (int dt : {0, 2}) {
     for (int E : {128, 1024}) {
-      const auto p = KT::make_problem(800 + E + dt, static_cast<K::GatingType>(dt), 70000, E, 8,
-                                      K::KernelFamily::gemma4, KT::Layout::contiguous, KT::Values::mixed, true);
+      const auto p = make_problem(800 + E + dt, static_cast<DType>(dt), 70000, E, 8, Family::gemma4, Layout::contiguous,
+                                  kMixedValues, "mixed");
       check_against_emulation(p);
       if (HasFatalFailure()) return;
     }
@@ -260,11 +246,11 @@ TEST_F(KernelGpu, ThreadPerRowTilesAndLayouts) {
   // Many 32-row tiles per warp (grid-stride and the staged chunk stream continued across
   // tiles), partial last tiles, every k bucket, rows that are not a whole number of chunks,
   // staged (contiguous) and direct (padded / transposed / strided) layouts.
-  auto check = [](const KT::Problem& p) {
+  auto check = [](const KernelProblem& p) {
     Output dev;
     run_device(p, K::Variant::thread_per_row, K::Mutant::none, &dev);
     if (::testing::Test::HasFatalFailure()) return;
-    ASSERT_EQ(first_difference(dev, emulate(p, K::Variant::thread_per_row), p.k), "") << p.describe();
+    ASSERT_EQ(first_difference(dev, emulate(p, K::Variant::thread_per_row), p.c.k), "") << p.describe();
     const auto rep = oracle(p, dev);
     ASSERT_TRUE(rep.ok()) << rep.str() << "\n" << p.describe();
   };
@@ -274,24 +260,23 @@ TEST_F(KernelGpu, ThreadPerRowTilesAndLayouts) {
       if (k > E) continue;
       for (int layout = 0; layout < 4; ++layout) {
         ++seed;
-        check(KT::make_problem(seed, static_cast<K::GatingType>(seed % 3), 3000 + static_cast<std::int64_t>(seed % 31), E,
-                               k, static_cast<K::KernelFamily>(seed % 3), static_cast<KT::Layout>(layout),
-                               KT::Values::mixed, seed % 2 == 0));
+        check(make_problem(seed, static_cast<DType>(seed % 3), 3000 + static_cast<std::int64_t>(seed % 31), E, k,
+                           static_cast<Family>(seed % 3), static_cast<Layout>(layout), kMixedValues,
+                           seed % 2 == 0 ? scale_family_for(seed / 2) : "ones"));
         if (HasFatalFailure()) return;
       }
     }
   }
   // More tiles than resident warps: each warp walks several tiles.
   struct Big {
-    K::GatingType dtype;
+    DType dtype;
     int E, k;
-    K::KernelFamily family;
+    Family family;
   };
-  for (const Big& b : {Big{K::GatingType::bf16, 64, 4, K::KernelFamily::gemma4},
-                       Big{K::GatingType::f32, 128, 8, K::KernelFamily::softmax_topk_raw},
-                       Big{K::GatingType::bf16, 256, 8, K::KernelFamily::softmax_topk},
-                       Big{K::GatingType::f16, 100, 8, K::KernelFamily::gemma4}}) {
-    check(KT::make_problem(++seed, b.dtype, 150001, b.E, b.k, b.family, KT::Layout::contiguous, KT::Values::mixed, true));
+  for (const Big& b : {Big{DType::bf16, 64, 4, Family::gemma4}, Big{DType::f32, 128, 8, Family::softmax_topk_raw},
+                       Big{DType::bf16, 256, 8, Family::softmax_topk}, Big{DType::f16, 100, 8, Family::gemma4}}) {
+    ++seed;
+    check(make_problem(seed, b.dtype, 150001, b.E, b.k, b.family, Layout::contiguous, kMixedValues, "mixed"));
     if (HasFatalFailure()) return;
   }
 }
@@ -299,8 +284,8 @@ TEST_F(KernelGpu, ThreadPerRowTilesAndLayouts) {
 TEST_F(KernelGpu, LargeExperts) {
   for (int E : {2049, 3333, 4096}) {
     for (int fam = 0; fam < 3; ++fam) {
-      const auto p = KT::make_problem(900 + E + fam, K::GatingType::bf16, 200, E, fam == 2 ? 32 : 8,
-                                      static_cast<K::KernelFamily>(fam), KT::Layout::transposed, KT::Values::mixed, true);
+      const auto p = make_problem(900 + E + fam, DType::bf16, 200, E, fam == 2 ? 32 : 8, static_cast<Family>(fam),
+                                  Layout::transposed, kMixedValues, "mixed");
       check_against_emulation(p);
       if (HasFatalFailure()) return;
     }
@@ -308,12 +293,11 @@ TEST_F(KernelGpu, LargeExperts) {
 }
 
 TEST_F(KernelGpu, BitwiseDeterministicAcrossLaunchesAndStreams) {
-  const auto p = KT::make_problem(1000, K::GatingType::bf16, 20000, 128, 8, K::KernelFamily::gemma4,
-                                  KT::Layout::contiguous, KT::Values::mixed, true);
-  const auto q = KT::make_problem(1001, K::GatingType::f32, 3000, 2048, 8, K::KernelFamily::softmax_topk_raw,
-                                  KT::Layout::contiguous, KT::Values::mixed, false);
-  for (const KT::Problem* pp : {&p, &q}) {
-    for (K::Variant v : variants_for(pp->E)) {
+  const auto p = make_problem(1000, DType::bf16, 20000, 128, 8, Family::gemma4, Layout::contiguous, kMixedValues,
+                              "mixed");
+  const auto q = make_problem(1001, DType::f32, 3000, 2048, 8, Family::softmax_topk_raw, Layout::contiguous);
+  for (const KernelProblem* pp : {&p, &q}) {
+    for (K::Variant v : variants_for(static_cast<int>(pp->c.E))) {
       cudaStream_t s1 = nullptr, s2 = nullptr;
       CUDA_ASSERT(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
       CUDA_ASSERT(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
@@ -323,8 +307,8 @@ TEST_F(KernelGpu, BitwiseDeterministicAcrossLaunchesAndStreams) {
         Output a, b;
         run_device(*pp, v, K::Mutant::none, &a, s1);
         run_device(*pp, v, K::Mutant::none, &b, s2);
-        EXPECT_EQ(first_difference(a, first, pp->k), "");
-        EXPECT_EQ(first_difference(b, first, pp->k), "");
+        EXPECT_EQ(first_difference(a, first, pp->c.k), "");
+        EXPECT_EQ(first_difference(b, first, pp->c.k), "");
       }
       cudaStreamDestroy(s1);
       cudaStreamDestroy(s2);
@@ -334,9 +318,8 @@ TEST_F(KernelGpu, BitwiseDeterministicAcrossLaunchesAndStreams) {
 
 TEST_F(KernelGpu, ConcurrentStreamsSameResult) {
   // Two launches in flight at once on two streams, each with its own buffers.
-  const auto p = KT::make_problem(1100, K::GatingType::f16, 50000, 256, 8, K::KernelFamily::softmax_topk,
-                                  KT::Layout::contiguous, KT::Values::mixed, false);
-  const std::size_t n = static_cast<std::size_t>(p.T * p.k);
+  const auto p = make_problem(1100, DType::f16, 50000, 256, 8, Family::softmax_topk, Layout::contiguous);
+  const std::size_t n = static_cast<std::size_t>(p.c.T * p.c.k);
   DeviceBuffers b1, b2;
   CUDA_ASSERT(cudaMalloc(&b1.g, p.storage.size()));
   CUDA_ASSERT(cudaMemcpy(b1.g, p.storage.data(), p.storage.size(), cudaMemcpyHostToDevice));
@@ -361,8 +344,8 @@ TEST_F(KernelGpu, ConcurrentStreamsSameResult) {
   CUDA_ASSERT(cudaMemcpy(a.ids.data(), b1.ids, n * 4, cudaMemcpyDeviceToHost));
   CUDA_ASSERT(cudaMemcpy(c.w.data(), b2.w, n * 4, cudaMemcpyDeviceToHost));
   CUDA_ASSERT(cudaMemcpy(c.ids.data(), b2.ids, n * 4, cudaMemcpyDeviceToHost));
-  EXPECT_EQ(first_difference(a, c, p.k), "");
-  EXPECT_EQ(first_difference(a, emulate(p, K::Variant::automatic), p.k), "");
+  EXPECT_EQ(first_difference(a, c, p.c.k), "");
+  EXPECT_EQ(first_difference(a, emulate(p, K::Variant::automatic), p.c.k), "");
   cudaStreamDestroy(s1);
   cudaStreamDestroy(s2);
 }
@@ -373,10 +356,10 @@ TEST_F(KernelGpu, CpuVisibleMutantsMatchTheirEmulation) {
     const auto m = static_cast<K::Mutant>(i);
     if (K::mutant_is_gpu_only(m)) continue;
     for (int E : {64, 100, 1024}) {
-      const auto layout = m == K::Mutant::ignore_col_stride ? KT::Layout::transposed : KT::Layout::contiguous;
+      const auto layout = m == K::Mutant::ignore_col_stride ? Layout::transposed : Layout::contiguous;
       ++seed;
-      const auto p = KT::make_problem(seed, static_cast<K::GatingType>(seed % 3), 300, E, 4,
-                                      static_cast<K::KernelFamily>(seed % 3), layout, KT::Values::mixed, true);
+      const auto p = make_problem(seed, static_cast<DType>(seed % 3), 300, E, 4, static_cast<Family>(seed % 3), layout,
+                                  kMixedValues, scale_family_for(seed));
       check_against_emulation(p, m);
       if (HasFatalFailure()) return;
     }
@@ -384,8 +367,8 @@ TEST_F(KernelGpu, CpuVisibleMutantsMatchTheirEmulation) {
 }
 
 TEST_F(KernelGpu, GridOverflowMutantIsDetected) {
-  const auto p = KT::make_problem(1300, K::GatingType::bf16, 70000, 128, 8, K::KernelFamily::gemma4,
-                                  KT::Layout::contiguous, KT::Values::normal, true);
+  const auto p = make_problem(1300, DType::bf16, 70000, 128, 8, Family::gemma4, Layout::contiguous, "normal",
+                              "uniform");
   for (K::Variant v : {K::Variant::warp_per_row, K::Variant::block_per_row, K::Variant::thread_per_row}) {
     Output good, bad;
     run_device(p, v, K::Mutant::none, &good);
@@ -401,7 +384,7 @@ TEST_F(KernelGpu, GridOverflowMutantIsDetected) {
 /// Runs variant v with the shared_race mutant on p up to 8 times (after checking that the
 /// correct kernel passes the oracle there) and expects oracle violations. Whether a given row
 /// is hit depends on scheduling; over tens of thousands of rows some rows always are.
-void expect_shared_race_detected(const KT::Problem& p, K::Variant v) {
+void expect_shared_race_detected(const KernelProblem& p, K::Variant v) {
   Output good;
   run_device(p, v, K::Mutant::none, &good);
   ASSERT_TRUE(oracle(p, good).ok());
@@ -420,8 +403,8 @@ void expect_shared_race_detected(const KT::Problem& p, K::Variant v) {
 TEST_F(KernelGpu, SharedRaceMutantIsDetected) {
   // block_per_row: without the barrier a fast warp rewrites its candidate list for the next
   // row while warp 0 is still merging the current one.
-  expect_shared_race_detected(KT::make_problem(1400, K::GatingType::bf16, 40000, 2048, 8, K::KernelFamily::gemma4,
-                                               KT::Layout::contiguous, KT::Values::normal, true),
+  expect_shared_race_detected(make_problem(1400, DType::bf16, 40000, 2048, 8, Family::gemma4, Layout::contiguous,
+                                           "normal", "uniform"),
                               K::Variant::block_per_row);
 }
 
@@ -429,8 +412,8 @@ TEST_F(KernelGpu, SharedRaceMutantIsDetectedThreadPerRow) {
   // thread_per_row: without the wait between the cooperative chunk copy and the lanes' reads,
   // a lane reads a chunk buffer before the copies into it have landed (at the latest the
   // first chunk of every warp, which is copied right before it is read).
-  expect_shared_race_detected(KT::make_problem(1401, K::GatingType::bf16, 40000, 128, 8, K::KernelFamily::gemma4,
-                                               KT::Layout::contiguous, KT::Values::normal, true),
+  expect_shared_race_detected(make_problem(1401, DType::bf16, 40000, 128, 8, Family::gemma4, Layout::contiguous,
+                                           "normal", "uniform"),
                               K::Variant::thread_per_row);
 }
 
@@ -467,7 +450,7 @@ TEST_F(KernelGpu, LaunchErrors) {
   EXPECT_EQ(K::launch_routing(bad, K::Variant::warp_per_row, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(K::launch_routing(bad, K::Variant::thread_per_row, nullptr), cudaSuccess);  // any E <= 4096
   EXPECT_EQ(K::launch_routing(a, static_cast<K::Variant>(7), nullptr), cudaErrorInvalidValue);
-  EXPECT_EQ(K::launch_routing(a, K::Variant::automatic, nullptr, K::Mutant::count_), cudaErrorInvalidValue);
+  EXPECT_EQ(K::launch_routing_mutant(a, K::Variant::automatic, nullptr, K::Mutant::count_), cudaErrorInvalidValue);
   CUDA_ASSERT(cudaDeviceSynchronize());
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }

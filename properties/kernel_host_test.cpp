@@ -4,7 +4,8 @@
 // variants agree bit for bit where their sum order is the same; row-math unit checks; and
 // every CPU-visible planted bug (Mutant) must be rejected by the oracle on a designated
 // problem, for every variant.
-// Every failure prints a replay line (the problem's seed and shape).
+// Problems are harness cases (properties/support/kernel_problem.hpp over build_case); every
+// failure prints a replay line (the problem's shape, value families and seed).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,22 +13,22 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "harness/core/generators.hpp"
 #include "kernels/routing_kernels.hpp"
 #include "kernels/routing_row.hpp"
-#include "kernels/routing_testing.hpp"
+#include "properties/support/kernel_problem.hpp"
 #include "reference/oracle.hpp"
 #include "reference/routing.hpp"
 
 namespace {
 
 namespace K = moecheck::kernels;
-namespace KT = moecheck::kernels::testing;
 namespace R = moecheck::kernels::row;
 using moecheck::CheckReport;
+using namespace moecheck::testing;  // KernelProblem, make_problem, view_of, DType, Family, ...
 
 struct Output {
   std::vector<float> w;
@@ -36,9 +37,9 @@ struct Output {
   std::string message;
 };
 
-Output run_host(const KT::Problem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
+Output run_host(const KernelProblem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
   Output o;
-  const std::size_t n = static_cast<std::size_t>(p.T) * static_cast<std::size_t>(p.k);
+  const std::size_t n = static_cast<std::size_t>(p.c.T) * static_cast<std::size_t>(p.c.k);
   o.w.resize(n);
   o.ids.resize(n);
   moecheck::poison_outputs(o.w.data(), o.ids.data(), static_cast<std::int64_t>(n));
@@ -46,26 +47,7 @@ Output run_host(const KT::Problem& p, K::Variant v, K::Mutant m = K::Mutant::non
   return o;
 }
 
-moecheck::GatingView view_of(const KT::Problem& p) {
-  moecheck::GatingView g;
-  g.data = p.storage.empty() ? nullptr : p.storage.data();
-  g.dtype = static_cast<moecheck::DType>(static_cast<int>(p.dtype));
-  g.T = p.T;
-  g.E = p.E;
-  g.row_stride = p.row_stride;
-  g.col_stride = p.col_stride;
-  return g;
-}
-
-moecheck::RoutingParams params_of(const KT::Problem& p) {
-  moecheck::RoutingParams r;
-  r.family = static_cast<moecheck::Family>(static_cast<int>(p.family));
-  r.k = p.k;
-  r.scale = p.scale.empty() ? nullptr : p.scale.data();
-  return r;
-}
-
-CheckReport oracle(const KT::Problem& p, const Output& o) {
+CheckReport oracle(const KernelProblem& p, const Output& o) {
   moecheck::OracleOptions opt;
   opt.precision = moecheck::fp32_exact_selection();
   return moecheck::check_routing(view_of(p), params_of(p), o.w.data(), o.ids.data(), opt);
@@ -79,7 +61,7 @@ bool same_bits(const Output& a, const Output& b) {
 /// Every concrete variant (index = value - 1).
 constexpr K::Variant kVariants[] = {K::Variant::warp_per_row, K::Variant::block_per_row, K::Variant::thread_per_row};
 
-std::string replay(const KT::Problem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
+std::string replay(const KernelProblem& p, K::Variant v, K::Mutant m = K::Mutant::none) {
   return "replay: " + p.describe() + " variant=" + K::variant_name(v) + " mutant=" + K::mutant_name(m);
 }
 
@@ -96,8 +78,7 @@ double ulp_of_float(double v) {
 }
 
 TEST(RowMath, ExpNonposAccuracy) {
-  std::mt19937_64 rng(20240611);
-  std::uniform_real_distribution<float> u(-104.0f, 0.0f);
+  Rng rng(20240611);
   double worst = 0.0;
   float worst_d = 0.0f;
   auto check = [&](float d) {
@@ -109,7 +90,7 @@ TEST(RowMath, ExpNonposAccuracy) {
       worst_d = d;
     }
   };
-  for (int i = 0; i < 2000000; ++i) check(u(rng));
+  for (int i = 0; i < 2000000; ++i) check(static_cast<float>(rng.uniform(-104.0, 0.0)));
   for (int i = 0; i < 200000; ++i) check(-std::ldexp(static_cast<float>(i + 1), -20));  // near 0
   for (float d = -104.0f; d <= -80.0f; d += 0.0009765625f) check(d);                  // subnormal results
   EXPECT_EQ(R::exp_nonpos(-std::numeric_limits<float>::infinity()), 0.0f);
@@ -148,9 +129,9 @@ TEST(RowMath, HalfConversionsBitExact) {
       ASSERT_EQ(R::float_to_bits(c), R::float_to_bits(d)) << "bf16 bits " << h;
     }
   }
-  std::mt19937_64 rng(7);
+  Rng rng(7);
   for (int i = 0; i < 3000000; ++i) {
-    std::uint32_t bits = static_cast<std::uint32_t>(rng());
+    std::uint32_t bits = static_cast<std::uint32_t>(rng.next());
     if (i % 3 == 0) bits = (bits & 0x807fffffu) | ((0x60u + (bits >> 24) % 0x30u) << 23);  // near half range
     const float f = R::bits_to_float(bits);
     const std::uint16_t a = R::float_to_half_bits_rn(f);
@@ -163,21 +144,35 @@ TEST(RowMath, HalfConversionsBitExact) {
   }
 }
 
+/// The dtype's raw element bits -> float (NaN payloads kept).
+float decode(std::uint32_t raw, DType t) {
+  if (t == DType::f32) return R::bits_to_float(raw);
+  return t == DType::f16 ? R::half_bits_to_float(static_cast<std::uint16_t>(raw))
+                         : R::bf16_bits_to_float(static_cast<std::uint16_t>(raw));
+}
+
 template <class Tr>
-void check_keys(KT::Values values, K::GatingType t) {
-  std::mt19937_64 rng(99);
+void check_keys(const std::string& values, DType t) {
+  // 300 rows of 64 experts of the value family (NaNs stored with varied payloads).
+  const KernelProblem p = make_problem(99, t, 300, 64, 4, Family::softmax_topk, Layout::contiguous, values);
+  const std::size_t es = moecheck::dtype_size(t);
+  std::vector<std::uint32_t> raw(64);
   std::vector<float> row(64);
-  for (int it = 0; it < 400; ++it) {
-    KT::fill_row(rng, values, t, 64, row.data());
+  for (std::int64_t r = 0; r < p.c.T; ++r) {
+    for (std::size_t i = 0; i < 64; ++i) {
+      raw[i] = 0;
+      std::memcpy(&raw[i], p.storage.data() + (static_cast<std::size_t>(r) * 64 + i) * es, es);
+      row[i] = decode(raw[i], t);
+    }
     for (int i = 0; i < 64; ++i) {
       for (int j = 0; j < 64; ++j) {
         auto clean = [](float x) { return std::isnan(x) ? -std::numeric_limits<float>::infinity() : x; };
         const float a = clean(row[static_cast<std::size_t>(i)]), b = clean(row[static_cast<std::size_t>(j)]);
-        const auto ka = Tr::make(Tr::key(Tr::canonical(KT::encode(row[static_cast<std::size_t>(i)], t))), i);
-        const auto kb = Tr::make(Tr::key(Tr::canonical(KT::encode(row[static_cast<std::size_t>(j)], t))), j);
+        const auto ka = Tr::make(Tr::key(Tr::canonical(raw[static_cast<std::size_t>(i)])), i);
+        const auto kb = Tr::make(Tr::key(Tr::canonical(raw[static_cast<std::size_t>(j)])), j);
         // entry order == (value desc, index asc)
         const bool a_first = a > b || (a == b && i < j);
-        ASSERT_EQ(ka > kb, a_first) << a << " " << b << " " << i << " " << j;
+        ASSERT_EQ(ka > kb, a_first) << a << " " << b << " " << i << " " << j << "\n" << p.describe();
         ASSERT_EQ(R::entry_index(ka), i);
         if (!std::isnan(row[static_cast<std::size_t>(i)])) {
           ASSERT_EQ(Tr::value(ka), a == 0.0f ? 0.0f : a);
@@ -188,18 +183,20 @@ void check_keys(KT::Values values, K::GatingType t) {
 }
 
 TEST(RowMath, EntriesOrderByValueThenIndex) {
-  for (KT::Values v : {KT::Values::ties, KT::Values::inf_nan, KT::Values::extreme, KT::Values::near_ties}) {
-    check_keys<R::F32>(v, K::GatingType::f32);
-    check_keys<R::F16>(v, K::GatingType::f16);
-    check_keys<R::BF16>(v, K::GatingType::bf16);
+  for (const char* v : {"ties", "near-ties", "inf", "nan", "huge", "denormal", "integer"}) {
+    SCOPED_TRACE(v);
+    check_keys<R::F32>(v, DType::f32);
+    check_keys<R::F16>(v, DType::f16);
+    check_keys<R::BF16>(v, DType::bf16);
+    if (HasFatalFailure()) return;
   }
 }
 
 template <int V, class Entry>
-void check_sort(std::mt19937_64& rng) {
+void check_sort(Rng& rng) {
   for (int it = 0; it < 2000; ++it) {
     Entry a[V];
-    for (auto& x : a) x = static_cast<Entry>(rng() % (it % 2 ? 5 : 1000000));
+    for (auto& x : a) x = static_cast<Entry>(rng.next() % (it % 2 ? 5 : 1000000));
     std::vector<Entry> want(a, a + V);
     std::sort(want.begin(), want.end(), [](Entry x, Entry y) { return x > y; });
     R::sort_desc<V>(a);
@@ -224,8 +221,8 @@ void check_thread_entries(std::uint64_t n_random) {
                                      0x7f800001u, 0xff800001u, 0x00000001u, 0x80000001u, 0x007fffffu,
                                      0x807fffffu, 0x7f7fffffu, 0xff7fffffu, 0x3f800000u, 0xbf800000u};
     for (std::uint32_t b : special) check(b, 7);
-    std::mt19937_64 rng(41);
-    for (std::uint64_t i = 0; i < n_random; ++i) check(static_cast<std::uint32_t>(rng()), static_cast<int>(i % 4096));
+    Rng rng(41);
+    for (std::uint64_t i = 0; i < n_random; ++i) check(static_cast<std::uint32_t>(rng.next()), static_cast<int>(i % 4096));
   }
 }
 
@@ -236,13 +233,13 @@ TEST(RowMath, ThreadEntriesMatchCanonicalKeys) {
 }
 
 template <int KB, int B, class Entry>
-void check_merge(std::mt19937_64& rng) {
+void check_merge(Rng& rng) {
   for (int it = 0; it < 3000; ++it) {
     const std::uint64_t range = it % 3 == 0 ? 7 : 1000000;
     std::vector<Entry> all;
     Entry top[KB], b[B];
-    for (auto& x : top) x = static_cast<Entry>(rng() % range);
-    for (auto& x : b) x = static_cast<Entry>(rng() % range);
+    for (auto& x : top) x = static_cast<Entry>(rng.next() % range);
+    for (auto& x : b) x = static_cast<Entry>(rng.next() % range);
     all.insert(all.end(), top, top + KB);
     all.insert(all.end(), b, b + B);
     std::sort(all.begin(), all.end(), [](Entry x, Entry y) { return x > y; });
@@ -262,9 +259,9 @@ TEST(RowMath, ThreadCodecKeepsOrderAndRoundTrips) {
     e16.push_back(R::thread_entry<R::BF16>(raw, static_cast<int>(raw % 4096), false));
     e16.push_back(R::thread_entry<R::F16>(raw, static_cast<int>((raw * 7) % 4096), false));
   }
-  std::mt19937_64 rng(17);
+  Rng rng(17);
   for (int i = 0; i < 200000; ++i) {
-    const std::uint32_t a = e16[rng() % e16.size()], b = e16[rng() % e16.size()];
+    const std::uint32_t a = e16[rng.next() % e16.size()], b = e16[rng.next() % e16.size()];
     const std::uint32_t ea = R::ThreadCodec<R::BF16>::encode(a), eb = R::ThreadCodec<R::BF16>::encode(b);
     ASSERT_EQ(R::ThreadCodec<R::BF16>::decode(ea), a);
     ASSERT_NE(ea, 0u);
@@ -274,7 +271,7 @@ TEST(RowMath, ThreadCodecKeepsOrderAndRoundTrips) {
 }
 
 TEST(RowMath, TopListMerge) {
-  std::mt19937_64 rng(5);
+  Rng rng(5);
   check_merge<1, 1, std::uint32_t>(rng);
   check_merge<2, 2, std::uint32_t>(rng);
   check_merge<4, 4, std::uint32_t>(rng);
@@ -287,7 +284,7 @@ TEST(RowMath, TopListMerge) {
 }
 
 TEST(RowMath, SortNetworks) {
-  std::mt19937_64 rng(3);
+  Rng rng(3);
   check_sort<1, std::uint32_t>(rng);
   check_sort<2, std::uint32_t>(rng);
   check_sort<4, std::uint32_t>(rng);
@@ -306,31 +303,32 @@ const int kEs[] = {1, 2, 3, 7, 8, 16, 31, 32, 33, 48, 63, 64, 65, 96, 100, 127, 
                    255, 256, 257, 320, 384, 500, 511, 512, 513, 640, 768, 1000, 1023, 1024, 1025,
                    1536, 2000, 2047, 2048};
 
-KT::Problem random_problem(std::uint64_t seed) {
-  std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ull + 1);
-  const int E = kEs[rng() % (sizeof(kEs) / sizeof(kEs[0]))];
+KernelProblem random_problem(std::uint64_t seed) {
+  Rng rng(seed * 0x9e3779b97f4a7c15ull + 1);
+  const int E = kEs[rng.next() % (sizeof(kEs) / sizeof(kEs[0]))];
   const int kmax = std::min(E, K::kMaxK);
-  const int k = (rng() % 3 == 0) ? 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(kmax))
-                                 : std::min(kmax, 1 + static_cast<int>(rng() % 8));
-  const auto dtype = static_cast<K::GatingType>(rng() % 3);
-  const auto family = static_cast<K::KernelFamily>(rng() % 3);
-  const auto layout = static_cast<KT::Layout>(rng() % 4);
+  const int k = (rng.next() % 3 == 0) ? 1 + static_cast<int>(rng.next() % static_cast<std::uint64_t>(kmax))
+                                 : std::min(kmax, 1 + static_cast<int>(rng.next() % 8));
+  const auto dtype = static_cast<DType>(rng.next() % 3);
+  const auto family = static_cast<Family>(rng.next() % 3);
+  const auto layout = static_cast<Layout>(rng.next() % 4);
   const std::int64_t tmax = E >= 1000 ? 6 : (E >= 256 ? 16 : 40);
-  const std::int64_t T = (rng() % 25 == 0) ? 0 : 1 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(tmax));
-  const bool scaled = rng() % 3 != 0;
-  return KT::make_problem(seed, dtype, T, E, k, family, layout, KT::Values::mixed, scaled);
+  const std::int64_t T = (rng.next() % 25 == 0) ? 0 : 1 + static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(tmax));
+  const bool scaled = rng.next() % 3 != 0;
+  return make_problem(seed, dtype, T, E, k, family, layout, kMixedValues,
+                      scaled ? scale_family_for(seed) : "ones");
 }
 
-void check_problem(const KT::Problem& p) {
+void check_problem(const KernelProblem& p) {
   SCOPED_TRACE(p.describe());
   // canonical reference ids: the kernels break ties exactly like the reference
-  std::vector<double> rw(static_cast<std::size_t>(p.T * p.k));
-  std::vector<std::int32_t> rid(static_cast<std::size_t>(p.T * p.k));
-  if (p.T > 0) moecheck::route_reference(view_of(p), params_of(p), rw.data(), rid.data());
+  std::vector<double> rw(static_cast<std::size_t>(p.c.T * p.c.k));
+  std::vector<std::int32_t> rid(static_cast<std::size_t>(p.c.T * p.c.k));
+  if (p.c.T > 0) moecheck::route_reference(view_of(p), params_of(p), rw.data(), rid.data());
   Output outs[3];
   bool have[3] = {false, false, false};
   for (K::Variant v : kVariants) {
-    if (v == K::Variant::warp_per_row && p.E > K::kWarpMaxExperts) continue;
+    if (v == K::Variant::warp_per_row && p.c.E > K::kWarpMaxExperts) continue;
     const int vi = static_cast<int>(v) - 1;
     Output o = run_host(p, v);
     ASSERT_EQ(o.status, K::ArgStatus::ok) << o.message << "\n" << replay(p, v);
@@ -342,7 +340,7 @@ void check_problem(const KT::Problem& p) {
     outs[vi] = std::move(o);
     have[vi] = true;
   }
-  if (p.family != K::KernelFamily::softmax_topk_raw) {
+  if (p.c.family != Family::softmax_topk_raw) {
     // Same selection and the same epilogue (pairwise k-term sum): the variants agree bit for
     // bit. softmax_topk_raw sums all E terms in a variant-specific order: the oracle judges.
     for (int a = 0; a < 3; ++a) {
@@ -363,9 +361,10 @@ TEST(Emulation, ThreadPerRowManyRows) {
     for (int E : {32, 64, 100, 128, 256, 260}) {
       if (k > E) continue;
       ++seed;
-      const auto p = KT::make_problem(seed, static_cast<K::GatingType>(seed % 3), 33 + static_cast<std::int64_t>(seed % 70),
-                                      E, k, static_cast<K::KernelFamily>(seed % 3), static_cast<KT::Layout>(seed % 4),
-                                      KT::Values::mixed, seed % 2 == 0);
+      const auto p = make_problem(seed, static_cast<DType>(seed % 3), 33 + static_cast<std::int64_t>(seed % 70), E, k,
+                                  static_cast<Family>(seed % 3), static_cast<Layout>(seed % 4),
+                                  kMixedValues,
+                                  seed % 2 == 0 ? scale_family_for(seed / 2) : "ones");
       check_problem(p);
       if (HasFatalFailure()) return;
     }
@@ -380,15 +379,18 @@ TEST(Emulation, RandomProblemsMatchOracle) {
 }
 
 TEST(Emulation, EveryValueFamilyEveryDtype) {
+  std::vector<std::string> families = moecheck::all_value_families();
+  families.push_back(kMixedValues);
   std::uint64_t seed = 5000;
-  for (int vi = 0; vi <= static_cast<int>(KT::Values::extreme); ++vi) {
+  for (const std::string& values : families) {
     for (int dt = 0; dt < 3; ++dt) {
       for (int fam = 0; fam < 3; ++fam) {
         for (int E : {5, 64, 200, 300, 1100}) {
           const int k = std::min(E, fam == 0 ? 8 : 3);
-          const auto p = KT::make_problem(++seed, static_cast<K::GatingType>(dt), 9, E, k,
-                                          static_cast<K::KernelFamily>(fam),
-                                          static_cast<KT::Layout>(seed % 4), static_cast<KT::Values>(vi), fam == 0);
+          ++seed;
+          const auto p = make_problem(seed, static_cast<DType>(dt), 9, E, k, static_cast<Family>(fam),
+                                      static_cast<Layout>(seed % 4), values,
+                                      fam == 0 ? scale_family_for(seed) : "ones");
           check_problem(p);
           if (HasFatalFailure()) return;
         }
@@ -402,16 +404,18 @@ TEST(Emulation, AllExpertsAndAllK) {
   std::uint64_t seed = 9000;
   for (int E = 1; E <= 40; ++E) {
     for (int k : {1, std::min(E, 32)}) {
-      check_problem(KT::make_problem(++seed, K::GatingType::bf16, 5, E, k, K::KernelFamily::gemma4,
-                                     KT::Layout::contiguous, KT::Values::mixed, true));
+      ++seed;
+      check_problem(make_problem(seed, DType::bf16, 5, E, k, Family::gemma4, Layout::contiguous,
+                                 kMixedValues, scale_family_for(seed)));
       if (HasFatalFailure()) return;
     }
   }
   for (int E : {2049, 3000, 4095, 4096}) {
-    check_problem(KT::make_problem(++seed, K::GatingType::f32, 3, E, 32, K::KernelFamily::softmax_topk_raw,
-                                   KT::Layout::padded, KT::Values::mixed, false));
-    check_problem(KT::make_problem(++seed, K::GatingType::f16, 3, E, 7, K::KernelFamily::gemma4,
-                                   KT::Layout::transposed, KT::Values::ties, true));
+    ++seed;
+    check_problem(make_problem(seed, DType::f32, 3, E, 32, Family::softmax_topk_raw, Layout::padded));
+    ++seed;
+    check_problem(make_problem(seed, DType::f16, 3, E, 7, Family::gemma4, Layout::transposed, "ties",
+                               scale_family_for(seed)));
     if (HasFatalFailure()) return;
   }
 }
@@ -421,26 +425,17 @@ TEST(Emulation, EdgeRowsExactValues) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   for (K::Variant v : kVariants) {
     for (int dt = 0; dt < 3; ++dt) {
-      auto p = KT::make_problem(1, static_cast<K::GatingType>(dt), 4, 10, 3, K::KernelFamily::softmax_topk,
-                                KT::Layout::contiguous, KT::Values::normal, false);
       // row 0: all -inf; row 1: NaN and -inf; row 2: three +inf; row 3: ones and a NaN
-      const std::vector<float> rows[4] = {
-          std::vector<float>(10, -inf),
-          {nan, -inf, nan, -inf, -inf, nan, -inf, -inf, -inf, nan},
-          {0.f, inf, 1.f, inf, -inf, nan, inf, 2.f, 3.f, 4.f},
-          {1.f, 1.f, nan, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f}};
-      const int bytes = KT::gating_bytes(p.dtype);
-      for (int t = 0; t < 4; ++t) {
-        for (int e = 0; e < 10; ++e) {
-          const float x = rows[t][static_cast<std::size_t>(e)];
-          p.logits[static_cast<std::size_t>(t * 10 + e)] = x;
-          const std::uint32_t b = KT::encode(x, p.dtype);
-          std::memcpy(p.storage.data() + (t * 10 + e) * bytes, &b, static_cast<std::size_t>(bytes));
-        }
-      }
+      RoutingCase c =
+          make_problem(1, static_cast<DType>(dt), 4, 10, 3, Family::softmax_topk, Layout::contiguous, "normal").c;
+      c.logits = {-inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf,  //
+                  nan,  -inf, nan,  -inf, -inf, nan,  -inf, -inf, -inf, nan,   //
+                  0.f,  inf,  1.f,  inf,  -inf, nan,  inf,  2.f,  3.f,  4.f,   //
+                  1.f,  1.f,  nan,  1.f,  1.f,  1.f,  1.f,  1.f,  1.f,  1.f};
+      KernelProblem p = lay_out(c);
       for (int fam = 0; fam < 3; ++fam) {
-        p.family = static_cast<K::KernelFamily>(fam);
-        SCOPED_TRACE(std::string(K::variant_name(v)) + " " + KT::gating_name(p.dtype) + " " + KT::family_label(p.family));
+        p.c.family = static_cast<Family>(fam);
+        SCOPED_TRACE(std::string(K::variant_name(v)) + " " + p.describe());
         const Output o = run_host(p, v);
         ASSERT_EQ(o.status, K::ArgStatus::ok);
         // all -inf and all -inf/NaN rows: ids 0, 1, 2 (lower index first), weights exactly 0
@@ -491,7 +486,9 @@ TEST(Emulation, ZeroRowsAndArgumentErrors) {
     mutate(b);
     std::string m2;
     EXPECT_EQ(K::validate_args(b, &m2), want) << m2;
-    if (want != K::ArgStatus::ok) EXPECT_FALSE(m2.empty());
+    if (want != K::ArgStatus::ok) {
+      EXPECT_FALSE(m2.empty());
+    }
     EXPECT_EQ(K::emulate_routing(b, K::Variant::automatic, K::Mutant::none, &m2), want) << m2;
   };
   bad([](K::RoutingArgs&) {}, K::ArgStatus::ok);
@@ -577,26 +574,28 @@ TEST(Emulation, NamesAndHeuristic) {
 
 struct MutantCase {
   K::Mutant mutant;
-  KT::Problem problem;
+  KernelProblem problem;
 };
 
 std::vector<MutantCase> designated_cases() {
-  using F = K::KernelFamily;
-  using L = KT::Layout;
-  using V = KT::Values;
-  const auto bf16 = K::GatingType::bf16, f32 = K::GatingType::f32, f16 = K::GatingType::f16;
+  using F = Family;
+  using L = Layout;
+  const auto bf16 = DType::bf16, f32 = DType::f32, f16 = DType::f16;
+  // zero_sum_divide needs rows without mass: every logit -inf.
+  RoutingCase masked = make_problem(20, bf16, 8, 64, 4, F::gemma4, L::contiguous, "normal", "uniform").c;
+  masked.logits.assign(masked.logits.size(), -std::numeric_limits<float>::infinity());
   return {
-      {K::Mutant::skip_renormalise, KT::make_problem(11, bf16, 32, 64, 4, F::gemma4, L::contiguous, V::normal, false)},
-      {K::Mutant::topk_only_softmax, KT::make_problem(12, f32, 32, 64, 4, F::softmax_topk_raw, L::contiguous, V::normal, false)},
-      {K::Mutant::scale_by_slot, KT::make_problem(13, bf16, 32, 64, 4, F::gemma4, L::contiguous, V::normal, true)},
-      {K::Mutant::off_by_one_k, KT::make_problem(14, f16, 32, 64, 4, F::softmax_topk, L::contiguous, V::normal, false)},
-      {K::Mutant::drop_tied_expert, KT::make_problem(15, bf16, 32, 64, 4, F::gemma4, L::contiguous, V::ties, false)},
+      {K::Mutant::skip_renormalise, make_problem(11, bf16, 32, 64, 4, F::gemma4, L::contiguous, "normal")},
+      {K::Mutant::topk_only_softmax, make_problem(12, f32, 32, 64, 4, F::softmax_topk_raw, L::contiguous, "normal")},
+      {K::Mutant::scale_by_slot, make_problem(13, bf16, 32, 64, 4, F::gemma4, L::contiguous, "normal", "uniform")},
+      {K::Mutant::off_by_one_k, make_problem(14, f16, 32, 64, 4, F::softmax_topk, L::contiguous, "normal")},
+      {K::Mutant::drop_tied_expert, make_problem(15, bf16, 32, 64, 4, F::gemma4, L::contiguous, "ties")},
       // E = 100: warp/block lanes drop experts 96..99; T = 70: thread_per_row drops rows 64..69
-      {K::Mutant::skip_partial_warp, KT::make_problem(16, f32, 70, 100, 4, F::softmax_topk, L::contiguous, V::normal, false)},
-      {K::Mutant::fp16_accumulation, KT::make_problem(17, f32, 32, 64, 8, F::gemma4, L::contiguous, V::normal, false)},
-      {K::Mutant::ignore_col_stride, KT::make_problem(18, bf16, 32, 64, 4, F::gemma4, L::transposed, V::normal, true)},
-      {K::Mutant::nan_duplicates, KT::make_problem(19, f16, 32, 64, 4, F::softmax_topk, L::contiguous, V::inf_nan, false)},
-      {K::Mutant::zero_sum_divide, KT::make_problem(20, bf16, 8, 64, 4, F::gemma4, L::contiguous, V::all_neg_inf, true)},
+      {K::Mutant::skip_partial_warp, make_problem(16, f32, 70, 100, 4, F::softmax_topk, L::contiguous, "normal")},
+      {K::Mutant::fp16_accumulation, make_problem(17, f32, 32, 64, 8, F::gemma4, L::contiguous, "normal")},
+      {K::Mutant::ignore_col_stride, make_problem(18, bf16, 32, 64, 4, F::gemma4, L::transposed, "normal", "uniform")},
+      {K::Mutant::nan_duplicates, make_problem(19, f16, 32, 64, 4, F::softmax_topk, L::contiguous, "nan")},
+      {K::Mutant::zero_sum_divide, lay_out(masked)},
   };
 }
 
@@ -629,11 +628,11 @@ TEST(Mutants, EveryCpuVisibleMutantIsRejected) {
 }
 
 TEST(Mutants, GpuOnlyMutantsEmulateAsCorrectKernel) {
-  const auto p = KT::make_problem(21, K::GatingType::bf16, 16, 1024, 8, K::KernelFamily::gemma4,
-                                  KT::Layout::contiguous, KT::Values::mixed, true);
+  const auto p = make_problem(21, DType::bf16, 16, 1024, 8, Family::gemma4, Layout::contiguous,
+                              kMixedValues, "mixed");
   for (K::Mutant m : {K::Mutant::grid_overflow, K::Mutant::shared_race}) {
     for (K::Variant v : kVariants) {
-      if (v == K::Variant::warp_per_row && p.E > K::kWarpMaxExperts) continue;
+      if (v == K::Variant::warp_per_row && p.c.E > K::kWarpMaxExperts) continue;
       EXPECT_TRUE(same_bits(run_host(p, v, m), run_host(p, v))) << K::mutant_name(m);
     }
   }

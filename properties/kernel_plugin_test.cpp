@@ -6,18 +6,16 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "kernels/moecheck_plugin.h"
-#include "kernels/routing_testing.hpp"
+#include "properties/support/kernel_problem.hpp"
 #include "reference/oracle.hpp"
 
 namespace {
 
-namespace K = moecheck::kernels;
-namespace KT = moecheck::kernels::testing;
+using namespace moecheck::testing;  // KernelProblem, make_problem, view_of, DType, Family, ...
 
 struct Plugin {
   void* handle = nullptr;
@@ -33,33 +31,15 @@ struct Plugin {
   }
 };
 
-moecheck::GatingView view_of(const KT::Problem& p) {
-  moecheck::GatingView g;
-  g.data = p.storage.empty() ? nullptr : p.storage.data();
-  g.dtype = static_cast<moecheck::DType>(static_cast<int>(p.dtype));
-  g.T = p.T;
-  g.E = p.E;
-  g.row_stride = p.row_stride;
-  g.col_stride = p.col_stride;
-  return g;
-}
-
-moecheck::RoutingParams params_of(const KT::Problem& p) {
-  moecheck::RoutingParams r;
-  r.family = static_cast<moecheck::Family>(static_cast<int>(p.family));
-  r.k = p.k;
-  r.scale = p.scale.empty() ? nullptr : p.scale.data();
-  return r;
-}
-
-int run(const Plugin& pl, const KT::Problem& p, std::vector<float>& w, std::vector<std::int32_t>& ids) {
-  const std::size_t n = static_cast<std::size_t>(p.T * p.k);
+int run(const Plugin& pl, const KernelProblem& p, std::vector<float>& w, std::vector<std::int32_t>& ids) {
+  const std::size_t n = static_cast<std::size_t>(p.c.T * p.c.k);
   w.assign(n, 0.0f);
   ids.assign(n, 0);
   moecheck::poison_outputs(w.data(), ids.data(), static_cast<std::int64_t>(n));
-  return pl.desc->route(p.storage.data(), p.row_stride, p.col_stride, static_cast<std::int32_t>(p.dtype), p.T,
-                        p.E, p.k, static_cast<std::int32_t>(p.family), p.scale.empty() ? nullptr : p.scale.data(),
-                        w.data(), ids.data(), MOECHECK_DEVICE_HOST, nullptr);
+  return pl.desc->route(p.storage.data(), p.c.row_stride(), p.c.col_stride(), static_cast<std::int32_t>(p.c.dtype),
+                        p.c.T, p.c.E, p.c.k, static_cast<std::int32_t>(p.c.family),
+                        p.c.scale.empty() ? nullptr : p.c.scale.data(), w.data(), ids.data(), MOECHECK_DEVICE_HOST,
+                        nullptr);
 }
 
 TEST(Plugins, ExamplePluginDescriptorAndOracle) {
@@ -77,17 +57,17 @@ TEST(Plugins, ExamplePluginDescriptorAndOracle) {
   for (std::uint64_t seed = 1; seed <= 120; ++seed) {
     const int E = 1 + static_cast<int>((seed * 37) % 300);
     const int k = 1 + static_cast<int>(seed % static_cast<std::uint64_t>(std::min(E, 8)));
-    const auto p = KT::make_problem(seed, static_cast<K::GatingType>(seed % 3), 1 + static_cast<std::int64_t>(seed % 9),
-                                    E, k, static_cast<K::KernelFamily>(seed % 3),
-                                    static_cast<KT::Layout>(seed % 4), KT::Values::mixed, seed % 2 == 0);
+    const auto p = make_problem(seed, static_cast<DType>(seed % 3), 1 + static_cast<std::int64_t>(seed % 9), E, k,
+                                static_cast<Family>(seed % 3), static_cast<Layout>(seed % 4),
+                                kMixedValues,
+                                seed % 2 == 0 ? scale_family_for(seed / 2) : "ones");
     ASSERT_EQ(run(pl, p, w, ids), MOECHECK_PLUGIN_OK) << pl.desc->last_error();
     const auto rep = moecheck::check_routing(view_of(p), params_of(p), w.data(), ids.data());
     ASSERT_TRUE(rep.ok()) << rep.str() << "\nreplay: " << p.describe();
   }
   // errors are codes with a message, never crashes
-  auto p = KT::make_problem(1, K::GatingType::f32, 2, 8, 2, K::KernelFamily::gemma4, KT::Layout::contiguous,
-                            KT::Values::normal, false);
-  p.k = 9;
+  auto p = make_problem(1, DType::f32, 2, 8, 2, Family::gemma4, Layout::contiguous, "normal");
+  p.c.k = 9;
   EXPECT_EQ(run(pl, p, w, ids), MOECHECK_PLUGIN_INVALID_ARGUMENT);
   EXPECT_STRNE(pl.desc->last_error(), "");
 }
@@ -100,24 +80,26 @@ TEST(Plugins, BrokenPluginDefectsAreVisible) {
   std::vector<float> w;
   std::vector<std::int32_t> ids;
   // defect 1: the minimal failing case, T = 1, E = 9, k = 1, the top expert is 8 with scale 2
-  auto p = KT::make_problem(3, K::GatingType::f32, 1, 9, 1, K::KernelFamily::gemma4, KT::Layout::contiguous,
-                            KT::Values::normal, true);
-  std::vector<float> logits(9, 0.0f);
-  logits[8] = 1.0f;
-  std::memcpy(p.storage.data(), logits.data(), sizeof(float) * 9);
-  p.logits = logits;
-  p.scale.assign(9, 1.0f);
-  p.scale[8] = 2.0f;
+  RoutingCase c;
+  c.family = Family::gemma4;
+  c.dtype = DType::f32;
+  c.T = 1;
+  c.E = 9;
+  c.k = 1;
+  c.logits.assign(9, 0.0f);
+  c.logits[8] = 1.0f;
+  c.scale.assign(9, 1.0f);
+  c.scale[8] = 2.0f;
+  KernelProblem p = lay_out(c);
   ASSERT_EQ(run(pl, p, w, ids), MOECHECK_PLUGIN_OK);
   EXPECT_EQ(ids[0], 8);
   EXPECT_FALSE(moecheck::check_routing(view_of(p), params_of(p), w.data(), ids.data()).ok());
   // ... and it is correct without scales or below expert 8
-  p.scale[8] = 1.0f;
+  p.c.scale[8] = 1.0f;
   ASSERT_EQ(run(pl, p, w, ids), MOECHECK_PLUGIN_OK);
   EXPECT_TRUE(moecheck::check_routing(view_of(p), params_of(p), w.data(), ids.data()).ok());
   // defect 2: T > 1000 refused
-  const auto big = KT::make_problem(4, K::GatingType::bf16, 1001, 4, 2, K::KernelFamily::softmax_topk,
-                                    KT::Layout::contiguous, KT::Values::normal, false);
+  const auto big = make_problem(4, DType::bf16, 1001, 4, 2, Family::softmax_topk, Layout::contiguous, "normal");
   EXPECT_EQ(run(pl, big, w, ids), MOECHECK_PLUGIN_INTERNAL_ERROR);
   EXPECT_NE(std::string(pl.desc->last_error()).find("workspace"), std::string::npos);
 }

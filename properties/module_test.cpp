@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -255,6 +256,18 @@ TEST(MoeVariants, DetectionMatrixOnAFixedCase) {
       EXPECT_EQ(differs, variant_caught_by(v, mode)) << module_variant_name(v) << " / " << substitution_mode_name(mode);
     }
   }
+}
+
+TEST(MoeModule, FusedBackendAvailabilityFollowsTheBuild) {
+  // moecheck::kernels_torch gives its consumers MOECHECK_HAVE_KERNELS_TORCH=1; a build without
+  // it compiles the fused backend out, which then refuses with a named error.
+#if defined(MOECHECK_HAVE_KERNELS_TORCH) && MOECHECK_HAVE_KERNELS_TORCH
+  EXPECT_TRUE(fused_backend_available());
+#else
+  EXPECT_FALSE(fused_backend_available());
+  EXPECT_THROW(route_logits(torch::zeros({2, 4}), 2, torch::ones({4}), RoutingBackend::fused, false),
+               std::invalid_argument);
+#endif
 }
 
 TEST(MoeModule, FusedBackend) {

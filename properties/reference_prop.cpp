@@ -36,7 +36,7 @@
 
 #include "harness/core/case.hpp"
 #include "harness/core/generators.hpp"
-#include "harness/core/rc_generators.hpp"
+#include "properties/support/rc_generators.hpp"
 #include "harness/core/target.hpp"
 #include "harness/torch/torch_targets.hpp"
 #include "kernels/routing_kernels.hpp"

@@ -10,7 +10,7 @@
 #ifdef MOECHECK_HAVE_CUDA_KERNELS
 #include <cuda_runtime_api.h>
 
-#include "kernels/routing_cuda.hpp"
+#include "kernels/routing_mutants.hpp"
 #endif
 
 namespace moecheck {
@@ -92,7 +92,7 @@ class CudaKernelTarget final : public Target {
       MOECHECK_CUDA_TRY(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
       return {RunOutcome::Status::rejected, msg};
     }
-    MOECHECK_CUDA_TRY(kernels::launch_routing(a, variant_, stream_, mutant_), "launch_routing");
+    MOECHECK_CUDA_TRY(kernels::launch_routing_mutant(a, variant_, stream_, mutant_), "launch_routing");
     MOECHECK_CUDA_TRY(cudaStreamSynchronize(stream_), "kernel execution");
     MOECHECK_CUDA_TRY(cudaMemcpy(weights - guard, w.ptr, padded * sizeof(float), cudaMemcpyDeviceToHost),
                       "cudaMemcpy(weights)");

@@ -10,15 +10,11 @@
 #include "harness/torch/functional_call.hpp"
 #include "reference/routing.hpp"
 
-// The fused kernels' LibTorch glue lands as its own target; the build defines
-// MOECHECK_HAVE_KERNELS_TORCH when it links it. Without the definition the header's
-// presence decides.
+// The fused kernels' LibTorch glue is its own target (moecheck::kernels_torch), which gives
+// its consumers MOECHECK_HAVE_KERNELS_TORCH=1. A build that does not link it compiles the
+// fused backend out: fused_backend_available() is false and route_fused throws.
 #if !defined(MOECHECK_HAVE_KERNELS_TORCH)
-#if __has_include("kernels/torch_ops.hpp")
-#define MOECHECK_HAVE_KERNELS_TORCH 1
-#else
 #define MOECHECK_HAVE_KERNELS_TORCH 0
-#endif
 #endif
 #if MOECHECK_HAVE_KERNELS_TORCH
 #include "kernels/torch_ops.hpp"

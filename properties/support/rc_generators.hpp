@@ -1,4 +1,4 @@
-// moecheck RapidCheck generators for routing cases (header-only; needs <rapidcheck.h>).
+// moecheck test support: RapidCheck generators for routing cases (header-only; needs <rapidcheck.h>).
 //
 // Structure comes from RapidCheck picks so that shrinking works on it: family, dtype, E, the
 // group configuration, k, T, layout, pad, value family, scale family and a 64-bit value seed
