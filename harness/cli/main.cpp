@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -61,7 +62,7 @@ int run(int argc, char** argv) {
   // ---- fuzz ----------------------------------------------------------------------------
   CampaignOptions fz;
   std::string fz_target = "auto", fz_device = "auto", fz_shard = "0/1", fz_mutant = "none", fz_plugin;
-  std::string fz_dtypes = "f32,f16,bf16", fz_families;
+  std::string fz_dtypes = "f32,f16,bf16", fz_families, fz_layouts, fz_contract;
   std::int64_t fz_first = -1;
   bool fz_no_progress = false, fz_no_isolation = false;
   fz.seconds = 0;
@@ -95,18 +96,25 @@ int run(int argc, char** argv) {
   fuzz->add_option("--max-k", fz.gen.max_k, "Largest k generated")->check(CLI::Range(1, 4096))->capture_default_str();
   fuzz->add_option("--dtypes", fz_dtypes, "Comma-separated dtypes (f32,f16,bf16)")->capture_default_str();
   fuzz->add_option("--families", fz_families, "Comma-separated routing families (default: all the target supports)");
+  fuzz->add_option("--layouts", fz_layouts,
+                   "Comma-separated gating layouts to generate: contiguous, padded, transposed, strided (default: all)");
+  fuzz->add_option("--contract", fz_contract,
+                   "Contract the target is judged by: a built-in name (strict, probability-ranked, nan-zeroes-row, "
+                   "dense-probability-nan-zeroes-row, nan-propagates) or a contract file (default: the target's own)");
   fuzz->add_flag("--no-progress", fz_no_progress, "No progress line");
   fuzz->add_flag("--no-isolation", fz_no_isolation, "Run host plugins in-process (no fork per case)");
   SubstitutionCliOptions sub_from_fuzz;
 
   // ---- replay ----------------------------------------------------------------------------
   std::vector<std::string> rp_paths;
-  std::string rp_target, rp_junit, rp_json;
+  std::string rp_target, rp_junit, rp_json, rp_contract;
   auto* replay = app.add_subcommand("replay", "Replay corpus files/folders; non-zero exit on any mismatch");
   replay->add_option("paths", rp_paths, "Corpus files or folders")->required();
   replay->add_option("--target", rp_target, "Run every entry against this target instead of its own");
   replay->add_option("--junit", rp_junit, "Write JUnit XML here");
   replay->add_option("--json", rp_json, "Write JSON results here");
+  replay->add_option("--contract", rp_contract,
+                     "Judge every entry by this contract (built-in name or file) instead of its recorded one");
 
   // ---- substitution ---------------------------------------------------------------------
   SubstitutionCliOptions sub;
@@ -141,6 +149,8 @@ int run(int argc, char** argv) {
       parse_shard(fz_shard, &fz.shard_index, &fz.shard_count);
       fz.progress = !fz_no_progress;
       apply_generator_lists(fz_dtypes, fz_families, fz.gen);
+      apply_layout_list(fz_layouts, fz.gen);
+      if (!fz_contract.empty()) fz.contract = resolve_contract(fz_contract);
       if (fz.seconds <= 0 && fz.max_cases <= 0) fz.seconds = 60;  // default budget
       if (!fz_plugin.empty()) fz_target = "plugin:" + fz_plugin;
       const std::string spec = resolve_target(fz_target, fz_device);
@@ -159,16 +169,23 @@ int run(int argc, char** argv) {
       std::cerr << "moecheck fuzz: target " << target->spec() << " (mutant " << target->mutant() << ", device "
                 << target->device() << "), seed " << fz.seed << ", shard " << fz.shard_index << "/" << fz.shard_count
                 << ", budget " << (fz.seconds > 0 ? std::to_string(fz.seconds) + " s" : std::string("-")) << " / "
-                << (fz.max_cases > 0 ? std::to_string(fz.max_cases) + " cases" : std::string("-")) << "\n";
+                << (fz.max_cases > 0 ? std::to_string(fz.max_cases) + " cases" : std::string("-")) << "\n"
+                << "  " << describe_contract(effective_contract(*target, fz.contract)) << "\n";
       CampaignResult r = run_campaign(*target, fz, std::cerr);
-      std::cout << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", failures "
+      std::cout << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", outside contract '"
+                << r.contract.name << "' " << r.outside_contract << ", failures "
                 << r.failures.size() << " (+" << r.duplicate_failures << " duplicates) in " << r.elapsed_s
                 << " s" << (r.interrupted ? " [interrupted: resume with --resume --state FILE]" : "") << "\n";
+      for (const auto& [reason, n] : r.outside_contract_reasons) {
+        std::cout << "  outside contract: " << reason << ": " << n << " case(s) (not run, not failures)\n";
+      }
       for (const auto& f : r.failures) std::cout << "  " << f.replay << "\n";
       return r.failures.empty() ? 0 : 1;
     }
     if (replay->parsed()) {
-      auto results = replay_paths(rp_paths, rp_target, make_target);
+      std::optional<Contract> contract;
+      if (!rp_contract.empty()) contract = resolve_contract(rp_contract);
+      auto results = replay_paths(rp_paths, rp_target, make_target, contract);
       return report_replay(results, rp_json, rp_junit, std::cout);
     }
     if (substitution->parsed()) return run_substitution(sub, std::cout);

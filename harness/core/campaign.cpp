@@ -127,14 +127,19 @@ void restore_state(const std::string& path, CampaignResult& r) {
   if (need("target").get<std::string>() != r.target || need("seed").get<std::uint64_t>() != r.seed ||
       need("shard").at("index").get<int>() != r.shard_index ||
       need("shard").at("count").get<int>() != r.shard_count ||
-      j.value("mutant", std::string("none")) != r.mutant) {
+      j.value("mutant", std::string("none")) != r.mutant ||
+      j.value("/contract/spec"_json_pointer, std::string("strict")) != contract_spec(r.contract)) {
     throw std::invalid_argument("--resume: state file '" + path +
-                                "' belongs to another campaign (target/seed/shard/mutant differ)");
+                                "' belongs to another campaign (target/seed/shard/mutant/contract differ)");
   }
   r.next_index = need("next_index").get<std::int64_t>();
   r.cases = need("cases").get<std::int64_t>();
   r.rows = need("rows").get<std::int64_t>();
   r.skipped = j.value("skipped", std::int64_t{0});
+  r.outside_contract = j.value("outside_contract", std::int64_t{0});
+  if (j.contains("outside_contract_reasons")) {
+    for (auto& [k, v] : j.at("outside_contract_reasons").items()) r.outside_contract_reasons[k] = v.get<std::int64_t>();
+  }
   r.duplicate_failures = j.value("duplicate_failures", std::int64_t{0});
   r.elapsed_s = need("elapsed_s").get<double>();
   r.started = j.value("started", r.started);
@@ -195,11 +200,13 @@ std::uint64_t case_seed(std::uint64_t campaign_seed, std::int64_t index) {
   return splitmix64(campaign_seed ^ splitmix64(static_cast<std::uint64_t>(index) + 0x632be59bd9b4e019ull));
 }
 
-std::string failure_signature(const Target& t, const std::string& check, const RoutingCase& s) {
+std::string failure_signature(const Target& t, const std::string& check, const RoutingCase& s,
+                              const std::string& contract_spec) {
   // FNV-1a over the fields that identify the failure class of a minimal case.
   std::ostringstream os;
   os << t.spec() << '|' << t.mutant() << '|' << check << '|' << family_name(s.family) << '|'
      << dtype_name(s.dtype) << '|' << layout_name(s.layout) << '|' << s.T << '|' << s.E << '|' << s.k;
+  if (contract_spec != "strict") os << "|contract=" << contract_spec;
   std::uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char ch : os.str()) {
     h ^= ch;
@@ -236,6 +243,10 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.budget_seconds = opt.seconds;
   r.budget_cases = opt.max_cases;
   r.started = iso_time_now();
+  r.contract = effective_contract(target, opt.contract);
+  const std::string contract_line = contract_spec(r.contract);
+  OracleOptions oracle;
+  oracle.contract = r.contract;
   r.next_index = opt.shard_index;
   if (opt.first_index >= 0) r.next_index = opt.first_index;
   if (opt.resume) {
@@ -267,7 +278,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       break;
     }
     if (opt.seconds > 0 && r.elapsed_s >= opt.seconds) break;
-    if (opt.max_cases > 0 && r.cases + r.skipped >= opt.max_cases) break;
+    if (opt.max_cases > 0 && r.cases + r.skipped + r.outside_contract >= opt.max_cases) break;
     if (opt.max_failures > 0 && static_cast<int>(r.failures.size()) >= opt.max_failures) break;
 
     const std::int64_t index = r.next_index;
@@ -275,9 +286,14 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     RoutingCase c = generate_case(seed, opt.gen);
     r.next_index += opt.shard_count;
 
-    Verdict v = evaluate(target, c, {});
+    Verdict v = evaluate(target, c, oracle);
     if (v.kind == Verdict::Kind::skipped) {
       ++r.skipped;
+      continue;
+    }
+    if (v.kind == Verdict::Kind::outside_contract) {
+      ++r.outside_contract;
+      ++r.outside_contract_reasons[v.outside_key];
       continue;
     }
     ++r.cases;
@@ -289,11 +305,11 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       std::int64_t hint = v.report.violations.empty() ? -1 : v.report.violations.front().row;
       ShrinkResult s = shrink_case(
           c, [&](const RoutingCase& cand) {
-            Verdict w = evaluate(target, cand, {});
+            Verdict w = evaluate(target, cand, oracle);
             return w.failed() && w.check == check;
           },
           hint, opt.shrink_attempts);
-      Verdict sv = evaluate(target, s.minimal, {});
+      Verdict sv = evaluate(target, s.minimal, oracle);
       FailureRecord rec;
       rec.check = check;
       rec.message = sv.failed() ? sv.message : v.message;
@@ -303,7 +319,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       rec.original.logits.clear();
       rec.shrunk = s.minimal;
       rec.shrink_steps = s.steps;
-      rec.signature = failure_signature(target, check, s.minimal);
+      rec.signature = failure_signature(target, check, s.minimal, contract_line);
       if (known.count(rec.signature)) {
         ++r.duplicate_failures;
         continue;
@@ -322,12 +338,13 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
         e.toolkit = toolkit_string();
         e.commit = source_commit();
         e.found = iso_time_now();
+        e.contract = contract_line;
         rec.corpus_file = write_corpus_entry(e, opt.corpus_dir);
         rec.replay = "moecheck replay " + rec.corpus_file;
       } else {
         rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() +
                      " --seed " + std::to_string(opt.seed) + " --first-case " + std::to_string(index) +
-                     " --cases 1";
+                     " --cases 1" + (contract_line == "strict" ? "" : " --contract '" + contract_line + "'");
       }
       if (opt.progress) log << "\n";
       log << "FAIL [" << check << "] " << rec.message << "\n"
@@ -382,6 +399,10 @@ std::string campaign_json(const CampaignResult& r) {
   j["cases"] = r.cases;
   j["rows"] = r.rows;
   j["skipped"] = r.skipped;
+  j["contract"] = {{"name", r.contract.name}, {"spec", contract_spec(r.contract)},
+                   {"description", describe_contract(r.contract)}};
+  j["outside_contract"] = r.outside_contract;
+  j["outside_contract_reasons"] = r.outside_contract_reasons;
   j["failures"] = r.failures.size();
   j["duplicate_failures"] = r.duplicate_failures;
   j["interrupted"] = r.interrupted;
@@ -396,16 +417,25 @@ std::string campaign_json(const CampaignResult& r) {
 std::string campaign_junit(const CampaignResult& r) {
   std::ostringstream os;
   os << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-  os << "<testsuites tests=\"" << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size()
+  const std::size_t tests = 1 + r.failures.size() + (r.outside_contract > 0 ? 1 : 0);
+  os << "<testsuites tests=\"" << tests << "\" failures=\"" << r.failures.size()
      << "\" time=\"" << r.elapsed_s << "\">\n";
   os << " <testsuite name=\"moecheck.fuzz." << xml_escape(r.target) << "\" tests=\""
-     << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size() << "\" time=\""
-     << r.elapsed_s << "\">\n";
+     << tests << "\" failures=\"" << r.failures.size() << "\" skipped=\"" << (r.outside_contract > 0 ? 1 : 0)
+     << "\" time=\"" << r.elapsed_s << "\">\n";
   os << "  <properties><property name=\"seed\" value=\"" << r.seed
      << "\"/><property name=\"mutant\" value=\"" << xml_escape(r.mutant)
      << "\"/><property name=\"cases\" value=\"" << r.cases << "\"/><property name=\"rows\" value=\""
-     << r.rows << "\"/></properties>\n";
+     << r.rows << "\"/><property name=\"contract\" value=\"" << xml_escape(contract_spec(r.contract))
+     << "\"/><property name=\"outside_contract\" value=\"" << r.outside_contract << "\"/></properties>\n";
   os << "  <testcase classname=\"moecheck.fuzz\" name=\"campaign\" time=\"" << r.elapsed_s << "\"/>\n";
+  if (r.outside_contract > 0) {  // shown, never failing
+    std::string why;
+    for (const auto& [reason, n] : r.outside_contract_reasons) why += (why.empty() ? "" : ", ") + reason + ": " + std::to_string(n);
+    os << "  <testcase classname=\"moecheck.fuzz\" name=\"outside-contract\"><skipped message=\""
+       << xml_escape(std::to_string(r.outside_contract) + " case(s) outside contract '" + r.contract.name + "' (" + why + ")")
+       << "\"/></testcase>\n";
+  }
   for (const auto& f : r.failures) {
     os << "  <testcase classname=\"moecheck.fuzz." << xml_escape(f.check) << "\" name=\""
        << xml_escape(f.signature) << "\">\n   <failure message=\"" << xml_escape(f.message)

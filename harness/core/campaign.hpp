@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ struct CampaignOptions {
   int max_failures = 16;           ///< stop after this many unique failures (0 = never stop)
   int shrink_attempts = 4000;      ///< candidate evaluations per shrink
   std::int64_t first_index = -1;   ///< start at this global case index (>= 0; replays one case)
+  /// Contract the target is judged by (--contract), narrowed to the target's declared domain;
+  /// unset: the contract the target declares (effective_contract).
+  std::optional<Contract> contract;
 };
 
 /// One unique failure, shrunk and (when corpus_dir is set) saved.
@@ -60,6 +64,9 @@ struct CampaignResult {
   std::int64_t cases = 0;          ///< cases evaluated (not counting skipped)
   std::int64_t rows = 0;
   std::int64_t skipped = 0;        ///< cases outside the target's domain
+  Contract contract;               ///< the contract the campaign judged by
+  std::int64_t outside_contract = 0;  ///< cases outside the contract's domain (not run, not failures)
+  std::map<std::string, std::int64_t> outside_contract_reasons;  ///< by Verdict::outside_key
   std::int64_t duplicate_failures = 0;  ///< failing cases whose signature was already known
   bool interrupted = false;
   std::map<std::string, std::int64_t> classes;
@@ -69,8 +76,10 @@ struct CampaignResult {
 /// Deterministic per-case seed: independent of shard layout, so shards partition one campaign.
 std::uint64_t case_seed(std::uint64_t campaign_seed, std::int64_t index);
 
-/// Stable de-duplication key of a (shrunk) failure.
-std::string failure_signature(const Target& t, const std::string& check, const RoutingCase& shrunk);
+/// Stable de-duplication key of a (shrunk) failure. A contract other than "strict" (its
+/// contract_spec) is part of the key; strict keys are unchanged.
+std::string failure_signature(const Target& t, const std::string& check, const RoutingCase& shrunk,
+                              const std::string& contract_spec = "strict");
 
 /// Asks a running campaign to stop after the current case (async-signal-safe).
 void request_campaign_stop();

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,12 +26,16 @@ struct ReplayResult {
 /// Replays one entry. `target_override` replaces the entry's target when not empty.
 /// A "cuda:<variant>" entry on a machine without a usable device runs the same kernel variant's
 /// host emulation ("kernel:<variant>"), except GPU-only mutants, which are reported as skipped.
+/// The entry is judged by its recorded contract, or by `contract_override` when given (both
+/// narrowed to the target's declared domain); a case outside that contract is "skipped".
 ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const std::string& target_override,
-                          const TargetFactory& factory);
+                          const TargetFactory& factory,
+                          const std::optional<Contract>& contract_override = std::nullopt);
 
 /// Replays every file under `paths` (files or folders). Malformed files produce an "error"
 /// result naming file and field; they never stop the others.
 std::vector<ReplayResult> replay_paths(const std::vector<std::string>& paths,
-                                       const std::string& target_override, const TargetFactory& factory);
+                                       const std::string& target_override, const TargetFactory& factory,
+                                       const std::optional<Contract>& contract_override = std::nullopt);
 
 }  // namespace moecheck
