@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -22,7 +23,10 @@ std::string check_base(const moecheck_plugin_desc_v1& d) {
 Contract declared_contract(const moecheck_plugin_desc_v2& d, const std::string& path) {
   const std::string origin = "plugin '" + path + "' contract";
   Contract c;
-  const std::string text = d.contract ? d.contract : "";
+  constexpr std::size_t kMaxText = 64 * 1024;
+  const std::size_t len = d.contract ? strnlen(d.contract, kMaxText + 1) : 0;
+  if (len > kMaxText) throw ContractError(origin, 0, "contract", "text longer than " + std::to_string(kMaxText) + " bytes");
+  const std::string text(d.contract ? d.contract : "", len);
   if (text.empty()) {
     // strict
   } else if (text.find('=') == std::string::npos && text.find('\n') == std::string::npos) {
