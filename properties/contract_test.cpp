@@ -27,6 +27,7 @@
 #include "harness/core/corpus.hpp"
 #include "harness/core/replay.hpp"
 #include "reference/contract.hpp"
+#include "reference/metamorphic.hpp"
 #include "reference/oracle.hpp"
 
 namespace fs = std::filesystem;
