@@ -1,14 +1,24 @@
-/* moecheck plugin ABI, version 1: external routing implementations loaded with dlopen and
- * fuzzed exactly like the built-in ones.
+/* moecheck plugin ABI, versions 1 and 2: external routing implementations loaded with dlopen
+ * and fuzzed exactly like the built-in ones.
  *
- * Plain C99 (also valid C++). A plugin is a shared object exporting one symbol,
+ * Plain C99 (also valid C++). A version-1 plugin is a shared object exporting one symbol,
  *
  *     const moecheck_plugin_desc_v1* moecheck_plugin_v1(void);
  *
  * that returns a pointer to a descriptor with static storage duration. The caller checks
  * `abi_version == MOECHECK_PLUGIN_ABI_VERSION` and `struct_size >= sizeof(its own view)`
  * before touching anything else; later ABI versions only append fields and export a new
- * entry point (moecheck_plugin_v2...), so a version-1 loader keeps working.
+ * entry point, so a version-1 loader keeps working.
+ *
+ * Version 2 appends the plugin's declared contract (moecheck_plugin_desc_v2, below): a plugin
+ * exports
+ *
+ *     const moecheck_plugin_desc_v2* moecheck_plugin_v2(void);
+ *
+ * (and may also export moecheck_plugin_v1 for older loaders). moecheck looks for
+ * moecheck_plugin_v2 first and checks `base.abi_version == MOECHECK_PLUGIN_ABI_VERSION_2` and
+ * `base.struct_size >= sizeof(moecheck_plugin_desc_v2)`; plugins without it load as version 1
+ * and are judged by the strict contract below.
  *
  * Routing contract (the same as moecheck's reference, reference/routing.hpp):
  *   gating G[T, E], element (t, e) at gating + (t * row_stride + e * col_stride) elements of
@@ -18,6 +28,10 @@
  *   softmax probability), an all -inf/NaN row gives weights 0, +inf logits share the mass.
  *   Outputs weights[T * k] (fp32) and ids[T * k] (int32), row-major contiguous, every element
  *   written. T may be 0 (nothing to do, pointers may be NULL).
+ * This is the "strict" contract. A version-2 plugin may declare another one (NaN or +inf
+ * zeroing the row, selection on fp32 probabilities, ties to the lowest index, ...; see
+ * reference/CONTRACTS.md) and the inputs it takes: moecheck then judges its outputs by that
+ * contract and never passes it input outside the declared layouts, alignment or size.
  */
 #ifndef MOECHECK_PLUGIN_H
 #define MOECHECK_PLUGIN_H
@@ -27,6 +41,10 @@
 #define MOECHECK_PLUGIN_ABI_VERSION 1
 /** Name of the exported entry point, for dlsym. */
 #define MOECHECK_PLUGIN_ENTRY_V1 "moecheck_plugin_v1"
+/** abi_version of a moecheck_plugin_desc_v2 descriptor. */
+#define MOECHECK_PLUGIN_ABI_VERSION_2 2
+/** Name of the version-2 entry point, for dlsym. */
+#define MOECHECK_PLUGIN_ENTRY_V2 "moecheck_plugin_v2"
 
 #if defined(_WIN32)
 #define MOECHECK_PLUGIN_EXPORT __declspec(dllexport)
@@ -48,6 +66,16 @@ enum moecheck_family {
   MOECHECK_FAMILY_SOFTMAX_TOPK_RAW = 2,
   MOECHECK_FAMILY_SIGMOID_GROUPED = 3,
   MOECHECK_FAMILY_SIGMOID_TOP1 = 4
+};
+
+/** Gating layouts, as moecheck classifies a view by its strides (reference/contract.hpp):
+ *  contiguous: element (t, e) at t * E + e; padded: unit column stride, row stride > E;
+ *  transposed: unit row stride, column stride >= T; strided: anything else. */
+enum moecheck_layout {
+  MOECHECK_LAYOUT_CONTIGUOUS = 0,
+  MOECHECK_LAYOUT_PADDED = 1,
+  MOECHECK_LAYOUT_TRANSPOSED = 2,
+  MOECHECK_LAYOUT_STRIDED = 3
 };
 
 /** Where the pointers passed to route() live. */
@@ -101,8 +129,37 @@ typedef struct moecheck_plugin_desc_v1 {
 /** Type of the exported entry point. */
 typedef const moecheck_plugin_desc_v1* (*moecheck_plugin_entry_v1)(void);
 
-/** The entry point every plugin defines (and exports with MOECHECK_PLUGIN_EXPORT). */
+/** The entry point every version-1 plugin defines (and exports with MOECHECK_PLUGIN_EXPORT). */
 MOECHECK_PLUGIN_EXPORT const moecheck_plugin_desc_v1* moecheck_plugin_v1(void);
+
+/**
+ * Plugin descriptor, version 2: the version-1 fields (base.abi_version =
+ * MOECHECK_PLUGIN_ABI_VERSION_2, base.struct_size = sizeof(moecheck_plugin_desc_v2)) followed by
+ * the plugin's declared contract. Later versions append after these fields.
+ */
+typedef struct moecheck_plugin_desc_v2 {
+  moecheck_plugin_desc_v1 base;
+  /** The routing contract its outputs follow: NULL or "" for the strict contract, the name of a
+   *  built-in contract ("probability-ranked", "nan-zeroes-row",
+   *  "dense-probability-nan-zeroes-row", "nan-propagates", ...), or the text of a contract file
+   *  (reference/CONTRACTS.md; several "key = value" lines). */
+  const char* contract;
+  /** MOECHECK_PLUGIN_BIT(MOECHECK_LAYOUT_*) of the layouts route() takes (0 = all); narrows the
+   *  contract's layouts. */
+  uint32_t layouts;
+  /** Bytes the gating base pointer must be aligned to (0 or 1 = none; at most 16); the larger of
+   *  this and the contract's base_alignment applies. */
+  uint32_t alignment;
+  /** Largest T * E route() takes (0 = no limit); the smaller of this and the contract's
+   *  max_elements applies. */
+  int64_t max_elements;
+} moecheck_plugin_desc_v2;
+
+/** Type of the version-2 entry point. */
+typedef const moecheck_plugin_desc_v2* (*moecheck_plugin_entry_v2)(void);
+
+/** The entry point a version-2 plugin defines (and exports with MOECHECK_PLUGIN_EXPORT). */
+MOECHECK_PLUGIN_EXPORT const moecheck_plugin_desc_v2* moecheck_plugin_v2(void);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -130,3 +130,45 @@ add_test(NAME cli_mutants_clean_corpus
                  -DPLUGIN=$<TARGET_FILE:moecheck_broken_plugin> -DWORK=${CMAKE_BINARY_DIR}/mutants-clean
                  -P ${PROJECT_SOURCE_DIR}/properties/cli_mutants_clean_corpus.cmake)
 set_tests_properties(cli_mutants_clean_corpus PROPERTIES LABELS quick TIMEOUT 900)
+# Contracts as data: named contracts against host routers of exactly their semantics, contract
+# files, --layouts, plugin ABI v2 descriptors (the example and test-only variants of it).
+foreach(variant 1 2 3)
+  add_library(moecheck_example_v2_plugin_variant${variant} SHARED ${PROJECT_SOURCE_DIR}/kernels/plugins/example_v2_plugin.cpp)
+  target_include_directories(moecheck_example_v2_plugin_variant${variant} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_compile_definitions(moecheck_example_v2_plugin_variant${variant} PRIVATE MOECHECK_EXAMPLE_V2_VARIANT=${variant})
+  set_target_properties(moecheck_example_v2_plugin_variant${variant} PROPERTIES CXX_VISIBILITY_PRESET hidden PREFIX "lib")
+endforeach()
+moecheck_add_test(contract_test SOURCES contract_test.cpp LIBS moecheck::harness_core LABELS quick)
+add_dependencies(contract_test moecheck_example_plugin moecheck_example_v2_plugin moecheck_example_v2_plugin_variant1
+                 moecheck_example_v2_plugin_variant2 moecheck_example_v2_plugin_variant3)
+target_compile_definitions(contract_test PRIVATE
+  MOECHECK_EXAMPLE_PLUGIN="$<TARGET_FILE:moecheck_example_plugin>"
+  MOECHECK_EXAMPLE_V2_PLUGIN="$<TARGET_FILE:moecheck_example_v2_plugin>"
+  MOECHECK_EXAMPLE_V2_INLINE_PLUGIN="$<TARGET_FILE:moecheck_example_v2_plugin_variant1>"
+  MOECHECK_EXAMPLE_V2_BAD_CONTRACT_PLUGIN="$<TARGET_FILE:moecheck_example_v2_plugin_variant2>"
+  MOECHECK_EXAMPLE_V2_SHORT_PLUGIN="$<TARGET_FILE:moecheck_example_v2_plugin_variant3>")
+
+moecheck_cli_test(bad_contract "unknown contract" "fuzz|--contract|lenient|--cases|1")
+moecheck_cli_test(bad_contract_file "key 'ties': unknown value 'sometimes'"
+                  "fuzz|--contract|${PROJECT_SOURCE_DIR}/properties/testdata/bad_contract.toml|--cases|1")
+moecheck_cli_test(replay_bad_contract "unknown contract" "replay|--contract|lenient|${PROJECT_SOURCE_DIR}/corpora/regressions")
+moecheck_cli_test(bad_layouts "unknown layout 'diagonal'" "fuzz|--layouts|contiguous,diagonal|--cases|1")
+moecheck_cli_test(repeated_layouts "listed twice" "fuzz|--layouts|padded,padded|--cases|1")
+# The v2 example plugin is clean under the contract it declares, its non-dense layouts counted
+# as outside the contract (exit 0); judged by --contract strict its deliberate semantics fail
+# (exit 1) with shrunk cases; a contract file and --layouts work on the command line.
+add_test(NAME cli_fuzz_example_v2_plugin COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=0
+         "-DREGEX=outside contract: layout transposed: [0-9]+ case"
+         "-DARGS=fuzz|--plugin|$<TARGET_FILE:moecheck_example_v2_plugin>|--cases|400|--seed|5|--no-progress|--corpus|${CMAKE_BINARY_DIR}/v2-plugin-corpus|--json|${CMAKE_BINARY_DIR}/v2-plugin.json"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
+set_tests_properties(cli_fuzz_example_v2_plugin PROPERTIES LABELS quick TIMEOUT 300)
+add_test(NAME cli_fuzz_example_v2_plugin_strict COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=1
+         "-DREGEX=FAIL \\[(selection|weight)\\].*shrunk T=1 "
+         "-DARGS=fuzz|--plugin|$<TARGET_FILE:moecheck_example_v2_plugin>|--contract|strict|--cases|400|--seed|5|--max-failures|2|--no-progress|--corpus|${CMAKE_BINARY_DIR}/v2-plugin-strict-corpus"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
+set_tests_properties(cli_fuzz_example_v2_plugin_strict PROPERTIES LABELS quick TIMEOUT 300)
+add_test(NAME cli_fuzz_contract_file_layouts COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=0
+         "-DREGEX=outside contract 'kernel-scaled' 0, failures 0"
+         "-DARGS=fuzz|--target|kernel:auto|--contract|${PROJECT_SOURCE_DIR}/properties/testdata/kernel-scaled.toml|--layouts|contiguous,padded|--cases|200|--seed|6|--no-progress|--corpus|${CMAKE_BINARY_DIR}/contract-file-corpus"
+         -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
+set_tests_properties(cli_fuzz_contract_file_layouts PROPERTIES LABELS quick TIMEOUT 300)

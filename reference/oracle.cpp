@@ -9,9 +9,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <numeric>
 #include <sstream>
+#include <utility>
 
 #include "reference/oracle_detail.hpp"
 
@@ -36,6 +38,10 @@ double band_delta(double band_ulps, double v) {
   if (!(band_ulps > 0.0) || !std::isfinite(v)) return 0.0;
   return band_ulps * ulp_fp32(v);
 }
+
+/// key - vk for a margin message: 0 when the keys are equal, so two equal infinite keys give 0
+/// rather than inf - inf = NaN.
+double key_margin(double key, double vk) { return key == vk ? 0.0 : key - vk; }
 
 /// n-th largest (1-based) of vals (copied into a per-thread scratch buffer).
 double nth_largest(const std::vector<double>& vals, std::size_t n) {
@@ -97,7 +103,7 @@ bool check_experts(const std::vector<double>& key, const std::vector<std::int32_
       vi.expected = v;
       vi.got = kj;
       vi.tolerance = d;
-      vi.margin = kj - v;
+      vi.margin = key_margin(kj, v);
       sink.add(std::move(vi));
     }
   }
@@ -114,7 +120,7 @@ bool check_experts(const std::vector<double>& key, const std::vector<std::int32_
       vi.expected = v;
       vi.got = ke;
       vi.tolerance = d;
-      vi.margin = ke - v;
+      vi.margin = key_margin(ke, v);
       sink.add(std::move(vi));
     }
   }
@@ -220,7 +226,7 @@ bool check_selection_row(const std::vector<double>& key, const RoutingParams& p,
       vi.expected = gk;
       vi.got = sc;
       vi.tolerance = dg;
-      vi.margin = sc - gk;
+      vi.margin = key_margin(sc, gk);
       sink.add(std::move(vi));
     }
   }
@@ -251,7 +257,7 @@ bool check_selection_row(const std::vector<double>& key, const RoutingParams& p,
         vi.expected = gk;
         vi.got = sc;
         vi.tolerance = dg;
-        vi.margin = sc - gk;
+        vi.margin = key_margin(sc, gk);
         sink.add(std::move(vi));
       }
     }
@@ -463,11 +469,15 @@ std::string Violation::str() const {
   if (check == "weight" || check == "metamorphic-weight") {
     s += " expected " + fmt("%.12g", expected) + " got " + fmt("%.9g", got) + " (|diff| " +
          fmt("%.3g", std::fabs(got - expected)) + " > tol " + fmt("%.3g", tolerance) + ")";
-    if (margin != 0.0) s += " margin to k-th key " + fmt("%.6g", margin);
+    // A margin is a difference of keys; NaN would only say that it is undefined: not printed.
+    if (margin != 0.0 && !std::isnan(margin)) s += " margin to k-th key " + fmt("%.6g", margin);
+  } else if (check == "nan-weight" || check == "zeroed-row-weight") {
+    s += std::string(" expected ") + (check == "nan-weight" ? "NaN" : "0") + " got " + fmt("%.9g", got);
   } else if (check == "selection" || check == "group-selection") {
-    if (slot >= 0 || expert >= 0) {
+    if ((slot >= 0 || expert >= 0) && !std::isnan(expected)) {
       s += " key " + fmt("%.9g", got) + " vs k-th key " + fmt("%.9g", expected) + " (margin " +
-           fmt("%+.3g", margin) + ", band " + fmt("%.3g", tolerance) + ")";
+           (std::isnan(margin) ? std::string("undefined") : fmt("%+.3g", margin)) + ", band " +
+           fmt("%.3g", tolerance) + ")";
     }
   }
   if (!detail.empty()) s += ": " + detail;
@@ -495,11 +505,385 @@ void poison_outputs(float* weights, std::int32_t* ids, std::int64_t count) {
   }
 }
 
+// ---- the oracle under a declared contract (CONTRACTS.md "Semantics") ------------------------
+
+namespace {
+
+bool softmax_family(Family f) {
+  return f == Family::gemma4 || f == Family::softmax_topk || f == Family::softmax_topk_raw;
+}
+
+/// Tie order "lowest index": an unselected candidate whose ranking key equals a selected
+/// expert's key must have a higher index than that expert ("tie-order" otherwise). Equal keys
+/// are equal values for the implementation too (the same logit gives the same fp32 probability).
+void check_lowest_index_ties(const std::vector<double>& key, const std::vector<std::int32_t>& cand,
+                             const std::vector<char>& selected, const std::int32_t* ids, int k,
+                             std::int64_t row, Sink& sink) {
+  std::vector<std::pair<double, std::int32_t>> sel;  // (key, index), by key then index
+  sel.reserve(static_cast<std::size_t>(k));
+  for (int j = 0; j < k; ++j) sel.emplace_back(key[static_cast<std::size_t>(ids[j])], ids[j]);
+  std::sort(sel.begin(), sel.end());
+  for (std::int32_t e : cand) {
+    if (selected[static_cast<std::size_t>(e)]) continue;
+    const double ke = key[static_cast<std::size_t>(e)];
+    // last selected entry with this key holds the highest selected index of that key
+    auto it = std::upper_bound(sel.begin(), sel.end(), std::make_pair(ke, std::numeric_limits<std::int32_t>::max()));
+    if (it == sel.begin() || std::prev(it)->first != ke) continue;
+    const std::int32_t a = std::prev(it)->second;
+    if (e < a) {
+      Violation vi = make_violation("tie-order", row, -1, e,
+                                    "unselected expert " + std::to_string(e) + " ties selected expert " +
+                                        std::to_string(a) + " (key " + fmt("%.9g", ke) +
+                                        ") and ties go to the lowest index");
+      vi.expected = ke;
+      vi.got = ke;
+      sink.add(std::move(vi));
+    }
+  }
+}
+
+/* Probability-ranked selection (softmax families): the implementation ranks p_e, the fp32
+ * full-softmax probabilities, ties (equal p, underflowed p = 0 included) to the lowest index
+ * when the tie order says so. Each p_e lies in [lo_e, hi_e] around the fp64 probability q_e:
+ * relative error r_e = 1.05 (2 A_e + X + 2) u (the per-term bound of EDGE_CASES.md "Error
+ * bounds", A_e = min(m - x_e, 104)); the common division by the row sum keeps the order and is
+ * not counted. hi_e = 0 when q_e (1 + r_e) <= 2^-150 (rounds to zero in fp32); lo_e = 0 when
+ * q_e (1 - r_e) < min_normal (flush to zero or subnormal rounding); hi_e gains 2^-149 below
+ * min_normal. The selection is valid iff some choice of p_e in the intervals makes it the top
+ * k: min hi over the selected >= max lo over the unselected, an exact equality counting as a
+ * tie; and experts with equal logits have equal p. */
+void check_probability_selection(const std::vector<double>& x, const std::vector<double>& key, std::int64_t E,
+                                 const std::int32_t* ids, int k, const std::vector<char>& selected,
+                                 const Precision& prec, TieOrder ties, std::int64_t row, Sink& sink) {
+  const std::size_t n = static_cast<std::size_t>(E);
+  std::vector<double> q(n, 0.0), lo(n, 0.0), hi(n, 0.0);
+  double m = -kInf;
+  double n_pinf = 0.0;
+  for (std::size_t e = 0; e < n; ++e) {
+    const double v = std::isnan(x[e]) ? -kInf : x[e];
+    m = std::max(m, v);
+    if (v == kInf) n_pinf += 1.0;
+  }
+  const double u = prec.compute_eps;
+  double sum = 0.0;
+  if (std::isfinite(m)) {
+    for (std::size_t e = 0; e < n; ++e) {
+      const double v = std::isnan(x[e]) ? -kInf : x[e];
+      sum += std::exp(v - m);
+    }
+  }
+  for (std::size_t e = 0; e < n; ++e) {
+    const double v = std::isnan(x[e]) ? -kInf : x[e];
+    double a = 0.0;
+    if (m == kInf) {
+      q[e] = v == kInf ? 1.0 / n_pinf : 0.0;
+    } else if (m == -kInf) {
+      q[e] = 0.0;
+    } else {
+      q[e] = std::exp(v - m) / sum;
+      a = v == -kInf ? kMaxExpArg : std::min(m - v, kMaxExpArg);
+    }
+    const double r = 1.05 * (2.0 * a + prec.exp_ulps + 2.0) * u;
+    lo[e] = q[e] * (1.0 - r);
+    hi[e] = q[e] * (1.0 + r);
+    if (hi[e] <= 0x1p-150) {
+      hi[e] = 0.0;
+    } else if (hi[e] < prec.min_normal) {
+      hi[e] += 0x1p-149;
+    }
+    if (lo[e] < prec.min_normal) lo[e] = 0.0;
+  }
+  // weakest selected (highest index among equal hi) and strongest unselected (lowest index)
+  std::int32_t wa = -1, sb = -1;
+  for (int j = 0; j < k; ++j) {
+    const std::int32_t a = ids[j];
+    const double h = hi[static_cast<std::size_t>(a)];
+    if (wa < 0 || h < hi[static_cast<std::size_t>(wa)] || (h == hi[static_cast<std::size_t>(wa)] && a > wa)) wa = a;
+  }
+  for (std::size_t e = 0; e < n; ++e) {
+    if (selected[e]) continue;
+    const auto b = static_cast<std::int32_t>(e);
+    if (sb < 0 || lo[e] > lo[static_cast<std::size_t>(sb)]) sb = b;  // ascending e: the first is the lowest index
+  }
+  if (sb < 0) return;  // k == E: nothing unselected
+  const double min_hi = hi[static_cast<std::size_t>(wa)];
+  const double max_lo = lo[static_cast<std::size_t>(sb)];
+  const auto prob_violation = [&](const char* check, std::int64_t slot, std::int32_t e, std::int32_t other,
+                                  const std::string& what) {
+    Violation vi = make_violation(
+        check, row, slot, e,
+        what + " (fp32 probability of expert " + std::to_string(e) + " in [" + fmt("%.9g", lo[static_cast<std::size_t>(e)]) +
+            ", " + fmt("%.9g", hi[static_cast<std::size_t>(e)]) + "], of expert " + std::to_string(other) + " in [" +
+            fmt("%.9g", lo[static_cast<std::size_t>(other)]) + ", " + fmt("%.9g", hi[static_cast<std::size_t>(other)]) +
+            "])");
+    vi.expected = q[static_cast<std::size_t>(other)];
+    vi.got = q[static_cast<std::size_t>(e)];
+    vi.tolerance = hi[static_cast<std::size_t>(e)] - q[static_cast<std::size_t>(e)];
+    vi.margin = q[static_cast<std::size_t>(e)] - q[static_cast<std::size_t>(other)];
+    sink.add(std::move(vi));
+  };
+  const bool lowest = ties == TieOrder::lowest_index;
+  for (int j = 0; j < k; ++j) {
+    const std::int32_t a = ids[j];
+    if (hi[static_cast<std::size_t>(a)] < max_lo) {
+      prob_violation("selection", j, a, sb,
+                     "selected expert " + std::to_string(a) + " has a lower probability than unselected expert " +
+                         std::to_string(sb));
+    }
+  }
+  std::vector<char> reported(n, 0);
+  for (std::size_t e = 0; e < n; ++e) {
+    if (selected[e]) continue;
+    const auto b = static_cast<std::int32_t>(e);
+    if (lo[e] > min_hi) {
+      reported[e] = 1;
+      prob_violation("selection", -1, b, wa,
+                     "unselected expert " + std::to_string(b) + " has a higher probability than selected expert " +
+                         std::to_string(wa));
+    } else if (lowest && lo[e] == min_hi && b < wa) {
+      reported[e] = 1;
+      prob_violation("tie-order", -1, b, wa,
+                     "unselected expert " + std::to_string(b) + " can only tie selected expert " + std::to_string(wa) +
+                         " and ties go to the lowest index");
+    }
+  }
+  if (lowest) {
+    std::vector<std::int32_t> cand;
+    for (std::size_t e = 0; e < n; ++e) {
+      if (!reported[e]) cand.push_back(static_cast<std::int32_t>(e));
+    }
+    check_lowest_index_ties(key, cand, selected, ids, k, row, sink);
+  }
+}
+
+/// Whether the weight denominator of the row has no unmasked term (the masked-row rule):
+/// renormalising families when every selected logit is -inf or NaN, softmax_topk_raw when all
+/// E are; never for sigmoid_top1 (no division).
+bool denominator_masked(const std::vector<double>& x, const RoutingParams& p, const std::int32_t* ids) {
+  const auto masked = [](double v) { return std::isnan(v) || v == -kInf; };
+  switch (p.family) {
+    case Family::softmax_topk_raw:
+      return std::all_of(x.begin(), x.end(), masked);
+    case Family::sigmoid_top1:
+      return false;
+    default:
+      for (int j = 0; j < p.k; ++j) {
+        if (!masked(x[static_cast<std::size_t>(ids[j])])) return false;
+      }
+      return true;
+  }
+}
+
+/// Weight bound of one slot under the contract's tolerance. Probability-ranked selection means
+/// the weights are renormalised fp32 probabilities: two more roundings per weight (each term's
+/// division by the full softmax sum, in the numerator and in the denominator), modelled as two
+/// more terms of the derived bound.
+double contract_tolerance(const Contract& c, const Precision& prec, double unscaled, double scale,
+                          const WeightBoundInputs& b, bool probability_ranked) {
+  const double expected = unscaled * scale;
+  switch (c.tolerance.kind) {
+    case ToleranceKind::absolute_relative:
+      return c.tolerance.absolute + c.tolerance.relative * std::fabs(expected);
+    case ToleranceKind::derived:
+    case ToleranceKind::scaled: {
+      const double d = weight_tolerance(prec, unscaled, scale, b.max_arg, b.n_terms + (probability_ranked ? 2 : 0),
+                                        b.denominator);
+      return c.tolerance.kind == ToleranceKind::scaled ? c.tolerance.scale * d : d;
+    }
+  }
+  return 0.0;
+}
+
+CheckReport check_routing_contract(const GatingView& g, const RoutingParams& p, const float* weights,
+                                   const std::int32_t* ids, const OracleOptions& opt) {
+  const Contract& c = opt.contract;
+  CheckReport rep;
+  Sink sink(&rep, opt.max_violations);
+  const int k = p.k;
+  const std::size_t E = static_cast<std::size_t>(g.E);
+  const double band = opt.precision.select_band_ulps;
+  const bool by_probability = c.selection == SelectionBasis::fp32_probabilities && softmax_family(p.family);
+  const bool lowest = c.ties == TieOrder::lowest_index;
+  std::vector<double> x, key, unscaled(static_cast<std::size_t>(k)), mult(static_cast<std::size_t>(k));
+  std::vector<char> written, selected;
+  std::vector<std::int32_t> all(E), rest_ids, rest_cand;
+  std::iota(all.begin(), all.end(), 0);
+  for (std::int64_t t = 0; t < g.T; ++t) {
+    load_row(g, t, x);
+    row_keys(x, p, key);
+    ++rep.rows_checked;
+    if (row_has_kth_tie(key, p, g.E)) ++rep.ties_at_kth;
+    const float* w = weights + t * k;
+    const std::int32_t* id = ids + t * k;
+    if (!structural_row(w, id, k, g.E, t, opt.check_poison, "", sink, written)) continue;
+    std::size_t n_nan = 0;
+    bool has_pinf = false;
+    for (double v : x) {
+      n_nan += std::isnan(v) ? 1 : 0;
+      has_pinf = has_pinf || v == kInf;
+    }
+    // 1. rows the contract zeroes: ids 0..k-1 (any slot order), every weight 0
+    const bool nan_zero = c.nan == NanPolicy::zeroes_row && n_nan > 0;
+    if (nan_zero || (c.pos_inf == PosInfPolicy::zeroes_row && has_pinf)) {
+      const std::string why = std::string("the row has a ") + (nan_zero ? "NaN" : "+inf") + " logit and contract '" +
+                              c.name + "' zeroes such rows";
+      for (int j = 0; j < k; ++j) {
+        if (id[j] >= k) {
+          sink.add(make_violation("zeroed-row-ids", t, j, id[j],
+                                  why + ": ids must be 0.." + std::to_string(k - 1) + ", got " + std::to_string(id[j])));
+        }
+        if (written[static_cast<std::size_t>(j)] && !(w[j] == 0.0f)) {
+          Violation v = make_violation("zeroed-row-weight", t, j, id[j], why);
+          v.expected = 0.0;
+          v.got = w[j];
+          sink.add(std::move(v));
+        }
+      }
+      continue;
+    }
+    selected.assign(E, 0);
+    for (int j = 0; j < k; ++j) selected[static_cast<std::size_t>(id[j])] = 1;
+    const auto nan_weights = [&](const std::string& why) {
+      for (int j = 0; j < k; ++j) {
+        if (!written[static_cast<std::size_t>(j)] || std::isnan(w[j])) continue;
+        Violation v = make_violation("nan-weight", t, j, id[j], why);
+        v.expected = std::numeric_limits<double>::quiet_NaN();
+        v.got = w[j];
+        sink.add(std::move(v));
+      }
+    };
+    // 2. NaN propagates: NaN ranks above every value, every weight of the row is NaN
+    if (c.nan == NanPolicy::propagates && n_nan > 0) {
+      const std::string why = "the row has a NaN logit and contract '" + c.name + "' propagates NaN";
+      if (p.family == Family::sigmoid_grouped) {
+        std::vector<double> rk = key;  // a NaN key (sigmoid(NaN) + b) is the largest
+        for (std::size_t e = 0; e < E; ++e) {
+          if (std::isnan(x[e])) rk[e] = kInf;
+        }
+        double vk = 0.0;
+        check_selection_row(rk, p, g.E, id, band, t, sink, &vk);
+      } else {
+        std::int32_t max_sel_nan = -1;
+        rest_ids.clear();
+        for (int j = 0; j < k; ++j) {
+          if (std::isnan(x[static_cast<std::size_t>(id[j])])) {
+            max_sel_nan = std::max(max_sel_nan, id[j]);
+          } else {
+            rest_ids.push_back(id[j]);
+            if (n_nan >= static_cast<std::size_t>(k)) {
+              Violation v = make_violation("selection", t, j, id[j],
+                                           "selected expert " + std::to_string(id[j]) + " (logit " +
+                                               fmt("%.9g", x[static_cast<std::size_t>(id[j])]) + ") is not NaN, but " +
+                                               why + ", ranking its " + std::to_string(n_nan) + " NaN logit(s) highest");
+              v.expected = std::numeric_limits<double>::quiet_NaN();
+              sink.add(std::move(v));
+            }
+          }
+        }
+        for (std::size_t e = 0; e < E; ++e) {
+          if (!std::isnan(x[e]) || selected[e]) continue;
+          const auto ee = static_cast<std::int32_t>(e);
+          if (n_nan < static_cast<std::size_t>(k)) {
+            Violation v = make_violation("selection", t, -1, ee,
+                                         "unselected expert " + std::to_string(e) + " has a NaN logit, which ranks "
+                                         "highest: " + why);
+            v.expected = std::numeric_limits<double>::quiet_NaN();
+            sink.add(std::move(v));
+          } else if (lowest && ee < max_sel_nan) {
+            sink.add(make_violation("tie-order", t, -1, ee,
+                                    "unselected expert " + std::to_string(e) + " has a NaN logit like selected expert " +
+                                        std::to_string(max_sel_nan) + " and ties go to the lowest index"));
+          }
+        }
+        // The other selected experts: the usual rule among the non-NaN experts. With probability
+        // ranking every probability of the row is NaN, so their order is not defined.
+        if (!by_probability && n_nan < static_cast<std::size_t>(k) &&
+            rest_ids.size() == static_cast<std::size_t>(k) - n_nan) {
+          rest_cand.clear();
+          for (std::size_t e = 0; e < E; ++e) {
+            if (!std::isnan(x[e])) rest_cand.push_back(static_cast<std::int32_t>(e));
+          }
+          double vk = 0.0;
+          check_experts(key, rest_cand, selected, rest_ids.data(), static_cast<int>(rest_ids.size()), band, t, sink,
+                        &vk);
+          if (lowest) {
+            check_lowest_index_ties(key, rest_cand, selected, rest_ids.data(), static_cast<int>(rest_ids.size()), t,
+                                    sink);
+          }
+        }
+      }
+      nan_weights(why);
+      continue;
+    }
+    // 3. selection on the contract's basis
+    double vk = 0.0;
+    if (by_probability) {
+      check_probability_selection(x, key, g.E, id, k, selected, opt.precision, c.ties, t, sink);
+    } else {
+      check_selection_row(key, p, g.E, id, band, t, sink, &vk);
+      if (lowest) {
+        if (p.family == Family::sigmoid_grouped) {  // expert ties inside the groups the selection uses
+          const std::int64_t gs = g.E / p.n_group;
+          std::vector<char> used(static_cast<std::size_t>(p.n_group), 0);
+          for (int j = 0; j < k; ++j) used[static_cast<std::size_t>(id[j] / gs)] = 1;
+          rest_cand.clear();
+          for (std::size_t e = 0; e < E; ++e) {
+            if (used[e / static_cast<std::size_t>(gs)]) rest_cand.push_back(static_cast<std::int32_t>(e));
+          }
+          check_lowest_index_ties(key, rest_cand, selected, id, k, t, sink);
+        } else {
+          check_lowest_index_ties(key, all, selected, id, k, t, sink);
+        }
+      }
+    }
+    // 4. weights: NaN where the contract says so, else the family formula for the chosen ids
+    if (c.pos_inf == PosInfPolicy::propagates_nan && has_pinf && softmax_family(p.family)) {
+      bool meets = p.family == Family::softmax_topk_raw;
+      for (int j = 0; j < k && !meets; ++j) meets = x[static_cast<std::size_t>(id[j])] == kInf;
+      if (meets) {
+        nan_weights("a +inf enters the row's softmax and contract '" + c.name + "' propagates it as NaN");
+        continue;
+      }
+    }
+    const bool masked = c.masked_row != MaskedRowWeights::zero && denominator_masked(x, p, id);
+    if (masked && c.masked_row == MaskedRowWeights::nan) {
+      nan_weights("every term of the row's weight denominator is masked and contract '" + c.name +
+                  "' gives such rows NaN weights");
+      continue;
+    }
+    reference_unscaled_weights_for_ids(x.data(), g.E, p, id, unscaled.data(), mult.data());
+    const WeightBoundInputs b = weight_bound_inputs(x.data(), g.E, p, id);
+    for (int j = 0; j < k; ++j) {
+      if (!written[static_cast<std::size_t>(j)]) continue;
+      if (masked && std::isnan(w[j])) continue;  // zero-or-nan
+      const double u = unscaled[static_cast<std::size_t>(j)];
+      const double s = mult[static_cast<std::size_t>(j)];
+      const double expected = u * s;
+      const double tol = contract_tolerance(c, opt.precision, u, s, b, by_probability);
+      const double got = w[j];
+      if (!(std::fabs(got - expected) <= tol)) {
+        Violation v = make_violation("weight", t, j, id[j], "");
+        v.expected = expected;
+        v.got = got;
+        v.tolerance = tol;
+        if (!by_probability && p.family != Family::sigmoid_grouped) {
+          v.margin = key_margin(key[static_cast<std::size_t>(id[j])], vk);
+        }
+        sink.add(std::move(v));
+      }
+    }
+  }
+  return rep;
+}
+
+}  // namespace
+
 // ---- the oracle ----------------------------------------------------------------------
 
 CheckReport check_routing(const GatingView& g, const RoutingParams& p, const float* weights,
                           const std::int32_t* ids, const OracleOptions& opt) {
   validate_routing(g, p);
+  if (!opt.contract.strict_semantics()) return check_routing_contract(g, p, weights, ids, opt);
   CheckReport rep;
   Sink sink(&rep, opt.max_violations);
   const int k = p.k;
@@ -531,13 +915,22 @@ CheckReport check_routing(const GatingView& g, const RoutingParams& p, const flo
         v.expected = expected;
         v.got = got;
         v.tolerance = tol;
-        v.margin = key[static_cast<std::size_t>(id[j])] - vk;
+        v.margin = key_margin(key[static_cast<std::size_t>(id[j])], vk);
         if (p.family == Family::sigmoid_grouped) v.margin = 0.0;  // vk is a group score there
         sink.add(std::move(v));
       }
     }
   }
   return rep;
+}
+
+ContractCheck check_with_contract(const GatingView& g, const RoutingParams& p, const float* weights,
+                                  const std::int32_t* ids, const OracleOptions& opt) {
+  validate_routing(g, p);
+  ContractCheck r;
+  r.outside = outside_contract(opt.contract, g, &r.outside_key);
+  if (r.covered()) r.report = check_routing(g, p, weights, ids, opt);
+  return r;
 }
 
 }  // namespace moecheck

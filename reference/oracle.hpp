@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "reference/contract.hpp"
 #include "reference/routing.hpp"
 
 namespace moecheck {
@@ -72,6 +73,11 @@ struct OracleOptions {
   /// Weights and ids poisoned before the run: a weight whose bits still equal this
   /// pattern, or an id still equal to kPoisonId, is reported as "unwritten".
   bool check_poison = true;
+  /// The declared contract the output is judged by (reference/CONTRACTS.md). The default is the
+  /// strict contract: check_routing then judges exactly as documented in EDGE_CASES.md. Only the
+  /// semantics are used by check_routing; the domain (layouts, alignment, T*E) is checked by
+  /// check_with_contract / outside_contract. Ignored by the metamorphic relations.
+  Contract contract{};
 };
 
 /// Poison patterns written into outputs before a run.
@@ -89,8 +95,27 @@ void poison_outputs(float* weights, std::int32_t* ids, std::int64_t count);
 ///  * weights equal the fp64 reference computed *for the ids the implementation chose*
 ///    within the documented dtype-derived bound.
 /// weights/ids are [T, k] row-major contiguous as written by the implementation.
+/// With a non-strict `opt.contract` the rules of that contract apply instead (NaN/+inf policies,
+/// probability-ranked selection, tie order, masked-row weights, weight bound; CONTRACTS.md);
+/// its further check names are "tie-order", "nan-weight", "zeroed-row-ids" and "zeroed-row-weight".
 CheckReport check_routing(const GatingView& g, const RoutingParams& p, const float* weights,
                           const std::int32_t* ids, const OracleOptions& opt = {});
+
+/// Verdict of check_with_contract.
+struct ContractCheck {
+  std::string outside;      ///< why the input lies outside the contract's domain ("" = covered)
+  std::string outside_key;  ///< short category of `outside` ("layout transposed", "T*E limit", ...)
+  CheckReport report;       ///< the oracle's report (empty when outside)
+  bool covered() const { return outside.empty(); }
+  /// True when the output satisfies the contract or the input is outside it.
+  bool ok() const { return !covered() || report.ok(); }
+};
+
+/// The contract-aware checking entry point (for outputs computed anywhere, e.g. by another
+/// process): validates the problem (throws RoutingError), decides whether `opt.contract` covers
+/// the input (outside_contract) and, when it does, judges the output with check_routing.
+ContractCheck check_with_contract(const GatingView& g, const RoutingParams& p, const float* weights,
+                                  const std::int32_t* ids, const OracleOptions& opt = {});
 
 /// Documented error bound for one weight (see EDGE_CASES.md "Error bounds").
 /// w_ref: fp64 reference weight; unscaled: w_ref before the per-expert scale;

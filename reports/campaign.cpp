@@ -117,6 +117,7 @@ td.barcell { width: 360px; }
               border-radius: 4px; white-space: pre-wrap; overflow-wrap: break-word; user-select: all;
               min-width: 300px; max-width: 520px; }
 .replay button { font-size: 12px; padding: 2px 8px; cursor: pointer; }
+.card.warn .v { color: var(--amber); }
 )CSS";
 
 constexpr const char* kCopyJs = R"JS(
@@ -231,7 +232,27 @@ std::string render_campaign_html(const json& c) {
   }
   const auto skipped = number_field(c, "skipped");
   if (skipped) out += card("skipped (outside the target)", esc(count_text(c, "skipped")), *skipped > 0 ? "bad" : "");
+  const json& contract = object_field(c, "contract");
+  const auto outside_n = number_field(c, "outside_contract");
+  out += card("contract", "<span class=\"mono\">" + esc(contract.empty() ? std::string("strict") : display_field(contract, "name")) +
+                              "</span>");
+  out += card("outside contract (not failures)", esc(count_text(c, "outside_contract")),
+              outside_n && *outside_n > 0 ? "warn" : "");
   out += "</div>\n";
+  if (!contract.empty()) out += "<p class=\"muted\">" + esc(display_field(contract, "description")) + "</p>\n";
+
+  // ---- cases outside the declared contract: counted and shown, never failures
+  const json& outside = object_field(c, "outside_contract_reasons");
+  if (!outside.empty()) {
+    out += "<h2>Outside the declared contract</h2>\n<p class=\"muted\">Cases whose input the contract does not "
+           "cover (layout, alignment, size): not run and not failures.</p>\n";
+    out += "<table class=\"outside\"><tr><th>reason</th><th class=\"num\">cases</th></tr>\n";
+    for (const auto& [reason, n] : outside.items()) {
+      out += "<tr><td class=\"mono\">" + esc(reason) + "</td><td class=\"num\">" + esc(count_text(outside, reason.c_str())) +
+             "</td></tr>\n";
+    }
+    out += "</table>\n";
+  }
 
   // ---- cases by class
   std::vector<std::pair<std::string, double>> counts;

@@ -1,5 +1,6 @@
 #include "harness/cli/commands.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -136,6 +137,23 @@ void apply_generator_lists(const std::string& dtypes, const std::string& familie
       gen.families.push_back(v);
     }
   }
+}
+
+void apply_layout_list(const std::string& layouts, GenConfig& gen) {
+  if (layouts.empty()) return;
+  gen.layouts.clear();
+  for (const auto& name : split_flag_list("--layouts", layouts)) {
+    Layout l;
+    if (!parse_layout(name, &l)) {
+      throw CLI::ValidationError("--layouts",
+                                 "unknown layout " + quote_value(name) + " (contiguous, padded, transposed, strided)");
+    }
+    if (std::find(gen.layouts.begin(), gen.layouts.end(), l) != gen.layouts.end()) {
+      throw CLI::ValidationError("--layouts", "layout " + quote_value(name) + " listed twice");
+    }
+    gen.layouts.push_back(l);
+  }
+  if (gen.layouts.empty()) throw CLI::ValidationError("--layouts", "empty list");
 }
 
 int report_replay(const std::vector<ReplayResult>& results, const std::string& json_path,

@@ -36,6 +36,10 @@ std::vector<std::string> split_flag_list(const std::string& flag, const std::str
 /// empty string leaves that list as it is. Throws CLI::ValidationError naming the bad entry.
 void apply_generator_lists(const std::string& dtypes, const std::string& families, GenConfig& gen);
 
+/// Applies "--layouts contiguous,padded" to a generator config. Throws CLI::ValidationError
+/// naming the bad entry (unknown layout, repeated layout, empty list).
+void apply_layout_list(const std::string& layouts, GenConfig& gen);
+
 /// Prints replay results, writes JSON/JUnit when asked; returns 0 iff every entry matched.
 int report_replay(const std::vector<ReplayResult>& results, const std::string& json_path,
                   const std::string& junit_path, std::ostream& out);

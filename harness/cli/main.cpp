@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -64,7 +65,7 @@ int run(int argc, char** argv) {
   // ---- fuzz ----------------------------------------------------------------------------
   CampaignOptions fz;
   std::string fz_target = "auto", fz_device = "auto", fz_shard = "0/1", fz_mutant = "none", fz_plugin;
-  std::string fz_dtypes = "f32,f16,bf16", fz_families;
+  std::string fz_dtypes = "f32,f16,bf16", fz_families, fz_layouts, fz_contract;
   std::int64_t fz_first = -1;
   bool fz_no_progress = false, fz_no_isolation = false;
   fz.seconds = 0;
@@ -107,13 +108,18 @@ int run(int argc, char** argv) {
   fuzz->add_option("--max-k", fz.gen.max_k, "Largest k generated")->transform(integer_in(1, 4096))->capture_default_str();
   fuzz->add_option("--dtypes", fz_dtypes, "Comma-separated dtypes (f32,f16,bf16)")->capture_default_str();
   fuzz->add_option("--families", fz_families, "Comma-separated routing families (default: all the target supports)");
+  fuzz->add_option("--layouts", fz_layouts,
+                   "Comma-separated gating layouts to generate: contiguous, padded, transposed, strided (default: all)");
+  fuzz->add_option("--contract", fz_contract,
+                   "Contract the target is judged by: a built-in name (strict, probability-ranked, nan-zeroes-row, "
+                   "dense-probability-nan-zeroes-row, nan-propagates) or a contract file (default: the target's own)");
   fuzz->add_flag("--no-progress", fz_no_progress, "No progress line");
   fuzz->add_flag("--no-isolation", fz_no_isolation, "Run host plugins in-process (no fork per case)");
   SubstitutionCliOptions sub_from_fuzz;
 
   // ---- replay ----------------------------------------------------------------------------
   std::vector<std::string> rp_paths;
-  std::string rp_target, rp_junit, rp_json;
+  std::string rp_target, rp_junit, rp_json, rp_contract;
   ReplayOptions rp_opt;
   auto* replay = app.add_subcommand("replay", "Replay corpus files/folders; non-zero exit on any mismatch");
   replay->add_option("paths", rp_paths, "Corpus files or folders")->required();
@@ -125,6 +131,8 @@ int run(int argc, char** argv) {
   replay->add_flag("--allow-empty", rp_opt.allow_empty, "Accept a folder holding no *.case file");
   replay->add_option("--junit", rp_junit, "Write JUnit XML here");
   replay->add_option("--json", rp_json, "Write JSON results here");
+  replay->add_option("--contract", rp_contract,
+                     "Judge every entry by this contract (built-in name or file) instead of its recorded one");
 
   // ---- substitution ---------------------------------------------------------------------
   SubstitutionCliOptions sub;
@@ -160,7 +168,10 @@ int run(int argc, char** argv) {
       fz.progress = !fz_no_progress;
       if (fuzz->count("--dtypes") && fz_dtypes.empty()) throw CLI::ValidationError("--dtypes", "empty list");
       if (fuzz->count("--families") && fz_families.empty()) throw CLI::ValidationError("--families", "empty list");
+      if (fuzz->count("--layouts") && fz_layouts.empty()) throw CLI::ValidationError("--layouts", "empty list");
       apply_generator_lists(fz_dtypes, fz_families, fz.gen);
+      apply_layout_list(fz_layouts, fz.gen);
+      if (!fz_contract.empty()) fz.contract = resolve_contract(fz_contract);
       if (fz.seconds <= 0 && fz.max_cases <= 0) fz.seconds = 60;  // default budget
       if (!fz_plugin.empty()) fz_target = "plugin:" + fz_plugin;
       const std::string spec = resolve_target(fz_target, fz_device);
@@ -184,12 +195,14 @@ int run(int argc, char** argv) {
                 << target->device() << "), seed " << fz.seed << ", shard " << fz.shard_index << "/" << fz.shard_count
                 << ", budget " << (fz.seconds > 0 ? std::to_string(fz.seconds) + " s" : std::string("-")) << " / "
                 << (fz.max_cases > 0 ? std::to_string(fz.max_cases) + " cases" : std::string("-"))
-                << ", case timeout " << effective_case_timeout(fz) << " s\n";
+                << ", case timeout " << effective_case_timeout(fz) << " s\n"
+                << "  " << describe_contract(effective_contract(*target, fz.contract)) << "\n";
       CampaignResult r = run_campaign(*target, fz, std::cerr);
       std::cout << campaign_summary(r);  // write errors were reported on the log as they happened
       return campaign_exit_code(r);
     }
     if (replay->parsed()) {
+      if (!rp_contract.empty()) rp_opt.contract = resolve_contract(rp_contract);
       auto results = replay_paths(rp_paths, rp_target, make_target, rp_opt);
       return report_replay(results, rp_json, rp_junit, std::cout);
     }

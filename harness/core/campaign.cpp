@@ -183,12 +183,21 @@ void restore_state(const std::string& path, CampaignResult& r) {
     throw bad("seed", "must be an unsigned integer, got " + quote_value(seed.dump()));
   }
   const nlohmann::json& shard = need(j, "shard");
+  std::string contract = "strict";  // state files written before contracts existed
+  if (j.contains("contract")) {
+    const nlohmann::json& cj = j.at("contract");
+    if (!cj.is_object() || !cj.contains("spec") || !cj.at("spec").is_string()) {
+      throw bad("contract", "must be an object with a string 'spec', got " + quote_value(cj.dump()));
+    }
+    contract = cj.at("spec").get<std::string>();
+  }
   if (text(j, "target") != r.target || seed.get<std::uint64_t>() != r.seed ||
       integer(shard, "index", 0, kMax, "shard") != r.shard_index ||
       integer(shard, "count", 1, kMax, "shard") != r.shard_count ||
-      (j.contains("mutant") ? text(j, "mutant") : std::string("none")) != r.mutant) {
+      (j.contains("mutant") ? text(j, "mutant") : std::string("none")) != r.mutant ||
+      contract != contract_spec(r.contract)) {
     throw std::invalid_argument("--resume: state file '" + path +
-                                "' belongs to another campaign (target/seed/shard/mutant differ)");
+                                "' belongs to another campaign (target/seed/shard/mutant/contract differ)");
   }
   r.next_index = integer(j, "next_index", 0, kMaxCaseIndex);
   if (r.next_index % r.shard_count != r.shard_index) {
@@ -198,6 +207,14 @@ void restore_state(const std::string& path, CampaignResult& r) {
   r.cases = integer(j, "cases", 0, kMax);
   r.rows = integer(j, "rows", 0, kMax);
   r.skipped = j.contains("skipped") ? integer(j, "skipped", 0, kMax) : 0;
+  r.outside_contract = j.contains("outside_contract") ? integer(j, "outside_contract", 0, kMax) : 0;
+  if (j.contains("outside_contract_reasons")) {
+    const nlohmann::json& reasons = j.at("outside_contract_reasons");
+    if (!reasons.is_object()) throw bad("outside_contract_reasons", "must be an object");
+    for (auto& [k, v] : reasons.items()) {
+      r.outside_contract_reasons[k] = integer(reasons, k.c_str(), 0, kMax, "outside_contract_reasons");
+    }
+  }
   r.duplicate_failures = j.contains("duplicate_failures") ? integer(j, "duplicate_failures", 0, kMax) : 0;
   const nlohmann::json& elapsed = need(j, "elapsed_s");
   if (!elapsed.is_number() || !(elapsed.get<double>() >= 0) || !std::isfinite(elapsed.get<double>())) {
@@ -252,6 +269,10 @@ std::string generator_flags(const GenConfig& g) {
   if (!g.families.empty()) {
     out += " --families ";
     for (std::size_t i = 0; i < g.families.size(); ++i) out += (i ? "," : "") + std::string(family_name(g.families[i]));
+  }
+  if (!g.layouts.empty()) {
+    out += " --layouts ";
+    for (std::size_t i = 0; i < g.layouts.size(); ++i) out += (i ? "," : "") + std::string(layout_name(g.layouts[i]));
   }
   if (g.max_T != def.max_T) out += " --max-T " + std::to_string(g.max_T);
   if (g.max_E != def.max_E) out += " --max-E " + std::to_string(g.max_E);
@@ -335,11 +356,13 @@ std::uint64_t case_seed(std::uint64_t campaign_seed, std::int64_t index) {
   return splitmix64(campaign_seed ^ splitmix64(static_cast<std::uint64_t>(index) + 0x632be59bd9b4e019ull));
 }
 
-std::string failure_signature(const Target& t, const std::string& check, const RoutingCase& s) {
+std::string failure_signature(const Target& t, const std::string& check, const RoutingCase& s,
+                              const std::string& contract_spec) {
   // FNV-1a over the fields that identify the failure class of a minimal case.
   std::ostringstream os;
   os << t.spec() << '|' << t.mutant() << '|' << check << '|' << family_name(s.family) << '|'
      << dtype_name(s.dtype) << '|' << layout_name(s.layout) << '|' << s.T << '|' << s.E << '|' << s.k;
+  if (contract_spec != "strict") os << "|contract=" << contract_spec;
   std::uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char ch : os.str()) {
     h ^= ch;
@@ -450,11 +473,15 @@ int campaign_exit_code(const CampaignResult& r) {
 
 std::string campaign_summary(const CampaignResult& r) {
   std::ostringstream os;
-  os << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", failures "
-     << r.failures.size() << " (+" << r.duplicate_failures << " duplicates) in " << r.elapsed_s << " s";
+  os << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", outside contract '"
+     << r.contract.name << "' " << r.outside_contract << ", failures " << r.failures.size() << " (+"
+     << r.duplicate_failures << " duplicates) in " << r.elapsed_s << " s";
   if (r.aborted) os << " [aborted: " << r.abort_reason << "]";
   else if (r.interrupted) os << " [interrupted: resume with --resume --state FILE]";
   os << "\n";
+  for (const auto& [reason, n] : r.outside_contract_reasons) {
+    os << "  outside contract: " << reason << ": " << n << " case(s) (not run, not failures)\n";
+  }
   for (const auto& f : r.failures) os << "  " << f.replay << "\n";
   return os.str();
 }
@@ -523,7 +550,8 @@ struct CampaignRun {
     rec.original.logits.clear();
     rec.shrunk = shrunk;
     rec.shrink_steps = steps;
-    rec.signature = failure_signature(target, check, shrunk);
+    const std::string contract = contract_spec(r.contract);
+    rec.signature = failure_signature(target, check, shrunk, contract);
     if (known.count(rec.signature)) {
       ++r.duplicate_failures;
       return;
@@ -531,7 +559,7 @@ struct CampaignRun {
     known.insert(rec.signature);
     rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() + " --seed " +
                  std::to_string(opt.seed) + generator_flags(opt.gen) + " --first-case " + std::to_string(index) +
-                 " --cases 1";
+                 " --cases 1" + (contract == "strict" ? "" : " --contract '" + contract + "'");
     if (!opt.corpus_dir.empty()) {
       CorpusEntry e;
       e.c = shrunk;
@@ -545,6 +573,7 @@ struct CampaignRun {
       e.toolkit = toolkit_string();
       e.commit = source_commit();
       e.found = iso_time_now();
+      e.contract = contract;
       try {
         rec.corpus_file = write_corpus_entry(e, opt.corpus_dir);
         rec.replay = "moecheck replay " + rec.corpus_file;
@@ -699,6 +728,8 @@ class GuardedTarget final : public Target {
   std::string unsupported(const RoutingCase& c) const override { return inner_.unsupported(c); }
   Precision precision() const override { return inner_.precision(); }
   bool runs_in_process() const override { return inner_.runs_in_process(); }
+  Domain domain() const override { return inner_.domain(); }
+  Contract contract() const override { return inner_.contract(); }
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     ac_.call_start.store(Clock::now().time_since_epoch().count());
     ac_.call_seq.fetch_add(1);
@@ -803,6 +834,9 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.budget_cases = opt.max_cases;
   r.case_timeout = effective_case_timeout(opt);
   r.started = iso_time_now();
+  r.contract = effective_contract(target, opt.contract);
+  OracleOptions oracle;
+  oracle.contract = r.contract;
   r.next_index = opt.shard_index;
   if (opt.first_index >= 0) r.next_index = opt.first_index;
   if (opt.resume) {
@@ -874,7 +908,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       break;
     }
     if (opt.seconds > 0 && r.elapsed_s >= opt.seconds) break;
-    if (opt.max_cases > 0 && r.cases + r.skipped >= opt.max_cases) break;
+    if (opt.max_cases > 0 && r.cases + r.skipped + r.outside_contract >= opt.max_cases) break;
     if (opt.max_failures > 0 && static_cast<int>(r.failures.size()) >= opt.max_failures) break;
     if (r.next_index > kMaxCaseIndex) break;  // the index space is spent
 
@@ -887,7 +921,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     ac.in_flight_is_candidate = false;
     ac.in_flight_index = index;
     ac.in_flight_seed = seed;
-    Verdict v = evaluate(guarded, c, {});
+    Verdict v = evaluate(guarded, c, oracle);
     ac.in_flight = nullptr;
     if (v.kind == Verdict::Kind::abandoned) {
       r.next_index = index;  // not judged: a resumed campaign runs it again
@@ -901,6 +935,11 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     }
     if (v.kind == Verdict::Kind::skipped) {
       ++r.skipped;
+      continue;
+    }
+    if (v.kind == Verdict::Kind::outside_contract) {
+      ++r.outside_contract;
+      ++r.outside_contract_reasons[v.outside_key];
       continue;
     }
     ++r.cases;
@@ -920,7 +959,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
           [&](const RoutingCase& cand) {
             ac.in_flight = &cand;
             ac.in_flight_is_candidate = true;
-            Verdict w = evaluate(guarded, cand, {});
+            Verdict w = evaluate(guarded, cand, oracle);
             ac.in_flight = nullptr;
             ++ps.attempts;
             if (!(w.failed() && w.check == check)) return false;
@@ -985,6 +1024,10 @@ std::string campaign_json(const CampaignResult& r) {
   j["cases"] = r.cases;
   j["rows"] = r.rows;
   j["skipped"] = r.skipped;
+  j["contract"] = {{"name", r.contract.name}, {"spec", contract_spec(r.contract)},
+                   {"description", describe_contract(r.contract)}};
+  j["outside_contract"] = r.outside_contract;
+  j["outside_contract_reasons"] = r.outside_contract_reasons;
   j["failures"] = r.failures.size();
   j["duplicate_failures"] = r.duplicate_failures;
   j["interrupted"] = r.interrupted;
@@ -1011,15 +1054,18 @@ std::string campaign_junit(const CampaignResult& r) {
   // must not look green in a CI system that reads only this file.
   const int errors = r.interrupted || r.aborted ? 1 : 0;
   os << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-  os << "<testsuites tests=\"" << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size()
+  const std::size_t tests = 1 + r.failures.size() + (r.outside_contract > 0 ? 1 : 0);
+  os << "<testsuites tests=\"" << tests << "\" failures=\"" << r.failures.size()
      << "\" errors=\"" << errors << "\" time=\"" << r.elapsed_s << "\">\n";
   os << " <testsuite name=\"moecheck.fuzz." << xml_escape(r.target) << "\" tests=\""
-     << (1 + r.failures.size()) << "\" failures=\"" << r.failures.size() << "\" errors=\"" << errors
+     << tests << "\" failures=\"" << r.failures.size() << "\" errors=\"" << errors
+     << "\" skipped=\"" << (r.outside_contract > 0 ? 1 : 0)
      << "\" time=\"" << r.elapsed_s << "\">\n";
   os << "  <properties><property name=\"seed\" value=\"" << r.seed
      << "\"/><property name=\"mutant\" value=\"" << xml_escape(r.mutant)
      << "\"/><property name=\"cases\" value=\"" << r.cases << "\"/><property name=\"rows\" value=\""
-     << r.rows << "\"/></properties>\n";
+     << r.rows << "\"/><property name=\"contract\" value=\"" << xml_escape(contract_spec(r.contract))
+     << "\"/><property name=\"outside_contract\" value=\"" << r.outside_contract << "\"/></properties>\n";
   os << "  <testcase classname=\"moecheck.fuzz\" name=\"campaign\" time=\"" << r.elapsed_s << "\"";
   if (errors) {
     const std::string why = r.aborted ? "aborted: " + r.abort_reason
@@ -1028,6 +1074,13 @@ std::string campaign_junit(const CampaignResult& r) {
     os << ">\n   <error message=\"" << xml_escape(why) << "\"/>\n  </testcase>\n";
   } else {
     os << "/>\n";
+  }
+  if (r.outside_contract > 0) {  // shown, never failing
+    std::string why;
+    for (const auto& [reason, n] : r.outside_contract_reasons) why += (why.empty() ? "" : ", ") + reason + ": " + std::to_string(n);
+    os << "  <testcase classname=\"moecheck.fuzz\" name=\"outside-contract\"><skipped message=\""
+       << xml_escape(std::to_string(r.outside_contract) + " case(s) outside contract '" + r.contract.name + "' (" + why + ")")
+       << "\"/></testcase>\n";
   }
   for (const auto& f : r.failures) {
     os << "  <testcase classname=\"moecheck.fuzz." << xml_escape(f.check) << "\" name=\""

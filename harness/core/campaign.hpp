@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ struct CampaignOptions {
   /// The target itself is a planted bug (the broken example plugin): its failures are saved
   /// as "expect fail", as those of a target with a mutant are.
   bool planted_bug = false;
+  /// Contract the target is judged by (--contract), narrowed to the target's declared domain;
+  /// unset: the contract the target declares (effective_contract).
+  std::optional<Contract> contract;
 };
 
 /// One unique failure, shrunk and (when corpus_dir is set) saved.
@@ -72,6 +76,9 @@ struct CampaignResult {
   std::int64_t cases = 0;          ///< cases evaluated (not counting skipped)
   std::int64_t rows = 0;
   std::int64_t skipped = 0;        ///< cases outside the target's domain
+  Contract contract;               ///< the contract the campaign judged by
+  std::int64_t outside_contract = 0;  ///< cases outside the contract's domain (not run, not failures)
+  std::map<std::string, std::int64_t> outside_contract_reasons;  ///< by Verdict::outside_key
   std::int64_t duplicate_failures = 0;  ///< failing cases whose signature was already known
   GenConfig drawn;                 ///< the generator config cases were drawn from (draw_config)
   std::string restriction;         ///< what the target's domain removed from the configured draw
@@ -97,8 +104,10 @@ GenConfig draw_config(const GenConfig& cfg, const Target& target, std::string* r
 /// Deterministic per-case seed: independent of shard layout, so shards partition one campaign.
 std::uint64_t case_seed(std::uint64_t campaign_seed, std::int64_t index);
 
-/// Stable de-duplication key of a (shrunk) failure.
-std::string failure_signature(const Target& t, const std::string& check, const RoutingCase& shrunk);
+/// Stable de-duplication key of a (shrunk) failure. A contract other than "strict" (its
+/// contract_spec) is part of the key; strict keys are unchanged.
+std::string failure_signature(const Target& t, const std::string& check, const RoutingCase& shrunk,
+                              const std::string& contract_spec = "strict");
 
 /// Asks a running campaign to stop (async-signal-safe): a call in flight is abandoned (an
 /// isolated plugin's child is killed at once, an in-process call gets kStopGraceSeconds before

@@ -15,6 +15,8 @@
 #include <set>
 #include <sstream>
 
+#include "reference/contract.hpp"
+
 namespace fs = std::filesystem;
 
 namespace moecheck {
@@ -231,6 +233,7 @@ std::string format_corpus_entry(const CorpusEntry& e) {
   if (!e.toolkit.empty()) os << "toolkit " << one_line(e.toolkit) << "\n";
   if (!e.commit.empty()) os << "commit " << one_line(e.commit) << "\n";
   if (!e.found.empty()) os << "found " << one_line(e.found) << "\n";
+  if (!e.contract.empty() && e.contract != "strict") os << "contract " << one_line(e.contract) << "\n";
   os << "seed " << c.seed << "\n";
   if (!c.value_family.empty()) os << "value_family " << c.value_family << "\n";
   if (!c.scale_family.empty()) os << "scale_family " << c.scale_family << "\n";
@@ -332,6 +335,13 @@ CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origi
       e.commit = rest();
     } else if (key == "found") {
       e.found = rest();
+    } else if (key == "contract") {
+      e.contract = rest();
+      try {
+        e.contract = contract_spec(parse_contract_spec(e.contract, origin));
+      } catch (const ContractError& ex) {
+        p.fail(key, ex.problem());
+      }
     } else if (key == "seed") {
       c.seed = p.parse_u64(key, single());
     } else if (key == "value_family") {

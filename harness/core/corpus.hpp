@@ -37,6 +37,9 @@ struct CorpusEntry {
   std::string toolkit;               ///< "torch=2.11.0 cuda=13.0 driver=..."
   std::string commit;                ///< source revision that found it
   std::string found;                 ///< ISO-8601 UTC time it was saved
+  /// contract_spec() of the contract the case is judged by (reference/CONTRACTS.md); files
+  /// without a `contract` line read as "strict".
+  std::string contract = "strict";
 };
 
 /// Error raised for malformed corpus files; what() names the file, line and field.

@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "harness/core/plugin_descriptor.hpp"
 #include "harness/core/targets_internal.hpp"
 #include "kernels/moecheck_plugin.h"
 
@@ -73,38 +74,13 @@ class PluginTarget final : public Target {
       const char* e = dlerror();
       throw std::invalid_argument("plugin '" + path_ + "': cannot load: " + (e ? e : "dlopen failed"));
     }
-    void* sym = dlsym(handle_, MOECHECK_PLUGIN_ENTRY_V1);
-    if (!sym) {
+    try {
+      PluginDescriptor d = load_plugin_descriptor(handle_, path_);
+      desc_ = d.base;
+      contract_ = std::move(d.contract);
+    } catch (...) {
       close();
-      throw std::invalid_argument("plugin '" + path_ + "': not a moecheck plugin (no exported symbol " +
-                                  MOECHECK_PLUGIN_ENTRY_V1 + ")");
-    }
-    auto entry = reinterpret_cast<moecheck_plugin_entry_v1>(sym);
-    desc_ = entry();
-    std::string why;
-    if (!desc_) {
-      why = "entry point returned NULL";
-    } else if (desc_->abi_version != MOECHECK_PLUGIN_ABI_VERSION) {
-      why = "ABI version " + std::to_string(desc_->abi_version) + ", this moecheck speaks version " +
-            std::to_string(MOECHECK_PLUGIN_ABI_VERSION);
-    } else if (desc_->struct_size < sizeof(moecheck_plugin_desc_v1)) {
-      why = "descriptor struct_size " + std::to_string(desc_->struct_size) + " < " +
-            std::to_string(sizeof(moecheck_plugin_desc_v1)) + " bytes required by ABI version 1";
-    } else if (!valid_plugin_name(desc_->name)) {
-      why = "descriptor name must be 1 to 64 characters of [A-Za-z0-9._-], not ending in \".so\" (it names "
-            "the target, plugin:<name>)";
-    } else if (!desc_->route) {
-      why = "descriptor has no route function";
-    } else if (!desc_->last_error) {
-      why = "descriptor has no last_error function";
-    } else if (desc_->devices == 0 || desc_->dtypes == 0 || desc_->families == 0) {
-      why = "descriptor declares no device, dtype or family";
-    } else if (desc_->max_experts < 0 || desc_->max_k < 0) {
-      why = "descriptor has negative max_experts or max_k";
-    }
-    if (!why.empty()) {
-      close();
-      throw std::invalid_argument("plugin '" + path_ + "': " + why);
+      throw;
     }
     name_ = desc_->name;
     host_ = (desc_->devices & MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_HOST)) != 0;
@@ -123,6 +99,7 @@ class PluginTarget final : public Target {
   ~PluginTarget() override { close(); }
 
   std::string spec() const override { return "plugin:" + name_; }
+  Contract contract() const override { return contract_; }
   std::string device() const override { return host_ ? "cpu" : "cuda"; }
   std::string unsupported(const RoutingCase& c) const override {
     if (!(desc_->dtypes & MOECHECK_PLUGIN_BIT(static_cast<int>(c.dtype)))) {
@@ -373,6 +350,7 @@ class PluginTarget final : public Target {
   const moecheck_plugin_desc_v1* desc_ = nullptr;
   std::string name_;
   bool host_ = true;
+  Contract contract_;
 };
 
 }  // namespace

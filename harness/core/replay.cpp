@@ -5,7 +5,8 @@
 namespace moecheck {
 
 ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const std::string& target_override,
-                          const TargetFactory& factory, const TargetOptions& base) {
+                          const TargetFactory& factory, const TargetOptions& base,
+                          const std::optional<Contract>& contract_override) {
   ReplayResult r;
   r.path = path;
   std::string spec = target_override.empty() ? e.target : target_override;
@@ -31,11 +32,20 @@ ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const s
     r.detail = ex.what();
     return r;
   }
-  Verdict v = evaluate(*t, e.c, {});
-  if (v.kind == Verdict::Kind::skipped) {
+  OracleOptions oracle;
+  try {
+    oracle.contract = effective_contract(
+        *t, contract_override ? *contract_override : parse_contract_spec(e.contract, path));
+  } catch (const ContractError& ex) {
+    r.outcome = "error";
+    r.detail = ex.what();
+    return r;
+  }
+  Verdict v = evaluate(*t, e.c, oracle);
+  if (v.kind == Verdict::Kind::skipped || v.kind == Verdict::Kind::outside_contract) {
     r.outcome = "skipped";
     r.ok = true;
-    r.detail = v.message;
+    r.detail = v.kind == Verdict::Kind::outside_contract ? "outside the contract: " + v.message : v.message;
     return r;
   }
   r.outcome = v.failed() ? "fail" : "pass";
@@ -65,7 +75,7 @@ std::vector<ReplayResult> replay_paths(const std::vector<std::string>& paths,
   for (const auto& f : files) {
     try {
       CorpusEntry e = read_corpus_file(f);
-      out.push_back(replay_entry(e, f, target_override, factory, options.target));
+      out.push_back(replay_entry(e, f, target_override, factory, options.target, options.contract));
     } catch (const CorpusError& ex) {
       out.push_back({f, "", "error", false, ex.what()});
     }

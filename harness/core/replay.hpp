@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,13 +29,19 @@ struct ReplayResult {
 /// host emulation ("kernel:<variant>"), except GPU-only mutants, which are reported as skipped.
 /// A target that cannot be built (e.g. "plugin:<name>" with no such plugin in the search path)
 /// is an "error" result.
+/// The entry is judged by its recorded contract, or by `contract_override` when given (both
+/// narrowed to the target's declared domain); a case outside that contract is "skipped".
 ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const std::string& target_override,
-                          const TargetFactory& factory, const TargetOptions& base = {});
+                          const TargetFactory& factory, const TargetOptions& base = {},
+                          const std::optional<Contract>& contract_override = std::nullopt);
 
 /// How replay_paths reads its paths and builds targets.
 struct ReplayOptions {
   bool allow_empty = false;  ///< a folder holding no *.case entry is accepted (else an "error" result)
   TargetOptions target;      ///< options every target is built with (plugin_paths, isolate_plugins)
+  /// Contract every entry is judged by instead of its recorded one (--contract); unset: each
+  /// entry's own.
+  std::optional<Contract> contract = std::nullopt;
 };
 
 /// Replays every file under `paths` (files or folders, list_corpus_paths). Malformed or

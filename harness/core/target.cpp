@@ -281,6 +281,11 @@ Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base
     return v;
   }
   MaterializedCase m = materialize(c);
+  if (std::string why = outside_contract(base.contract, m.view, &v.outside_key); !why.empty()) {
+    v.kind = Verdict::Kind::outside_contract;
+    v.message = why;
+    return v;
+  }
   bool valid = true;
   std::string invalid_reason;
   try {
@@ -346,5 +351,15 @@ Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base
   }
   return v;
 }
+
+Contract effective_contract(const Target& target, const std::optional<Contract>& requested) {
+  return requested ? restrict_domain(*requested, target.contract()) : target.contract();
+}
+
+static_assert(static_cast<int>(Layout::contiguous) == static_cast<int>(InputLayout::contiguous) &&
+                  static_cast<int>(Layout::padded) == static_cast<int>(InputLayout::padded) &&
+                  static_cast<int>(Layout::transposed) == static_cast<int>(InputLayout::transposed) &&
+                  static_cast<int>(Layout::strided) == static_cast<int>(InputLayout::strided),
+              "generator layouts and contract layouts share their values");
 
 }  // namespace moecheck

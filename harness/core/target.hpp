@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,6 +74,10 @@ class Target {
   /// True when run() executes the implementation in this process (a hang or an exit() there
   /// takes the caller with it); false when it is contained elsewhere (isolated plugins).
   virtual bool runs_in_process() const { return true; }
+  /// The routing contract the implementation declares (reference/CONTRACTS.md): its semantics
+  /// and the inputs it covers. Strict for the built-in implementations; a plugin of ABI v2 may
+  /// declare another one.
+  virtual Contract contract() const { return Contract{}; }
   /// Runs the implementation. Must not throw for implementation errors: report them in the
   /// outcome. Exceptions that escape are treated as crashes by `evaluate`.
   /// `weights` and `ids` hold T * k elements each, preceded and followed by
@@ -115,9 +120,12 @@ std::string cuda_device_name();
 
 /// Verdict on one case.
 struct Verdict {
+  /// skipped: outside the target's domain (Target::unsupported); outside_contract: outside the
+  /// domain of the contract it is judged by (layout, alignment, T*E). Neither is a failure.
   /// abandoned: the call was killed by CallLimits::abandon (no verdict; the case is not counted).
-  enum class Kind { pass, fail, skipped, abandoned };
+  enum class Kind { pass, fail, skipped, outside_contract, abandoned };
   Kind kind = Kind::pass;
+  std::string outside_key;  ///< outside_contract: short reason category ("layout transposed", ...)
   std::string check;    ///< failing check: "selection", "weight", "unwritten", "crash", "timeout",
                         ///< "out-of-bounds-write", "rejected-valid", "accepted-invalid", ...
                         ///< (empty when passing)
@@ -126,12 +134,20 @@ struct Verdict {
   bool failed() const { return kind == Kind::fail; }
 };
 
-/// Runs `target` on `c` with poisoned outputs and judges the result:
+/// Runs `target` on `c` with poisoned outputs and judges the result by `base.contract`:
+///  - cases the target does not support are skipped, cases outside the contract's domain
+///    (outside_contract) are not run (Kind::outside_contract, never a failure, so a plugin is
+///    never asked for input it declared it does not take);
 ///  - a crash, a timeout, or a write into the guards around the outputs is a failure
 ///    ("crash", "timeout", "out-of-bounds-write"; the guards are checked after every call that
 ///    returned, accepted or rejected);
 ///  - invalid problems (validate_routing throws) must be rejected by the implementation;
-///  - valid problems must run and pass the tie-aware oracle (check_routing).
+///  - valid problems must run and pass the tie-aware oracle (check_routing) under the contract.
 Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base = {});
+
+/// The contract a campaign or replay judges `target` by: `requested` (from --contract or a
+/// corpus entry) narrowed to the domain the target declares (restrict_domain), or the target's
+/// own declared contract when nothing is requested.
+Contract effective_contract(const Target& target, const std::optional<Contract>& requested);
 
 }  // namespace moecheck
