@@ -252,10 +252,10 @@ def _names(arg, known: Sequence[str], what: str, default) -> list:
         arg = [arg]
     out = [str(a) for a in arg]
     if not out:
-        raise ValueError(f"{what}: empty list")
+        raise ValueError(f"{what}s: empty list")
     for a in out:
         if a not in known:
-            raise ValueError(f"unknown {what[:-1] if what.endswith('s') else what} {a!r} (known: {', '.join(known)})")
+            raise ValueError(f"unknown {what} {a!r} (known: {', '.join(known)})")
     return out
 
 
@@ -301,18 +301,20 @@ def _torch_toolkit(device: torch.device) -> str:
     return s
 
 
-def _stamp_toolkit(path: str, toolkit: str) -> None:
-    """The extension is built without torch, so the core writes `toolkit torch=none ...`; the
-    Python side knows the torch that ran fn and records it (only in files still carrying the
-    core's placeholder line, so a file is stamped once)."""
+def _stamp_toolkit(path: str, toolkit: str, since: float) -> None:
+    """The core records the torch it was built against (none for the extension, which links no
+    torch); the Python side knows the torch that ran fn and records that instead, in files this
+    campaign wrote (a file found with the same signature earlier is left as it is)."""
     try:
+        if os.path.getmtime(path) < since:
+            return
         with open(path) as f:
             lines = f.read().split("\n")
     except OSError:
         return
     changed = False
     for i, line in enumerate(lines):
-        if line.startswith("toolkit torch=none"):
+        if line.startswith("toolkit ") and not line.startswith("toolkit python"):
             lines[i] = "toolkit " + toolkit
             changed = True
             break
@@ -415,13 +417,14 @@ def fuzz(fn: RoutingFn, *, family: str, device="cpu", seconds: Optional[float] =
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     runner = _CaseRunner(fn, dev)
+    started = time.time() - 1.0
     with _StopOnSigint(log):
         text, shrunk, hard, calls = _core.fuzz(
             runner, spec, dev.type, [family], int(seed) & 0xFFFFFFFFFFFFFFFF, float(seconds or 0),
             int(cases or 0), shard_index, shard_count, _dtype_names(dtypes),
-            _names(layouts, ("contiguous", "padded", "transposed", "strided"), "layouts", ()),
-            _names(values, _core.value_families(), "value families", ()),
-            _names(scales, _core.scale_families(), "scale families", ()),
+            _names(layouts, ("contiguous", "padded", "transposed", "strided"), "layout", ()),
+            _names(values, _core.value_families(), "value family", ()),
+            _names(scales, _core.scale_families(), "scale family", ()),
             int(max_T), int(max_E), int(max_k), corpus_dir, int(max_failures), int(shrink_attempts),
             bool(progress), log, str(compute))
     doc = json.loads(text)
@@ -434,7 +437,7 @@ def fuzz(fn: RoutingFn, *, family: str, device="cpu", seconds: Optional[float] =
     failures = []
     for j, case in zip(doc["failure_list"], shrunk):
         if j["corpus_file"]:
-            _stamp_toolkit(j["corpus_file"], toolkit)
+            _stamp_toolkit(j["corpus_file"], toolkit, started)
             j["replay"] = _python_replay(fn, j["corpus_file"])
         failures.append(Failure(j, case, spec))
     if hard:
@@ -527,7 +530,7 @@ def replay(path_or_folder, fn: Union[RoutingFn, str, None] = None, *, family=Non
         if not callable(fn):
             raise TypeError(f"fn must be a callable, a target name or None, got {type(fn).__name__}")
         dev = _device_of(device)
-        fams = _names(family, CALLABLE_FAMILIES, "families", ())
+        fams = _names(family, CALLABLE_FAMILIES, "family", ())
         runner = _CaseRunner(fn, dev)
         with _StopOnSigint(lambda s: sys.stderr.write(s)):
             res = _core.replay(paths, runner, _target_spec(fn, name), dev.type, fams, compute)

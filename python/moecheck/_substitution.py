@@ -74,8 +74,8 @@ def _same(a, b, exact: bool) -> bool:
         a, b = a.detach(), b.detach()
         if exact or not a.is_floating_point():
             if a.is_floating_point() or a.is_complex():
-                a = a.cpu().contiguous().view(torch.uint8)
-                b = b.cpu().contiguous().view(torch.uint8)
+                a = a.cpu().reshape(-1).contiguous().view(torch.uint8)
+                b = b.cpu().reshape(-1).contiguous().view(torch.uint8)
             return bool(torch.equal(a.cpu(), b.cpu()))
         rtol, atol = _tolerance(a.dtype)
         return bool(torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))

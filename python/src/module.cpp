@@ -412,7 +412,7 @@ NB_MODULE(_core, m) {
         "max_k"_a, "corpus"_a, "max_failures"_a, "shrink_attempts"_a, "progress"_a, "log"_a, "compute"_a,
         "Runs a campaign (run_campaign) on a Python case runner. Returns (campaign JSON, shrunk cases, "
         "hard_interrupted, runner calls).");
-  m.def("replay", &replay, "paths"_a, "runner"_a, "spec"_a, "device"_a, "families"_a, "compute"_a,
+  m.def("replay", &replay, "paths"_a, "runner"_a.none(), "spec"_a, "device"_a, "families"_a, "compute"_a,
         "Replays .case files/folders against a Python runner or, with runner=None, a built-in target "
         "(spec, or each entry's own target when spec is empty).");
   m.def("evaluate_case", &evaluate_case, "runner"_a, "spec"_a, "device"_a, "family"_a, "dtype"_a, "T"_a, "E"_a,
