@@ -14,7 +14,7 @@ DLPack, and this package builds the tensors with whatever torch the environment 
 """
 
 from . import _core
-from ._fuzz import (DEFAULT_CASES, Failure, FuzzResult, ReplayEntry, ReplayReport, Verdict, check,
+from ._fuzz import (DEFAULT_CASES, CaseTimeout, Failure, FuzzResult, ReplayEntry, ReplayReport, Verdict, check,
                     fuzz, replay)
 from ._substitution import (ParameterResult, SubstitutionReport, check_outputs, check_routing_substitution,
                             check_substitution, substituted_call, substitution_values)
@@ -25,5 +25,5 @@ __version__ = _core.__version__
 __all__ = [
     "fuzz", "replay", "check", "check_substitution", "check_routing_substitution",
     "substitution_values", "substituted_call", "check_outputs", "composite_router", "router_for", "FuzzResult", "Failure", "ReplayReport",
-    "ReplayEntry", "Verdict", "SubstitutionReport", "ParameterResult", "DEFAULT_CASES",
+    "ReplayEntry", "Verdict", "CaseTimeout", "SubstitutionReport", "ParameterResult", "DEFAULT_CASES",
 ]

@@ -37,12 +37,13 @@ class _CaseRunner:
     python/src/python_target.hpp): builds the inputs, calls fn under torch.no_grad(), checks the
     outputs' kind/shape/dtype/device and returns CPU contiguous tensors or a finding."""
 
-    __slots__ = ("fn", "device", "calls")
+    __slots__ = ("fn", "device", "calls", "timeout")
 
-    def __init__(self, fn: RoutingFn, device: torch.device):
+    def __init__(self, fn: RoutingFn, device: torch.device, timeout: Optional[float] = None):
         self.fn = fn
         self.device = device
         self.calls = 0
+        self.timeout = timeout
 
     def __call__(self, storage, dtype, T, E, row_stride, col_stride, k, family, scale):
         self.calls += 1
@@ -57,8 +58,14 @@ class _CaseRunner:
         except Exception as e:  # e.g. the device ran out of memory or is in an error state
             return (1, f"{type(e).__name__} while moving the case to {dev}: {e}")
         try:
-            with torch.no_grad():
-                out = self.fn(g, k, s)
+            if self.timeout:
+                signal.setitimer(signal.ITIMER_REAL, self.timeout)
+            try:
+                with torch.no_grad():
+                    out = self.fn(g, k, s)
+            finally:
+                if self.timeout:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
         except (Exception, SystemExit) as e:  # SystemExit: fn called sys.exit(); still a finding
             return (1, _exc_text(e))
         bad = _bad_output(out, T, k, g.device)
@@ -331,6 +338,34 @@ def _default_corpus() -> str:
     return os.path.join(tempfile.gettempdir(), f"moecheck-corpus-{os.getuid() if hasattr(os, 'getuid') else 0}")
 
 
+class CaseTimeout(Exception):
+    """Raised inside fn when it runs longer than the campaign's per-case timeout."""
+
+
+class _Alarm:
+    """SIGALRM handler for the per-case timeout (main thread only: signals need it)."""
+
+    def __init__(self, timeout: Optional[float]):
+        self.timeout = timeout
+        self.prev = None
+
+    def __call__(self, signum, frame):
+        raise CaseTimeout(f"fn ran longer than the per-case timeout of {self.timeout:g} s")
+
+    def __enter__(self):
+        if self.timeout:
+            if threading.current_thread() is not threading.main_thread():
+                raise ValueError("timeout needs the main thread (it interrupts fn with SIGALRM)")
+            self.prev = signal.signal(signal.SIGALRM, self)
+        return self
+
+    def __exit__(self, *exc):
+        if self.timeout:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.prev)
+        return False
+
+
 class _StopOnSigint:
     """First Ctrl-C: stop after the current case (the core's request_stop). Second: raise
     KeyboardInterrupt inside fn. Installed only in the main thread."""
@@ -368,7 +403,8 @@ def fuzz(fn: RoutingFn, *, family: str, device="cpu", seconds: Optional[float] =
          cases: Optional[int] = None, seed: int = 1, dtypes=("f32", "f16", "bf16"), max_T: int = 1024,
          max_E: int = 2048, max_k: int = 32, layouts=None, corpus=None, shard=None, values=None,
          scales=None, compute: str = "f32", max_failures: int = 16, shrink_attempts: int = 4000,
-         name: Optional[str] = None, progress: Optional[bool] = None, log=None) -> FuzzResult:
+         name: Optional[str] = None, progress: Optional[bool] = None, log=None,
+         timeout: Optional[float] = None) -> FuzzResult:
     """Differential fuzzing of a routing callable against moecheck's fp64 reference.
 
     fn(gating, k, scale) -> (weights, ids)
@@ -390,6 +426,9 @@ def fuzz(fn: RoutingFn, *, family: str, device="cpu", seconds: Optional[float] =
     name     target name recorded in results and corpus files (default: fn's module.qualname)
     progress progress line on stderr (default: when stderr is a terminal); log: a callable
              receiving the engine's text (default: sys.stderr.write)
+    timeout  per-case limit in seconds: fn is interrupted (SIGALRM, main thread) and the case is a
+             finding ("crash", CaseTimeout). It interrupts Python code and returns from torch ops;
+             a call that never returns to Python (a hung kernel) cannot be interrupted in-process.
 
     Ctrl-C stops after the current case and returns what was found (result.interrupted).
     """
@@ -416,9 +455,11 @@ def fuzz(fn: RoutingFn, *, family: str, device="cpu", seconds: Optional[float] =
             sys.stderr.flush()
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    runner = _CaseRunner(fn, dev)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    runner = _CaseRunner(fn, dev, timeout)
     started = time.time() - 1.0
-    with _StopOnSigint(log):
+    with _StopOnSigint(log), _Alarm(timeout):
         text, shrunk, hard, calls = _core.fuzz(
             runner, spec, dev.type, [family], int(seed) & 0xFFFFFFFFFFFFFFFF, float(seconds or 0),
             int(cases or 0), shard_index, shard_count, _dtype_names(dtypes),
@@ -512,7 +553,7 @@ class ReplayReport:
 
 
 def replay(path_or_folder, fn: Union[RoutingFn, str, None] = None, *, family=None, device="cpu",
-           compute: str = "f32", name: Optional[str] = None) -> ReplayReport:
+           compute: str = "f32", name: Optional[str] = None, timeout: Optional[float] = None) -> ReplayReport:
     """Replays .case files (files or folders, recursively) against `fn`.
 
     fn a routing callable (as for fuzz): entries recorded for this callable (same name) must do
@@ -531,8 +572,8 @@ def replay(path_or_folder, fn: Union[RoutingFn, str, None] = None, *, family=Non
             raise TypeError(f"fn must be a callable, a target name or None, got {type(fn).__name__}")
         dev = _device_of(device)
         fams = _names(family, CALLABLE_FAMILIES, "family", ())
-        runner = _CaseRunner(fn, dev)
-        with _StopOnSigint(lambda s: sys.stderr.write(s)):
+        runner = _CaseRunner(fn, dev, timeout)
+        with _StopOnSigint(lambda s: sys.stderr.write(s)), _Alarm(timeout):
             res = _core.replay(paths, runner, _target_spec(fn, name), dev.type, fams, compute)
     return ReplayReport([ReplayEntry(d) for d in res])
 

@@ -131,6 +131,25 @@ def test_sys_exit_in_fn_is_a_finding(corpus):
     assert r.failures[0].check == "crash" and "SystemExit: 3" in r.failures[0].message
 
 
+def test_a_hanging_fn_is_a_finding_with_a_timeout(corpus):
+    import time as _time
+
+    def hangs_on_wide_rows(g, k, scale):
+        if g.shape[1] >= 8:
+            while True:
+                _time.sleep(0.01)
+        return composite_router(g, k, scale)
+
+    before = signal.getsignal(signal.SIGALRM)
+    t0 = _time.perf_counter()
+    r = moecheck.fuzz(hangs_on_wide_rows, family="gemma4", cases=200, corpus=corpus, max_failures=1,
+                      timeout=0.05, shrink_attempts=60, log=quiet)
+    assert _time.perf_counter() - t0 < 30
+    f = r.failures[0]
+    assert f.check == "crash" and "CaseTimeout" in f.message and f.shrunk["E"] == 8 and f.shrunk["T"] <= 1
+    assert signal.getsignal(signal.SIGALRM) is before
+
+
 def test_keyboard_interrupt_in_fn_stops_with_results(corpus):
     calls = [0]
 
