@@ -8,6 +8,7 @@ DLPack. Everything per case is a handful of tensor operations; nothing loops ove
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -220,11 +221,19 @@ class FuzzResult:
 
 # ---- fuzz -------------------------------------------------------------------------------------
 
+def _fn_name(fn) -> str:
+    """module.qualname; a functools.partial names its function and bound keywords."""
+    if isinstance(fn, functools.partial):
+        kw = ",".join(f"{k}={v}" for k, v in sorted(fn.keywords.items()))
+        return _fn_name(fn.func) + (f"[{kw}]" if kw else "")
+    mod = getattr(fn, "__module__", None) or ""
+    qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return f"{mod}.{qual}" if mod else qual
+
+
 def _target_spec(fn, name: Optional[str]) -> str:
     if name is None:
-        mod = getattr(fn, "__module__", None) or ""
-        qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
-        name = f"{mod}.{qual}" if mod else qual
+        name = _fn_name(fn)
     # One token (corpus files keep the target on one line with no spaces).
     return "python:" + (re.sub(r"\s+", "_", str(name)) or "fn")
 

@@ -219,7 +219,7 @@ def test_python_case_replays_with_the_cli(corpus, cli):
     from wrong_routers import scale_by_slot
     r = moecheck.fuzz(scale_by_slot, family="gemma4", cases=200, corpus=corpus, max_failures=1, log=quiet)
     path = r.failures[0].path
-    for target in ("reference", "kernel:auto"):
+    for target in ("reference", "kernel:auto", "composite"):
         out = cli("replay", path, "--target", target)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "1 matched" in out.stdout
