@@ -239,7 +239,6 @@ nb::tuple fuzz(nb::object runner, const std::string& spec, const std::string& de
   for (const auto& l : layouts) opt.gen.layouts.push_back(layout_or_throw(l));
   opt.gen.value_families = check_names(values, all_value_families(), "value family");
   opt.gen.scale_families = check_names(scales, all_scale_families(), "scale family");
-  if (max_T <= 64) opt.gen.large_T_probability = 0.0;
   opt.corpus_dir = corpus;
   opt.progress = progress;
   opt.max_failures = max_failures;
