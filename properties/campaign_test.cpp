@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -479,6 +481,31 @@ private:
  int before_, after_;
 };
 
+/// An in-process target that interrupts its own calls (as the Python target does): every
+/// call outlasts the case timeout, and run() itself reports it as timed_out.
+class SelfInterrupting final : public Target {
+ public:
+  explicit SelfInterrupting(bool interrupts) : interrupts_(interrupts) {}
+  std::string spec() const override { return "reference"; }
+  bool runs_in_process() const override { return true; }
+  bool interrupts_calls() const override { return interrupts_; }
+  RunOutcome run(const MaterializedCase& m, float* w, std::int32_t* ids) override {
+    const auto start = std::chrono::steady_clock::now();
+    const double limit = call_limits().timeout_s;
+    while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 4 * limit) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ++calls;
+    if (m.view.T * m.params.k > 0) return {RunOutcome::Status::timed_out, "interrupted by the target"};
+    return inner_->run(m, w, ids);
+  }
+  int calls = 0;
+
+ private:
+  bool interrupts_;
+  std::unique_ptr<Target> inner_ = make_core_target("reference", {});
+};
+
 RoutingCase small_valid_case() {
  GenConfig cfg;
  cfg.max_T = 16;
@@ -502,6 +529,41 @@ TEST(Evaluate, WritesAroundTheOutputsAreOutOfBoundsWrites) {
  v = evaluate(ahead, c);
  EXPECT_EQ(v.check, "out-of-bounds-write");
  EXPECT_NE(v.message.find("2 of the 64 guard elements before `ids`"), std::string::npos) << v.message;
+}
+
+// A target that interrupts its own calls gets no watchdog: its slow calls are its own timeouts,
+// and the campaign (and the process it runs in) goes on. With a watchdog the first call would
+// end this test process.
+TEST(Campaign, TargetsThatInterruptTheirCallsAreNotEndedByTheWatchdog) {
+  SelfInterrupting target(/*interrupts=*/true);
+  CampaignOptions opt;
+  opt.seed = 5;
+  opt.max_cases = 4;
+  opt.case_timeout = 0.05;
+  opt.shrink_attempts = 3;
+  opt.progress = false;
+  std::ostringstream log;
+  CampaignResult r = run_campaign(target, opt, log);
+  EXPECT_EQ(r.cases + r.skipped, 4);
+  EXPECT_FALSE(r.aborted) << r.abort_reason;
+  ASSERT_FALSE(r.failures.empty()) << log.str();
+  EXPECT_EQ(r.failures.front().check, "timeout");
+  EXPECT_GT(target.calls, 4);  // shrink candidates ran too
+}
+
+TEST(Campaign, InProcessTargetsThatCannotBeInterruptedAreWatched) {
+  EXPECT_EXIT(
+      {
+        SelfInterrupting target(/*interrupts=*/false);
+        CampaignOptions opt;
+        opt.max_cases = 4;
+        opt.case_timeout = 0.05;
+        opt.progress = false;
+        std::ostringstream log;
+        run_campaign(target, opt, log);
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(1), "");
 }
 
 TEST(Shrink, GiveUpEndsTheShrinkKeepingTheBestCase) {

@@ -16,6 +16,9 @@
 #   sanitize      compute-sanitizer memcheck and racecheck on a representative GPU test run
 #   profile       Nsight Compute reports of the large-T kernels (MOECHECK_PROFILE_FILTER: a
 #                 benchmark-name regex) -> OUTDIR/profile-*.txt
+#   python        `pip install ./python` with the machine's Python (offline: no build isolation)
+#                 into OUTDIR/python/site, then the Python tests: the CPU ones and, printing
+#                 each campaign, the gpu-marked ones (the Triton router under device="cuda")
 # Logs go to OUTDIR/<step>.log; a summary table is printed last.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -141,6 +144,17 @@ if [[ "$steps" == *,profile,* ]]; then
       "$bench_bin" --benchmark_filter="$filt" --benchmark_min_time=0.001 --benchmark_repetitions=1
     i=$((i + 1))
   done
+fi
+if [[ "$steps" == *,python,* ]]; then
+  pyout="$out/python"
+  rm -rf "$pyout/site"
+  step python-install "$py" -m pip install --no-build-isolation --no-deps --no-index --disable-pip-version-check \
+    --target "$pyout/site" -Cbuild-dir="$pyout/build" -Ccmake.define.CMAKE_PREFIX_PATH="$sysroot/usr" ./python
+  pyenv=(env PYTHONPATH="$pyout/site" MOECHECK_SOURCE_DIR="$root" PYTHONDONTWRITEBYTECODE=1)
+  [[ -x "$bin" ]] && pyenv+=(MOECHECK_CLI="$bin")
+  pytest_args=(-p no:cacheprovider -c python/pyproject.toml --rootdir python --basetemp "$pyout/tmp")
+  step python-tests "${pyenv[@]}" "$py" -m pytest "${pytest_args[@]}" -rs -q -m "not gpu" python/tests
+  step python-gpu "${pyenv[@]}" "$py" -m pytest "${pytest_args[@]}" -rs -v -s -m gpu python/tests
 fi
 echo "=== summary ($(cat "$out/device.txt" | tail -n 1))"
 printf '%s\n' "${summary[@]}"

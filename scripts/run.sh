@@ -3,6 +3,8 @@
 #   scripts/run.sh fuzz [moecheck fuzz flags]   the default fuzzing campaign (GPU when present, else CPU)
 #   scripts/run.sh test [ctest flags]           the test suite (all labels; gpu tests skip without a GPU)
 #   scripts/run.sh build                        just set up and build
+#   scripts/run.sh python [pytest flags]        the Python package's tests (.deps/venv; builds the
+#                                               extension and the CLI only)
 # Environment: MOECHECK_PRESET (default: cuda when a GPU is visible, else default),
 #              MOECHECK_JOBS (build parallelism, default: number of cores).
 set -euo pipefail
@@ -11,8 +13,8 @@ cd "$root"
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
-  fuzz|test|build) ;;
-  *) echo "usage: scripts/run.sh {fuzz|test|build} [args...]" >&2; exit 2 ;;
+  fuzz|test|build|python) ;;
+  *) echo "usage: scripts/run.sh {fuzz|test|build|python} [args...]" >&2; exit 2 ;;
 esac
 
 bash scripts/setup.sh
@@ -25,7 +27,11 @@ fi
 jobs="${MOECHECK_JOBS:-$(nproc)}"
 start=$(date +%s)
 cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset" -j "$jobs"
+if [[ "$cmd" == python ]]; then
+  cmake --build --preset "$preset" -j "$jobs" --target moecheck_python moecheck
+else
+  cmake --build --preset "$preset" -j "$jobs"
+fi
 echo "[run] build finished in $(( $(date +%s) - start )) s (preset $preset)" >&2
 bin="build/$preset/harness/moecheck"
 
@@ -46,6 +52,18 @@ case "$cmd" in
       "$bin" report reports/out/campaign.json -o reports/out/campaign.html >/dev/null && \
         echo "[run] report: reports/out/campaign.html" >&2
     fi
+    exit $rc
+    ;;
+  python)
+    # The package's tests against the build tree's package (build/<preset>/python), with the
+    # plugin loaded explicitly, then `pip install ./python` for real (ctest python_pip_install).
+    set +e
+    (cd "build/$preset/python" && PYTHONPATH="$PWD" MOECHECK_SOURCE_DIR="$root" MOECHECK_CLI="$root/$bin" \
+      "$root/.deps/venv/bin/python" -m pytest -p moecheck.pytest_plugin -p no:cacheprovider -rs \
+      -c "$root/python/pyproject.toml" --rootdir "$root/python" "$root/python/tests" "$@")
+    rc=$?
+    [[ $rc -eq 0 ]] && { ctest --preset "$preset" -R '^python_pip_install$'; rc=$?; }
+    set -e
     exit $rc
     ;;
   test)

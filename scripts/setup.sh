@@ -6,8 +6,10 @@
 #                     nlohmann-json, Chart.js (system-wide, through apt)
 #   .deps/tools     : CMake 4.x and Ninja from PyPI (CMake 3.25 predates CUDA 13)
 #   .deps/libtorch  : LibTorch 2.11.0 taken from the pinned PyPI torch wheel (sha256 checked)
+#   .deps/venv      : Python environment of the moecheck package (scripts/setup_python.sh)
 #
-# Environment: MOECHECK_SKIP_APT=1 skips the apt step (for machines without root).
+# Environment: MOECHECK_SKIP_APT=1 skips the apt step (for machines without root);
+#              MOECHECK_SKIP_PYTHON=1 skips the Python environment.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,10 +75,15 @@ if [[ ! -f "$lt/.moecheck-version" ]] || [[ "$(cat "$lt/.moecheck-version")" != 
   mv "$deps/libtorch.tmp/torch" "$lt"
   rmdir "$deps/libtorch.tmp"
   echo "$TORCH_VERSION" > "$lt/.moecheck-version"
-  rm -f "$dl/$TORCH_WHEEL"
 else
   log "LibTorch $TORCH_VERSION present"
 fi
+
+# ---- Python environment (.deps/venv: torch from the same wheel, pytest, build tools) ---
+if [[ "${MOECHECK_SKIP_PYTHON:-0}" != 1 ]]; then
+  TORCH_WHEEL="$TORCH_WHEEL" TORCH_SHA256="$TORCH_SHA256" bash "$root/scripts/setup_python.sh"
+fi
+rm -f "$deps/download/$TORCH_WHEEL"  # LibTorch and the venv are unpacked: the wheel is not kept
 
 log "ready: $(
   "$tools/bin/cmake" --version | head -1), ninja $("$tools/bin/ninja" --version), LibTorch $(cat "$lt/.moecheck-version")"

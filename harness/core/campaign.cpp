@@ -727,9 +727,10 @@ class GuardedTarget final : public Target {
   std::string mutant() const override { return inner_.mutant(); }
   std::string unsupported(const RoutingCase& c) const override { return inner_.unsupported(c); }
   Precision precision() const override { return inner_.precision(); }
-  bool runs_in_process() const override { return inner_.runs_in_process(); }
   Domain domain() const override { return inner_.domain(); }
+  bool runs_in_process() const override { return inner_.runs_in_process(); }
   Contract contract() const override { return inner_.contract(); }
+  bool interrupts_calls() const override { return inner_.interrupts_calls(); }
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     ac_.call_start.store(Clock::now().time_since_epoch().count());
     ac_.call_seq.fetch_add(1);
@@ -898,7 +899,9 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   } deactivate{ac, target, previous_limits};
   g_active.store(&ac);
   std::unique_ptr<Watchdog> watchdog;
-  if (target.runs_in_process()) watchdog = std::make_unique<Watchdog>(ac);
+  // A target that interrupts its own calls (Target::interrupts_calls) gets no watchdog: nothing
+  // may end the process under it because one of its calls is slow.
+  if (target.runs_in_process() && !target.interrupts_calls()) watchdog = std::make_unique<Watchdog>(ac);
 
   while (true) {
     const double run_s = seconds_since(t0);

@@ -147,6 +147,9 @@ void check_output_paths(const CampaignOptions& opt);
 /// every output is written (JSON "aborted" when the code under test ended the campaign), a
 /// summary is printed on stdout and the process ends with campaign_exit_code (1 when a failure
 /// was recorded). _exit() and crashes cannot be intercepted in-process: isolate such code.
+/// A target that interrupts its own calls (Target::interrupts_calls) is held to the timeout,
+/// the stop request and the budget by run() itself (timed_out / abandoned outcomes), never by
+/// ending the process; only its exit()/quick_exit() calls end the campaign as above.
 CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ostream& log);
 
 /// Exit status of `moecheck fuzz`: 3 when an output could not be written, else 1 when failures

@@ -42,6 +42,11 @@ ReplayResult replay_entry(const CorpusEntry& e, const std::string& path, const s
     return r;
   }
   Verdict v = evaluate(*t, e.c, oracle);
+  if (v.kind == Verdict::Kind::abandoned) {  // interrupted before a verdict: not a match either way
+    r.outcome = "error";
+    r.detail = "not judged: " + v.message;
+    return r;
+  }
   if (v.kind == Verdict::Kind::skipped || v.kind == Verdict::Kind::outside_contract) {
     r.outcome = "skipped";
     r.ok = true;

@@ -35,8 +35,10 @@ struct Domain {
 };
 
 /// Limits one Target::run call is held to. Targets that run the implementation out of process
-/// (isolated plugins) enforce them themselves by killing the call; an in-process call cannot be
-/// interrupted, so campaigns enforce them there with a watchdog (campaign.hpp).
+/// (isolated plugins) enforce them themselves by killing the call, and so do in-process targets
+/// that can interrupt the call (Target::interrupts_calls, e.g. Python callables); any other
+/// in-process call cannot be interrupted, so campaigns enforce them there with a watchdog that
+/// ends the process (campaign.hpp).
 struct CallLimits {
   /// Wall-clock limit of one call in seconds; a call running longer is a "timeout" finding.
   double timeout_s = 60;
@@ -78,6 +80,12 @@ class Target {
   /// and the inputs it covers. Strict for the built-in implementations; a plugin of ABI v2 may
   /// declare another one.
   virtual Contract contract() const { return Contract{}; }
+  /// True when an in-process run() enforces call_limits() itself: it interrupts the
+  /// implementation (without ending the process) at the timeout or when CallLimits::abandon
+  /// says so, and reports a call it could not interrupt as timed_out once it returns.
+  /// run_campaign then installs no watchdog for it (the watchdog ends the process, which a
+  /// host process such as a Python interpreter running the campaign must survive).
+  virtual bool interrupts_calls() const { return false; }
   /// Runs the implementation. Must not throw for implementation errors: report them in the
   /// outcome. Exceptions that escape are treated as crashes by `evaluate`.
   /// `weights` and `ids` hold T * k elements each, preceded and followed by
