@@ -90,6 +90,21 @@ void write_atomically(const std::string& path, const std::string& text) {
   fs::rename(tmp, p);
 }
 
+/// The generator configuration: with seed, target and mutant it determines every case.
+nlohmann::json generator_json(const GenConfig& g) {
+  auto names = [](const auto& values, auto name_of) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& v : values) a.push_back(name_of(v));
+    return a;
+  };
+  return {{"max_T", g.max_T}, {"max_E", g.max_E}, {"max_k", g.max_k}, {"max_elems", g.max_elems},
+          {"large_T_probability", g.large_T_probability},
+          {"dtypes", names(g.dtypes, [](DType d) { return dtype_name(d); })},
+          {"families", names(g.families, [](Family f) { return family_name(f); })},
+          {"layouts", names(g.layouts, [](Layout l) { return layout_name(l); })},
+          {"value_families", g.value_families}, {"scale_families", g.scale_families}};
+}
+
 nlohmann::json failure_json(const FailureRecord& f, const CampaignResult& r) {
   return {{"signature", f.signature}, {"target", r.target}, {"check", f.check},
           {"message", f.message}, {"seed", f.seed}, {"case_index", f.case_index},
@@ -235,6 +250,9 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.shard_count = opt.shard_count;
   r.budget_seconds = opt.seconds;
   r.budget_cases = opt.max_cases;
+  r.gen = opt.gen;
+  r.max_failures = opt.max_failures;
+  r.shrink_attempts = opt.shrink_attempts;
   r.started = iso_time_now();
   r.next_index = opt.shard_index;
   if (opt.first_index >= 0) r.next_index = opt.first_index;
@@ -377,6 +395,8 @@ std::string campaign_json(const CampaignResult& r) {
   j["shard"] = {{"index", r.shard_index}, {"count", r.shard_count}};
   j["budget"] = {{"seconds", r.budget_seconds > 0 ? nlohmann::json(r.budget_seconds) : nlohmann::json()},
                  {"cases", r.budget_cases > 0 ? nlohmann::json(r.budget_cases) : nlohmann::json()}};
+  j["generator"] = generator_json(r.gen);
+  j["limits"] = {{"max_failures", r.max_failures}, {"shrink_attempts", r.shrink_attempts}};
   j["started"] = r.started;
   j["elapsed_s"] = r.elapsed_s;
   j["cases"] = r.cases;

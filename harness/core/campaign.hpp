@@ -62,6 +62,9 @@ struct CampaignResult {
   std::int64_t skipped = 0;        ///< cases outside the target's domain
   std::int64_t duplicate_failures = 0;  ///< failing cases whose signature was already known
   bool interrupted = false;
+  GenConfig gen{};                 ///< generator configuration (identifies the campaign)
+  int max_failures = 0;            ///< unique-failure limit the campaign ran with
+  int shrink_attempts = 0;         ///< candidate evaluations per shrink
   std::map<std::string, std::int64_t> classes;
   std::vector<FailureRecord> failures;
 };
