@@ -139,8 +139,12 @@ int run_fuzz_workers(const FuzzWorkersRequest& req, const CampaignOptions& fz, s
     log << " on devices";
     for (std::size_t i = 0; i < visible.size(); ++i) log << (i ? "," : " ") << devices[i];
   }
-  log << " for shard " << fz.shard_index << "/" << fz.shard_count << " (worker i runs shard "
-      << fz.shard_index << "+" << fz.shard_count << "i/" << fz.shard_count * count << ")\n";
+  log << " for shard " << fz.shard_index << "/" << fz.shard_count << ": shards";
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    log << (i ? ", " : " ") << plan[i].shard_index << "/" << plan[i].shard_count;
+    if (plan[i].max_cases > 0) log << " (" << plan[i].max_cases << " cases)";
+  }
+  log << "\n";
 
   WorkerRunOptions ro;
   ro.progress = fz.progress;

@@ -167,6 +167,7 @@ int run(int argc, char** argv) {
         return run_substitution(sub_from_fuzz, std::cout);
       }
       if (fz_workers.use_devices || fz_workers.workers > 0) {
+        fz.first_index = fz_first;
         fz_workers.fuzz_args = fuzz_arguments(argc, argv);
         return run_fuzz_workers(fz_workers, fz, std::cout, std::cerr);
       }

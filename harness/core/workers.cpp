@@ -128,11 +128,13 @@ std::vector<int> parse_device_list(const std::string& spec, int visible) {
                                   "' is not a device ordinal (expected 'all' or e.g. 0,2)");
     }
     const int d = std::stoi(tok);
-    if (d >= visible) throw std::invalid_argument("--devices: device " + tok + " is not visible" + seen);
     if (std::find(out.begin(), out.end(), d) != out.end()) {
       throw std::invalid_argument("--devices: device " + tok + " is listed twice in '" + spec + "'");
     }
     out.push_back(d);
+  }
+  for (int d : out) {  // the list is well-formed: now whether this process sees the devices
+    if (d >= visible) throw std::invalid_argument("--devices: device " + std::to_string(d) + " is not visible" + seen);
   }
   return out;
 }
@@ -324,7 +326,7 @@ WorkersOutcome run_worker_processes(const std::vector<WorkerProcess>& workers, c
       std::ostringstream line;
       line << "\r[" << std::fixed << std::setprecision(1) << wall << "s";
       if (opt.budget_seconds > 0) line << "/" << opt.budget_seconds << "s";
-      line << "] " << workers.size() << " workers";
+      line << "] " << workers.size() << (workers.size() == 1 ? " worker" : " workers");
       if (reporting == 0) {
         line << " started (totals as they save their state)";
       } else {
