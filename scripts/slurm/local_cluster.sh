@@ -25,7 +25,8 @@ set -uo pipefail
 self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 log() { printf '[local-slurm] %s\n' "$*" >&2; }
 
-usage() { sed -n '2,27p' "$self" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# The comment block at the top of this file; exit status $1 (default 2).
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$self" >&2; exit "${1:-2}"; }
 
 # Pids of processes whose environment holds MOECHECK_LOCAL_SLURM=$1, except this process and
 # its ancestors.
@@ -220,5 +221,6 @@ EOF
 case "${1:-}" in
   up) shift; up "$@" ;;
   down) shift; [[ $# == 1 ]] || usage; down "$1" ;;
+  -h|--help) usage 0 ;;
   *) usage ;;
 esac

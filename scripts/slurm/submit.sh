@@ -20,7 +20,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# The comment block at the top of this file; exit status $1 (default 2).
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; exit "${1:-2}"; }
 die() { echo "submit.sh: $*" >&2; exit 2; }
 
 shards="" out="" bin="moecheck" gpu="auto" max_parallel="" dry=0
@@ -40,7 +41,7 @@ while (($#)); do
     --sbatch) extra+=("${2:-}"); shift 2 || die "--sbatch needs a value" ;;
     --sbatch=*) extra+=("${1#*=}"); shift ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) usage ;;
+    -h|--help) usage 0 ;;
     --) shift; break ;;
     *) die "unknown option '$1' (fuzz flags go after --)" ;;
   esac
