@@ -190,8 +190,15 @@ int run_fuzz_workers(const FuzzWorkersRequest& req, const CampaignOptions& fz, s
   mo.parent_count = fz.shard_count;
   mo.same_budget = false;
   mo.kept_failures_only = true;
-  MergeResult m = merge_campaigns(present, mo);
-  write_merge_outputs(m, fz.results_json, fz.junit_xml);
+  MergeResult m;
+  try {
+    m = merge_campaigns(present, mo);
+    write_merge_outputs(m, fz.results_json, fz.junit_xml);
+  } catch (const std::exception& e) {
+    log << "moecheck fuzz: cannot merge or write the workers' results: " << e.what()
+        << "\n  (the workers' results are kept in " << tmp.string() << ")\n";
+    return 2;
+  }
   const CampaignResult& r = m.campaign;
   out << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", failures "
       << r.failures.size() << " (+" << r.duplicate_failures << " duplicates) in " << r.elapsed_s << " s, "

@@ -39,13 +39,14 @@ trap 'exit 130' INT TERM
 fail() { say "FAIL: $*"; exit 1; }
 
 # ---- the cluster (torn down by finish, or by its watchdog if this script is killed)
-env_lines="$(bash "$src/scripts/slurm/local_cluster.sh" up "$cluster" --cpus 4 --watch $$ --remove)"
+env_lines="$(bash "$src/scripts/slurm/local_cluster.sh" up "$cluster" --cpus 4 --watch $$ --remove 2>"$work/up.log")"
 rc=$?
 if ((rc == 77)); then
-  echo "SKIP: Slurm cannot run on this machine (see the message above)"
+  echo "SKIP: $(sed 's/^\[local-slurm\] //' "$work/up.log")"
   exit 77
 fi
-((rc == 0)) || fail "the local Slurm cluster did not start (exit $rc)"
+((rc == 0)) || fail "the local Slurm cluster did not start (exit $rc): $(cat "$work/up.log")"
+cat "$work/up.log"
 eval "$env_lines"
 say "cluster up: $(sinfo -h -N -o '%N %T %c CPUs')"
 
