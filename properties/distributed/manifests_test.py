@@ -21,6 +21,11 @@ import tempfile
 try:
     import yaml
 except ImportError:
+    # A virtual environment first on PATH (.deps/tools holds one) hides the system's packages:
+    # run again with the interpreter it was made from.
+    base = os.path.join(sys.base_prefix, "bin", "python3")
+    if sys.prefix != sys.base_prefix and os.path.exists(base):
+        os.execv(base, [base] + sys.argv)
     print("SKIP: PyYAML (Debian python3-yaml) is not installed; scripts/setup.sh installs it")
     sys.exit(77)
 
