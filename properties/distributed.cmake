@@ -19,3 +19,15 @@ set_tests_properties(slurm_job_array PROPERTIES LABELS distributed TIMEOUT 300 S
 add_test(NAME fuzz_devices_all_equals_plain_run
          COMMAND bash ${_dist}/devices_test.sh $<TARGET_FILE:moecheck> ${PROJECT_SOURCE_DIR})
 set_tests_properties(fuzz_devices_all_equals_plain_run PROPERTIES LABELS gpu TIMEOUT 600 SKIP_RETURN_CODE 77)
+# The two-shard fuzz campaigns of harness.cmake (label fuzz), merged into one campaign each.
+foreach(variant warp_per_row block_per_row thread_per_row)
+  if(TEST fuzz_kernel_${variant}_shard0 AND TEST fuzz_kernel_${variant}_shard1)
+    set_tests_properties(fuzz_kernel_${variant}_shard0 fuzz_kernel_${variant}_shard1 PROPERTIES
+                         FIXTURES_SETUP fuzz_shards_${variant})
+    add_test(NAME fuzz_kernel_${variant}_merged
+             COMMAND moecheck merge ${CMAKE_BINARY_DIR}/fuzz-${variant}-0.json ${CMAKE_BINARY_DIR}/fuzz-${variant}-1.json
+                     --json ${CMAKE_BINARY_DIR}/fuzz-${variant}.json --junit ${CMAKE_BINARY_DIR}/fuzz-${variant}.xml)
+    set_tests_properties(fuzz_kernel_${variant}_merged PROPERTIES LABELS fuzz TIMEOUT 60
+                         FIXTURES_REQUIRED fuzz_shards_${variant})
+  endif()
+endforeach()

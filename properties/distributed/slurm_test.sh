@@ -52,7 +52,7 @@ say "cluster up: $(sinfo -h -N -o '%N %T %c CPUs')"
 
 # ---- the campaign: kernel host emulation with a planted bug, no early stop
 camp=(--target kernel:auto --mutant ignore_col_stride --seed 20261201 --max-failures 0)
-per_shard=400
+per_shard=600
 shards=4
 
 # The single-process run of the same campaign, side by side with the cluster.
@@ -68,15 +68,17 @@ say "array job $array, merge job $merge"
 # ---- requeue task 1 while it runs: it must resume from its state file
 task="${array}_1"
 log1="$work/campaign/logs/shard-1.log"
+# Its campaign has begun once moecheck printed its banner (the shard runs for a few seconds
+# more); the log is polled often so that the requeue lands mid-campaign.
 running=0
-for _ in $(seq 600); do
-  if [[ "$(squeue -h -j "$task" -o %T 2>/dev/null)" == RUNNING ]] && grep -q "moecheck fuzz: target" "$log1" 2>/dev/null; then
+for _ in $(seq 3000); do
+  if grep -q "moecheck fuzz: target" "$log1" 2>/dev/null; then
     running=1
     break
   fi
-  sleep 0.1
+  sleep 0.02
 done
-((running)) || fail "task $task did not start running its campaign within 60 s"
+((running)) || fail "task $task did not start its campaign within 60 s"
 scontrol requeue "$task" || fail "scontrol requeue $task failed"
 say "requeued $task while it ran"
 # Slurm holds a requeued job back for a while (BeginTime); let it start again right away.
