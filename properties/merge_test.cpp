@@ -304,6 +304,28 @@ TEST(Merge, ReportsMissingAndDuplicatedShards) {
   fs::remove_all(d);
 }
 
+TEST(Merge, AShardEndedByTheCodeUnderTestEndsTheMergedCampaign) {
+  // Results of campaigns that the code under test ended (exit(), a hang) say so ("aborted",
+  // "abort_reason"); one such shard makes the merged campaign aborted, with the shard named.
+  const fs::path d = temp_dir("aborted");
+  run(d, "s0", options(38, 20, 0, 2));
+  run(d, "s1", options(38, 20, 1, 2));
+  json s1 = json::parse(slurp(d / "s1.json"));
+  s1["aborted"] = true;
+  s1["abort_reason"] = "the plugin called exit(3)";
+  s1["interrupted"] = true;
+  { std::ofstream(d / "s1.json") << s1.dump(); }
+  json s0 = json::parse(slurp(d / "s0.json"));
+  s0["aborted"] = false;
+  { std::ofstream(d / "s0.json") << s0.dump(); }
+  const MergeResult m = merge_campaigns({(d / "s0.json").string(), (d / "s1.json").string()}, MergeOptions{});
+  const json doc = json::parse(m.json);
+  EXPECT_EQ(doc["aborted"], true);
+  EXPECT_EQ(doc["abort_reason"], "shard 1: the plugin called exit(3)");
+  EXPECT_TRUE(m.campaign.interrupted);
+  fs::remove_all(d);
+}
+
 TEST(Merge, MalformedInputsAreNamedErrors) {
   const fs::path d = temp_dir("malformed");
   run(d, "s0", options(36, 10, 0, 1));

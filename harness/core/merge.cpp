@@ -36,6 +36,7 @@ constexpr IdentityField kIdentity[] = {
     {"target", "/target"},       {"mutant", "/mutant"},             {"seed", "/seed"},
     {"shard.count", "/shard/count"}, {"budget", "/budget"},         {"device.kind", "/device/kind"},
     {"generator", "/generator"}, {"limits", "/limits"},             {"contract", "/contract"},
+    {"case_timeout_s", "/case_timeout_s"},
 };
 
 std::string short_dump(const json* v) {
@@ -519,6 +520,27 @@ MergeResult merge_campaigns(const std::vector<std::string>& shard_paths, const M
     std::string names;
     for (const auto& n : device_names) names += (names.empty() ? "" : ", ") + n;
     out["device"]["name"] = names;
+  }
+  // A shard ended by the code under test (exit(), a hang) ends the merged campaign the same way.
+  bool any_abort_field = false, aborted = false;
+  std::string abort_reasons;
+  for (const Input* in : used) {
+    if (!in->doc.contains("aborted")) continue;
+    any_abort_field = true;
+    const json& a = in->doc["aborted"];
+    if (a.is_boolean() && a.get<bool>()) {
+      aborted = true;
+      const std::string why = in->doc.contains("abort_reason") && in->doc["abort_reason"].is_string()
+                                  ? in->doc["abort_reason"].get<std::string>()
+                                  : std::string("aborted");
+      abort_reasons += (abort_reasons.empty() ? "" : "; ") + std::string("shard ") +
+                       std::to_string(in->r.shard_index) + ": " + why;
+    }
+  }
+  if (any_abort_field) {
+    out["aborted"] = aborted;
+    if (aborted) out["abort_reason"] = abort_reasons;
+    else out.erase("abort_reason");
   }
   json list = json::array();
   for (auto& f : failures) list.push_back(std::move(f.entry));

@@ -73,10 +73,12 @@ struct MergeResult {
 /// de-duplicated by signature keeping the lowest case index (the one a single process would
 /// have kept) and listed by case index; `duplicate_failures` counts every failing case whose
 /// signature was already kept; `next_index` is the first case index no shard ran; `elapsed_s`
-/// is the longest shard's (shards run side by side); `merged_from` lists the inputs.
-/// Shards of different campaigns (schema, tool version and commit, target, mutant, seed,
-/// shard count, budget, device kind, generator, limits, contract) are refused. Nothing is
-/// written before every input has been read and checked. Throws MergeError.
+/// is the longest shard's (shards run side by side); `interrupted` and `aborted` hold when they
+/// hold for a shard (or, for interrupted, when shards are missing); `merged_from` lists the
+/// inputs. Other fields are the lowest shard's. Shards of different campaigns (schema, tool
+/// version and commit, target, mutant, seed, shard count, budget, device kind, generator,
+/// limits, contract, case_timeout_s) are refused. Nothing is written before every input has
+/// been read and checked. Throws MergeError.
 MergeResult merge_campaigns(const std::vector<std::string>& shard_paths, const MergeOptions& opt);
 
 /// Writes the merged JSON and JUnit XML (each atomically; "" = not written). Throws
