@@ -93,8 +93,10 @@ python3 -c 'import json,sys; d=json.load(open("int.json")); sys.exit(0 if d["int
   || fail "interrupted --workers run wrote no interrupted results (exit $rc): $(cat int.err)"
 echo "ok: Ctrl-C stopped workers $workers (exit $rc), results written"
 
-# The parent killed outright: its workers die with it.
-"$bin" fuzz --target kernel:auto --seed 6 --seconds 60 --workers 2 --no-progress --corpus c-kill >/dev/null 2>kill.err &
+# The parent killed outright: its workers die with it (their files stay in its TMPDIR folder).
+mkdir -p tmp
+TMPDIR="$work/tmp" "$bin" fuzz --target kernel:auto --seed 6 --seconds 60 --workers 2 --no-progress --corpus c-kill \
+  >/dev/null 2>kill.err &
 parent=$!
 for _ in $(seq 100); do grep -q "\[worker 1\] moecheck fuzz: target" kill.err 2>/dev/null && break; sleep 0.1; done
 workers="$(pgrep -P "$parent" | tr '\n' ' ')"
