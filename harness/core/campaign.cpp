@@ -82,8 +82,8 @@ std::string xml_escape(const std::string& s) {
   return o;
 }
 
-/// Writes `text` to `path` atomically (temp file + rename); never leaves a half-written file
-/// or the temp file behind. Throws std::runtime_error naming the path and the reason.
+}  // namespace
+
 void write_atomically(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   fs::path p(path);
@@ -117,6 +117,8 @@ void write_atomically(const std::string& path, const std::string& text) {
     throw std::runtime_error("cannot write '" + path + "': " + ec.message());
   }
 }
+
+namespace {
 
 nlohmann::json failure_json(const FailureRecord& f, const CampaignResult& r) {
   return {{"signature", f.signature}, {"target", r.target}, {"check", f.check},
@@ -802,6 +804,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.budget_seconds = opt.seconds;
   r.budget_cases = opt.max_cases;
   r.case_timeout = effective_case_timeout(opt);
+  r.max_failures = opt.max_failures;
+  r.shrink_attempts = opt.shrink_attempts;
   r.started = iso_time_now();
   r.next_index = opt.shard_index;
   if (opt.first_index >= 0) r.next_index = opt.first_index;
@@ -980,6 +984,7 @@ std::string campaign_json(const CampaignResult& r) {
   j["shard"] = {{"index", r.shard_index}, {"count", r.shard_count}};
   j["budget"] = {{"seconds", r.budget_seconds > 0 ? nlohmann::json(r.budget_seconds) : nlohmann::json()},
                  {"cases", r.budget_cases > 0 ? nlohmann::json(r.budget_cases) : nlohmann::json()}};
+  j["limits"] = {{"max_failures", r.max_failures}, {"shrink_attempts", r.shrink_attempts}};
   j["started"] = r.started;
   j["elapsed_s"] = r.elapsed_s;
   j["cases"] = r.cases;
