@@ -121,6 +121,13 @@ CampaignResult result_from_doc(const json& j, const std::string& origin) {
   r.skipped = rd.get_or<std::int64_t>(j, "skipped", "skipped", 0);
   r.duplicate_failures = rd.get_or<std::int64_t>(j, "duplicate_failures", "duplicate_failures", 0);
   r.interrupted = rd.get_or<bool>(j, "interrupted", "interrupted", false);
+  r.aborted = rd.get_or<bool>(j, "aborted", "aborted", false);
+  r.abort_reason = rd.get_or<std::string>(j, "abort_reason", "abort_reason", "");
+  r.case_timeout = rd.get_or<double>(j, "case_timeout_s", "case_timeout_s", 0.0);
+  if (const json* gen = find_pointer(j, "/generator")) {
+    r.restriction = rd.get_or<std::string>(*gen, "restriction", "generator.restriction", "");
+  }
+  r.expected_classes = rd.get_or<std::vector<std::string>>(j, "expected_classes", "expected_classes", {});
   if (const json* lim = find_pointer(j, "/limits")) {
     r.max_failures = rd.get_or<int>(*lim, "max_failures", "limits.max_failures", 0);
     r.shrink_attempts = rd.get_or<int>(*lim, "shrink_attempts", "limits.shrink_attempts", 0);
@@ -349,7 +356,8 @@ MergeResult merge_campaigns(const std::vector<std::string>& shard_paths, const M
   if (!opt.into_dir.empty()) {
     std::vector<std::string> listed_files;
     try {
-      if (!opt.corpus_dirs.empty()) listed_files = list_corpus_paths(opt.corpus_dirs);
+      // A shard that found nothing has an empty corpus folder: that is a result, not an error.
+      if (!opt.corpus_dirs.empty()) listed_files = list_corpus_paths(opt.corpus_dirs, /*allow_empty=*/true);
     } catch (const CorpusError& e) {
       throw MergeError(std::string("corpus folder: ") + e.what());
     }

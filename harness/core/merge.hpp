@@ -85,8 +85,8 @@ MergeResult merge_campaigns(const std::vector<std::string>& shard_paths, const M
 /// std::runtime_error when a file cannot be written.
 void write_merge_outputs(const MergeResult& m, const std::string& json_path, const std::string& junit_path);
 
-/// Parses a campaign results document (schema moecheck-campaign/1) into a CampaignResult
-/// (generator and limits are not parsed back). Throws MergeError naming `origin` and the field.
+/// Parses a campaign results document (schema moecheck-campaign/1) into a CampaignResult (of
+/// "generator" only the restriction is parsed back; the drawn config stays default). Throws MergeError naming `origin` and the field.
 CampaignResult campaign_from_json(const std::string& text, const std::string& origin);
 
 }  // namespace moecheck

@@ -47,6 +47,9 @@ grep -q "failures found" merged.html || fail "report of the merged campaign show
 expect 0 " 0 did not match" "$bin" replay c-merged
 # Merging again into the same folder copies nothing.
 expect 1 "0 copied" "$bin" merge s0.json s1.json s2.json s3.json --corpus c-s0 c-s1 c-s2 c-s3 --into c-merged
+# A shard that found nothing has an empty corpus folder: merged like any other.
+mkdir -p c-empty
+expect 1 "0 copied" "$bin" merge s0.json s1.json s2.json s3.json --corpus c-s0 c-s1 c-s2 c-s3 c-empty --into c-merged
 
 # ---- what cannot be merged: exit 2, the problem named
 expect 1 "shard 1/4" "$bin" fuzz "${camp[@]/41/42}" --cases 60 --shard 1/4 --json other-seed.json --corpus c-other
@@ -91,6 +94,8 @@ rc=$?
 for w in $workers; do kill -0 "$w" 2>/dev/null && fail "worker $w still runs after Ctrl-C"; done
 python3 -c 'import json,sys; d=json.load(open("int.json")); sys.exit(0 if d["interrupted"] and d["cases"] > 0 else 1)' \
   || fail "interrupted --workers run wrote no interrupted results (exit $rc): $(cat int.err)"
+# As one process: interrupted with no failure found is exit 4.
+[[ "$rc" == 4 ]] || fail "interrupted --workers run exited $rc (expected 4): $(cat int.err)"
 echo "ok: Ctrl-C stopped workers $workers (exit $rc), results written"
 
 # The parent killed outright: its workers die with it (their files stay in its TMPDIR folder).
@@ -114,6 +119,11 @@ done
 echo "ok: workers $workers ended with their killed parent"
 
 # ---- flag errors: exit 2, named
+# Output paths are checked before any worker starts: nothing runs.
+mkdir -p a-folder
+expect 2 "--json 'a-folder': is a folder" "$bin" fuzz --target kernel:auto --cases 4 --workers 2 --json a-folder
+grep -q "worker" <<<"$("$bin" fuzz --target kernel:auto --cases 4 --workers 2 --json a-folder 2>&1)" \
+  && fail "workers started although --json names a folder"
 expect 2 "is not a device ordinal" "$bin" fuzz --target kernel:auto --cases 1 --devices x
 expect 2 "is not a device ordinal" "$bin" fuzz --target kernel:auto --cases 1 --devices 0,,1
 expect 2 "expected 'all'" "$bin" fuzz --target kernel:auto --cases 1 --devices ""
