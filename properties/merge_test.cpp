@@ -62,6 +62,10 @@ class StopAfter final : public Target {
   std::string spec() const override { return inner_->spec(); }
   std::string mutant() const override { return inner_->mutant(); }
   std::string unsupported(const RoutingCase& c) const override { return inner_->unsupported(c); }
+  std::string device() const override { return inner_->device(); }
+  Domain domain() const override { return inner_->domain(); }
+  Precision precision() const override { return inner_->precision(); }
+  bool runs_in_process() const override { return inner_->runs_in_process(); }
   RunOutcome run(const MaterializedCase& m, float* w, std::int32_t* ids) override {
     if (--left_ == 0) request_campaign_stop();
     return inner_->run(m, w, ids);
@@ -323,6 +327,28 @@ TEST(Merge, AShardEndedByTheCodeUnderTestEndsTheMergedCampaign) {
   EXPECT_EQ(doc["aborted"], true);
   EXPECT_EQ(doc["abort_reason"], "shard 1: the plugin called exit(3)");
   EXPECT_TRUE(m.campaign.interrupted);
+  // The parsed campaign says so too: its JUnit shows the error, as one aborted process's does.
+  EXPECT_TRUE(m.campaign.aborted);
+  EXPECT_EQ(m.campaign.abort_reason, "shard 1: the plugin called exit(3)");
+  EXPECT_NE(campaign_junit(m.campaign).find("errors=\"1\""), std::string::npos) << campaign_junit(m.campaign);
+  fs::remove_all(d);
+}
+
+TEST(Merge, AShardThatFoundNothingHasAnEmptyCorpusFolderThatMerges) {
+  // The real kernel finds nothing: its shards' corpus folders exist and are empty, and the
+  // merge (and so every --workers run without a failure) takes them as they are.
+  const fs::path d = temp_dir("empty_corpus");
+  run(d, "s0", options(39, 10, 0, 2), "none");
+  run(d, "s1", options(39, 10, 1, 2), "none");
+  MergeOptions mo;
+  mo.corpus_dirs = {(d / "corpus-s0").string(), (d / "corpus-s1").string()};
+  mo.into_dir = (d / "merged-corpus").string();
+  ASSERT_TRUE(fs::is_directory(mo.corpus_dirs[0]));
+  ASSERT_TRUE(fs::is_empty(mo.corpus_dirs[0]));
+  const MergeResult m = merge_campaigns(shard_files(d, 2), mo);
+  EXPECT_EQ(m.campaign.cases, 20);
+  EXPECT_TRUE(m.campaign.failures.empty());
+  EXPECT_EQ(m.corpus_copied, 0);
   fs::remove_all(d);
 }
 
