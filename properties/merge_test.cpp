@@ -334,6 +334,46 @@ TEST(Merge, AShardEndedByTheCodeUnderTestEndsTheMergedCampaign) {
   fs::remove_all(d);
 }
 
+TEST(Merge, AShardStoppedWhileShrinkingResumesToTheUninterruptedRun) {
+  // A requeued batch task is stopped (SIGTERM) wherever it is, also in the middle of a shrink.
+  // Its results show the failure as far as it was shrunk, but its resume state leaves that case
+  // out: the resumed task runs and shrinks it again in full, so the shard ends exactly as one
+  // uninterrupted run (and the merged campaign equals the single-process run).
+  const fs::path d = temp_dir("stop_in_shrink");
+  const CampaignResult single = run(d, "single", options(40, 24, 0, 1));
+  ASSERT_GE(single.failures.size(), 2u);
+  int stopped_in_shrink = 0;
+  for (int stop_after = 2; stop_after <= 60 && stopped_in_shrink < 3; stop_after += 2) {
+    const fs::path w = d / ("stop" + std::to_string(stop_after));
+    CampaignOptions o = options(40, 24, 0, 1);
+    o.results_json = (w / "s0.json").string();
+    o.state_file = (w / "s0.state").string();
+    o.corpus_dir = (w / "corpus").string();
+    TargetOptions t;
+    t.mutant = "ignore_col_stride";
+    {
+      StopAfter target(make_core_target("kernel:auto", t), stop_after);
+      std::ostringstream log;
+      const CampaignResult first = run_campaign(target, o, log);
+      ASSERT_TRUE(first.interrupted) << stop_after;
+      if (log.str().find("stopped by the stop request") == std::string::npos) continue;
+      ++stopped_in_shrink;
+      // What was found is reported, shrunk as far as it got.
+      ASSERT_FALSE(first.failures.empty()) << log.str();
+    }
+    o.resume = true;
+    std::unique_ptr<Target> target = make_core_target("kernel:auto", t);
+    std::ostringstream log;
+    const CampaignResult resumed = run_campaign(*target, o, log);
+    ASSERT_FALSE(resumed.interrupted) << log.str();
+    SCOPED_TRACE("stopped after " + std::to_string(stop_after) + " target runs");
+    const MergeResult m = merge_campaigns({o.results_json}, MergeOptions{});
+    expect_same_campaign(single, m);
+  }
+  EXPECT_GT(stopped_in_shrink, 0) << "no stop landed in a shrink: the test does not test anything";
+  fs::remove_all(d);
+}
+
 TEST(Merge, AShardThatFoundNothingHasAnEmptyCorpusFolderThatMerges) {
   // The real kernel finds nothing: its shards' corpus folders exist and are empty, and the
   // merge (and so every --workers run without a failure) takes them as they are.

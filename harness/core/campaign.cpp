@@ -21,6 +21,7 @@
 #include <iostream>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -484,10 +485,37 @@ struct CampaignRun {
     r.write_errors.push_back(what);
   }
 
+  /// A case whose shrink a stop request cut short. The results show its failure (shrunk as far
+  /// as it got); the resume state leaves the case out, so that a resumed campaign runs and
+  /// shrinks it again in full and ends exactly as one uninterrupted run would.
+  struct CutShort {
+    std::int64_t index = 0;
+    std::int64_t rows = 0;             ///< its T
+    std::vector<std::string> classes;  ///< classify() of it
+    bool recorded = false;             ///< a new failure was recorded (else it counted as a duplicate)
+  };
+  std::optional<CutShort> cut_short;
+
+  /// The resume state: the campaign without a case whose shrink was cut short.
+  nlohmann::json resume_state() const {
+    if (!cut_short) return state_json(r);
+    CampaignResult s = r;
+    s.next_index = cut_short->index;
+    --s.cases;
+    s.rows -= cut_short->rows;
+    for (const auto& cls : cut_short->classes) {
+      auto it = s.classes.find(cls);
+      if (it != s.classes.end() && --it->second <= 0) s.classes.erase(it);
+    }
+    if (cut_short->recorded) s.failures.pop_back();
+    else --s.duplicate_failures;
+    return state_json(s);
+  }
+
   void save_state() {
     if (opt.state_file.empty()) return;
     try {
-      write_atomically(opt.state_file, state_json(r).dump(1));
+      write_atomically(opt.state_file, resume_state().dump(1));
     } catch (const std::exception& e) {
       write_error(e.what());
     }
@@ -512,8 +540,9 @@ struct CampaignRun {
     }
   }
 
-  /// Records a (shrunk) failure unless its signature is known; saves it to the corpus.
-  void record_failure(const std::string& check, const std::string& message, std::uint64_t seed,
+  /// Records a (shrunk) failure unless its signature is known; saves it to the corpus. Returns
+  /// true when it was recorded, false when it counted as a duplicate.
+  bool record_failure(const std::string& check, const std::string& message, std::uint64_t seed,
                       std::int64_t index, const RoutingCase& original, const RoutingCase& shrunk, int steps,
                       int attempts, const std::string& note) {
     FailureRecord rec;
@@ -528,7 +557,7 @@ struct CampaignRun {
     rec.signature = failure_signature(target, check, shrunk);
     if (known.count(rec.signature)) {
       ++r.duplicate_failures;
-      return;
+      return false;
     }
     known.insert(rec.signature);
     rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() + " --seed " +
@@ -564,6 +593,7 @@ struct CampaignRun {
         << " (" << steps << " steps, " << attempts << " attempts" << note << ")\n"
         << "  replay: " << rec.replay << "\n";
     r.failures.push_back(std::move(rec));
+    return true;
   }
 };
 
@@ -618,8 +648,10 @@ enum class Emergency { exit_called, timeout, stop, budget };
   if (ac.shrink.active) {
     PendingShrink& ps = ac.shrink;
     ps.active = false;
-    run.record_failure(ps.check, ps.message, ps.seed, ps.index, ps.original, ps.best, ps.steps, ps.attempts,
-                       ", shrinking cut short");
+    const bool recorded = run.record_failure(ps.check, ps.message, ps.seed, ps.index, ps.original, ps.best,
+                                             ps.steps, ps.attempts, ", shrinking cut short");
+    // Stopped (not aborted): a resumed campaign runs and shrinks this case again.
+    if (why == Emergency::stop) run.cut_short = CampaignRun::CutShort{ps.index, ps.original.T, classify(ps.original), recorded};
   }
   auto record_in_flight = [&](const std::string& check, const std::string& message) {
     const RoutingCase& c = *ac.in_flight;
@@ -946,7 +978,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
                       : (has_deadline && Clock::now() >= deadline ? ", stopped by the time budget"
                                                                   : ", stopped after " + human(opt.shrink_seconds) + " s");
       }
-      run.record_failure(check, ps.message, seed, index, c, s.minimal, s.steps, s.attempts, note);
+      const bool recorded = run.record_failure(check, ps.message, seed, index, c, s.minimal, s.steps, s.attempts, note);
+      if (s.stopped && g_stop) run.cut_short = CampaignRun::CutShort{index, c.T, classify(c), recorded};
     }
 
     if (opt.progress && seconds_since(last_progress) >= 0.5) {
