@@ -3,7 +3,9 @@
 # every step checks first and does nothing when its result is already there.
 #
 #   Debian packages : compiler toolchain, GoogleTest, RapidCheck, Google Benchmark, CLI11,
-#                     nlohmann-json, Chart.js (system-wide, through apt)
+#                     nlohmann-json, Chart.js, PyYAML; Slurm (slurm-wlm) and munge for the
+#                     `distributed` test's single-node cluster (system-wide, through apt;
+#                     their services are not started)
 #   .deps/tools     : CMake 4.x and Ninja from PyPI (CMake 3.25 predates CUDA 13)
 #   .deps/libtorch  : LibTorch 2.11.0 taken from the pinned PyPI torch wheel (sha256 checked)
 #   .deps/venv      : Python environment of the moecheck package (scripts/setup_python.sh)
@@ -26,7 +28,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 # ---- Debian packages ---------------------------------------------------------------
 apt_pkgs=(build-essential git unzip python3 python3-venv libgtest-dev libgmock-dev
-          librapidcheck-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libjs-chart.js)
+          librapidcheck-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libjs-chart.js
+          python3-yaml slurm-wlm munge)
 if [[ "${MOECHECK_SKIP_APT:-0}" != 1 ]]; then
   missing=()
   for p in "${apt_pkgs[@]}"; do
@@ -37,7 +40,19 @@ if [[ "${MOECHECK_SKIP_APT:-0}" != 1 ]]; then
     sudo=""
     [[ $(id -u) -eq 0 ]] || sudo="sudo"
     $sudo apt-get update -qq
+    # Package scripts must not start services (slurmctld, slurmd, munge): the tests start their
+    # own. Containers usually deny it already (policy-rc.d); elsewhere it is denied for the install.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [[ ! -e "$policy" ]]; then
+      printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod 755 "$policy" && own_policy=1
+    fi
+    set +e
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    rc=$?
+    set -e
+    ((own_policy)) && $sudo rm -f "$policy"
+    ((rc == 0)) || { log "apt-get install failed (exit $rc)"; exit "$rc"; }
   else
     log "Debian packages present"
   fi

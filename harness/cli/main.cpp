@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.hpp"
+#include "harness/cli/distributed.hpp"
 #include "harness/core/campaign.hpp"
 #include "harness/core/replay.hpp"
 #include "harness/torch/torch_targets.hpp"
@@ -115,6 +116,12 @@ int run(int argc, char** argv) {
                    "dense-probability-nan-zeroes-row, nan-propagates) or a contract file (default: the target's own)");
   fuzz->add_flag("--no-progress", fz_no_progress, "No progress line");
   fuzz->add_flag("--no-isolation", fz_no_isolation, "Run host plugins in-process (no fork per case)");
+  FuzzWorkersRequest fz_workers;
+  fuzz->add_option("--devices", fz_workers.devices,
+                   "One worker process per CUDA device: all, or a comma list of ordinals (results merged)");
+  fuzz->add_option("--workers", fz_workers.workers, "Run the campaign in N worker processes (results merged)")
+      ->transform(integer_in(1, 1024))
+      ->excludes("--devices");
   SubstitutionCliOptions sub_from_fuzz;
 
   // ---- replay ----------------------------------------------------------------------------
@@ -151,6 +158,11 @@ int run(int argc, char** argv) {
       "report", "Render a campaign JSON to HTML, or compare benchmark runs (--baseline) into a dashboard");
   add_report_options(report, rep);
 
+  // ---- merge ------------------------------------------------------------------------------
+  MergeCliOptions mg;
+  auto* merge = app.add_subcommand("merge", "Merge the shard results (and corpora) of one campaign");
+  add_merge_options(merge, mg);
+
   // ---- bench ------------------------------------------------------------------------------
   BenchCliOptions be;
   auto* bench = app.add_subcommand("bench", "Run the GPU routing benchmarks and write JSON results");
@@ -175,6 +187,10 @@ int run(int argc, char** argv) {
       if (fz.seconds <= 0 && fz.max_cases <= 0) fz.seconds = 60;  // default budget
       if (!fz_plugin.empty()) fz_target = "plugin:" + fz_plugin;
       const std::string spec = resolve_target(fz_target, fz_device);
+      fz_workers.use_devices = fuzz->count("--devices") > 0;
+      if (spec == "substitution" && (fz_workers.use_devices || fz_workers.workers > 0)) {
+        throw std::invalid_argument("--workers/--devices do not apply to the substitution target");
+      }
       if (spec == "substitution") {
         if (fz.max_cases > 100000000) {
           throw CLI::ValidationError("--cases", std::to_string(fz.max_cases) +
@@ -184,6 +200,11 @@ int run(int argc, char** argv) {
         sub_from_fuzz.device = fz_device == "auto" ? "auto" : fz_device;
         sub_from_fuzz.cases = fz.max_cases > 0 ? static_cast<int>(fz.max_cases) : 100;
         return run_substitution(sub_from_fuzz, std::cout);
+      }
+      if (fz_workers.use_devices || fz_workers.workers > 0) {
+        fz.first_index = fz_first;
+        fz_workers.fuzz_args = fuzz_arguments(argc, argv);
+        return run_fuzz_workers(fz_workers, fz, std::cout, std::cerr);
       }
       TargetOptions topt;
       topt.mutant = fz_mutant;
@@ -209,6 +230,7 @@ int run(int argc, char** argv) {
     if (substitution->parsed()) return run_substitution(sub, std::cout);
     if (mutants->parsed()) return run_mutants(mu, std::cout);
     if (report->parsed()) return run_report(rep, std::cout);
+    if (merge->parsed()) return run_merge(mg, std::cout);
     if (bench->parsed()) return run_bench(be, argv[0], std::cout);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;

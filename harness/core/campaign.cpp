@@ -21,6 +21,7 @@
 #include <iostream>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -82,8 +83,8 @@ std::string xml_escape(const std::string& s) {
   return o;
 }
 
-/// Writes `text` to `path` atomically (temp file + rename); never leaves a half-written file
-/// or the temp file behind. Throws std::runtime_error naming the path and the reason.
+}  // namespace
+
 void write_atomically(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   fs::path p(path);
@@ -117,6 +118,8 @@ void write_atomically(const std::string& path, const std::string& text) {
     throw std::runtime_error("cannot write '" + path + "': " + ec.message());
   }
 }
+
+namespace {
 
 nlohmann::json failure_json(const FailureRecord& f, const CampaignResult& r) {
   return {{"signature", f.signature}, {"target", r.target}, {"check", f.check},
@@ -509,10 +512,37 @@ struct CampaignRun {
     r.write_errors.push_back(what);
   }
 
+  /// A case whose shrink a stop request cut short. The results show its failure (shrunk as far
+  /// as it got); the resume state leaves the case out, so that a resumed campaign runs and
+  /// shrinks it again in full and ends exactly as one uninterrupted run would.
+  struct CutShort {
+    std::int64_t index = 0;
+    std::int64_t rows = 0;             ///< its T
+    std::vector<std::string> classes;  ///< classify() of it
+    bool recorded = false;             ///< a new failure was recorded (else it counted as a duplicate)
+  };
+  std::optional<CutShort> cut_short;
+
+  /// The resume state: the campaign without a case whose shrink was cut short.
+  nlohmann::json resume_state() const {
+    if (!cut_short) return state_json(r);
+    CampaignResult s = r;
+    s.next_index = cut_short->index;
+    --s.cases;
+    s.rows -= cut_short->rows;
+    for (const auto& cls : cut_short->classes) {
+      auto it = s.classes.find(cls);
+      if (it != s.classes.end() && --it->second <= 0) s.classes.erase(it);
+    }
+    if (cut_short->recorded) s.failures.pop_back();
+    else --s.duplicate_failures;
+    return state_json(s);
+  }
+
   void save_state() {
     if (opt.state_file.empty()) return;
     try {
-      write_atomically(opt.state_file, state_json(r).dump(1));
+      write_atomically(opt.state_file, resume_state().dump(1));
     } catch (const std::exception& e) {
       write_error(e.what());
     }
@@ -537,8 +567,9 @@ struct CampaignRun {
     }
   }
 
-  /// Records a (shrunk) failure unless its signature is known; saves it to the corpus.
-  void record_failure(const std::string& check, const std::string& message, std::uint64_t seed,
+  /// Records a (shrunk) failure unless its signature is known; saves it to the corpus. Returns
+  /// true when it was recorded, false when it counted as a duplicate.
+  bool record_failure(const std::string& check, const std::string& message, std::uint64_t seed,
                       std::int64_t index, const RoutingCase& original, const RoutingCase& shrunk, int steps,
                       int attempts, const std::string& note) {
     FailureRecord rec;
@@ -554,7 +585,7 @@ struct CampaignRun {
     rec.signature = failure_signature(target, check, shrunk, contract);
     if (known.count(rec.signature)) {
       ++r.duplicate_failures;
-      return;
+      return false;
     }
     known.insert(rec.signature);
     rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() + " --seed " +
@@ -591,6 +622,7 @@ struct CampaignRun {
         << " (" << steps << " steps, " << attempts << " attempts" << note << ")\n"
         << "  replay: " << rec.replay << "\n";
     r.failures.push_back(std::move(rec));
+    return true;
   }
 };
 
@@ -645,8 +677,10 @@ enum class Emergency { exit_called, timeout, stop, budget };
   if (ac.shrink.active) {
     PendingShrink& ps = ac.shrink;
     ps.active = false;
-    run.record_failure(ps.check, ps.message, ps.seed, ps.index, ps.original, ps.best, ps.steps, ps.attempts,
-                       ", shrinking cut short");
+    const bool recorded = run.record_failure(ps.check, ps.message, ps.seed, ps.index, ps.original, ps.best,
+                                             ps.steps, ps.attempts, ", shrinking cut short");
+    // Stopped (not aborted): a resumed campaign runs and shrinks this case again.
+    if (why == Emergency::stop) run.cut_short = CampaignRun::CutShort{ps.index, ps.original.T, classify(ps.original), recorded};
   }
   auto record_in_flight = [&](const std::string& check, const std::string& message) {
     const RoutingCase& c = *ac.in_flight;
@@ -834,6 +868,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.budget_seconds = opt.seconds;
   r.budget_cases = opt.max_cases;
   r.case_timeout = effective_case_timeout(opt);
+  r.max_failures = opt.max_failures;
+  r.shrink_attempts = opt.shrink_attempts;
   r.started = iso_time_now();
   r.contract = effective_contract(target, opt.contract);
   OracleOptions oracle;
@@ -984,7 +1020,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
                       : (has_deadline && Clock::now() >= deadline ? ", stopped by the time budget"
                                                                   : ", stopped after " + human(opt.shrink_seconds) + " s");
       }
-      run.record_failure(check, ps.message, seed, index, c, s.minimal, s.steps, s.attempts, note);
+      const bool recorded = run.record_failure(check, ps.message, seed, index, c, s.minimal, s.steps, s.attempts, note);
+      if (s.stopped && g_stop) run.cut_short = CampaignRun::CutShort{index, c.T, classify(c), recorded};
     }
 
     if (opt.progress && seconds_since(last_progress) >= 0.5) {
@@ -1022,6 +1059,7 @@ std::string campaign_json(const CampaignResult& r) {
   j["shard"] = {{"index", r.shard_index}, {"count", r.shard_count}};
   j["budget"] = {{"seconds", r.budget_seconds > 0 ? nlohmann::json(r.budget_seconds) : nlohmann::json()},
                  {"cases", r.budget_cases > 0 ? nlohmann::json(r.budget_cases) : nlohmann::json()}};
+  j["limits"] = {{"max_failures", r.max_failures}, {"shrink_attempts", r.shrink_attempts}};
   j["started"] = r.started;
   j["elapsed_s"] = r.elapsed_s;
   j["cases"] = r.cases;

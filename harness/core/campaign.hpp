@@ -88,6 +88,8 @@ struct CampaignResult {
   std::string abort_reason;        ///< why, when aborted
   double case_timeout = 0;         ///< per-case timeout in effect (seconds)
   std::vector<std::string> write_errors;  ///< outputs (corpus, state, JSON, JUnit) that could not be written
+  int max_failures = 0;            ///< unique-failure limit the campaign ran with (JSON "limits")
+  int shrink_attempts = 0;         ///< candidate evaluations per shrink (JSON "limits")
   std::map<std::string, std::int64_t> classes;
   std::vector<FailureRecord> failures;
 };
@@ -157,6 +159,12 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
 int campaign_exit_code(const CampaignResult& r);
 /// One-line summary ("cases N, rows R, ... in S s") plus one replay line per failure.
 std::string campaign_summary(const CampaignResult& r);
+
+/// Writes `text` to `path` atomically (`path`.tmp, then renamed over `path`; the folder is
+/// created when missing): readers see the old file or the complete new one, never a half-written
+/// file, and the temporary file is not left behind. Throws std::runtime_error naming the path and
+/// the reason.
+void write_atomically(const std::string& path, const std::string& text);
 
 /// Results as JSON text (schema "moecheck-campaign/1", reports/README.md).
 std::string campaign_json(const CampaignResult& r);

@@ -128,6 +128,15 @@ bool cuda_device_available() {
   return n > 0;
 }
 
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
 std::string cuda_device_name() {
   if (!cuda_device_available()) return "";
   cudaDeviceProp p{};
@@ -143,6 +152,7 @@ std::unique_ptr<Target> make_cuda_kernel_target(const std::string& spec, kernels
                               "(configure with MOECHECK_CUDA=ON)");
 }
 bool cuda_device_available() { return false; }
+int cuda_device_count() { return 0; }
 std::string cuda_device_name() { return ""; }
 
 #endif

@@ -123,6 +123,8 @@ std::unique_ptr<Target> make_core_target(const std::string& spec, const TargetOp
 std::vector<std::string> core_target_specs();
 /// True when a CUDA device is usable by this process (false in CPU-only builds).
 bool cuda_device_available();
+/// Number of CUDA devices this process sees (0 in CPU-only builds, without a driver or device).
+int cuda_device_count();
 /// Name of CUDA device 0, or "" when none.
 std::string cuda_device_name();
 
