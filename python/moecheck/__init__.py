@@ -13,6 +13,10 @@ The extension (moecheck._core) links no torch: arrays cross through the buffer p
 DLPack, and this package builds the tensors with whatever torch the environment has.
 """
 
+# torch is imported before the extension: on Python 3.12 with torch 2.11+cu130, loading
+# moecheck._core first made the later `import torch` crash inside torch's own initialisation.
+import torch  # noqa: F401  (order matters, see above)
+
 from . import _core
 from ._fuzz import (DEFAULT_CASES, DEFAULT_TIMEOUT, CaseTimeout, Failure, FuzzResult, ReplayEntry, ReplayReport,
                     Verdict, check, fuzz, replay)
