@@ -119,6 +119,13 @@ add_library(moecheck_torch INTERFACE)
 add_library(moecheck::torch ALIAS moecheck_torch)
 target_include_directories(moecheck_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 target_compile_options(moecheck_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${TORCH_CXX_FLAGS}>)
+# The torch wheel's libraries export copies of libstdc++ functions (std::filesystem among them).
+# Listed before libtorch in a program's DT_NEEDED, the system libstdc++ comes first in the
+# global lookup scope, so our std:: references bind to it; otherwise they can bind to libtorch's
+# copy, which crashed `fuzz --devices` in std::filesystem::remove_all with a g++ 13 build.
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT APPLE)
+  target_link_options(moecheck_torch INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
+endif()
 if(MOECHECK_HAVE_TORCH_CUDA)
   target_link_libraries(moecheck_torch INTERFACE ${TORCH_LIBRARIES})
   target_compile_definitions(moecheck_torch INTERFACE MOECHECK_WITH_TORCH_CUDA=1)
