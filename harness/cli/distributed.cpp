@@ -1,5 +1,8 @@
 #include "harness/cli/distributed.hpp"
 
+#include <ftw.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -11,6 +14,22 @@
 #include "harness/core/workers.hpp"
 
 namespace moecheck::cli {
+namespace {
+
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) {
+  std::remove(path);  // errors ignored: what cannot be removed stays
+  return 0;
+}
+
+/// Removes a folder and what it holds, ignoring errors. Not std::filesystem::remove_all: in a
+/// program linked with the torch wheel's LibTorch that call can bind to the copy libtorch.so
+/// exports, which crashed (null call) with a g++ 13 build on the GPU machine.
+void remove_tree(const std::filesystem::path& p) {
+  ::nftw(p.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+}  // namespace
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -109,7 +128,7 @@ int run_fuzz_workers(const FuzzWorkersRequest& req, const CampaignOptions& fz, s
   check_output_paths(fz);
 
   const fs::path tmp = fs::temp_directory_path() / ("moecheck-workers." + std::to_string(::getpid()));
-  fs::remove_all(tmp);
+  remove_tree(tmp);
   fs::create_directories(tmp);
   const std::string exe = self_executable();
   std::vector<WorkerProcess> procs;
@@ -213,8 +232,7 @@ int run_fuzz_workers(const FuzzWorkersRequest& req, const CampaignOptions& fz, s
         << tmp.string() << "\n";
     return died || !m.missing.empty() ? 3 : 2;
   }
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
+  remove_tree(tmp);
   // As one process: 1 failures, else 4 (kExitInterrupted) when a worker was interrupted (Ctrl-C
   // forwarded, or a campaign aborted by the code under test), else 0. A worker that could not
   // write an output exited 3 and was handled above.
