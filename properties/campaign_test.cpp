@@ -20,17 +20,14 @@
 #include "harness/core/shrink.hpp"
 #include "kernels/routing_kernels.hpp"
 #include "reports/reports.hpp"
+#include "properties/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("moecheck_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  return d;
-}
+using moecheck_test::temp_dir;
 
 std::unique_ptr<Target> kernel_target(const std::string& mutant) {
   TargetOptions o;

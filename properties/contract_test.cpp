@@ -29,11 +29,14 @@
 #include "reference/contract.hpp"
 #include "reference/metamorphic.hpp"
 #include "reference/oracle.hpp"
+#include "properties/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
 
 namespace {
+
+using moecheck_test::temp_dir;
 
 constexpr float kInfF = std::numeric_limits<float>::infinity();
 constexpr float kNanF = std::numeric_limits<float>::quiet_NaN();
@@ -269,12 +272,6 @@ std::string names(const std::map<std::string, int>& m) {
   return s;
 }
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("moecheck_contract_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  return d;
-}
-
 }  // namespace
 
 // ---- the model, named contracts, files and specs -----------------------------------------
@@ -346,7 +343,7 @@ TEST(Contracts, FilesRoundTripEveryField) {
   EXPECT_EQ(parse_contract_spec(spec, "spec"), c);
   EXPECT_EQ(resolve_contract(spec), c);  // --contract also takes a spec (the replay lines use it)
   // a file without a name is named after the file
-  const fs::path dir = temp_dir("files");
+  const fs::path dir = temp_dir("contract_files");
   fs::create_directories(dir);
   std::ofstream(dir / "scaled-router.toml") << "tolerance = \"scaled\"\ntolerance_scale = 4\n";
   const Contract f = resolve_contract((dir / "scaled-router.toml").string());
@@ -550,7 +547,7 @@ TEST(ContractCampaigns, EveryContractCatchesRealBugs) {
 
 TEST(ContractCampaigns, DeclaredLayoutsAreOutsideTheContractNotFailures) {
   auto dense = router_for("dense-probability-nan-zeroes-row");
-  const fs::path dir = temp_dir("layouts");
+  const fs::path dir = temp_dir("contract_layouts");
   CampaignOptions o;
   o.seed = 40;
   o.max_cases = 400;
@@ -609,7 +606,7 @@ TEST(ContractCampaigns, DeclaredLayoutsAreOutsideTheContractNotFailures) {
 // ---- corpus entries record the contract; replay uses it ------------------------------------
 
 TEST(ContractCorpus, FailuresRecordTheirContractAndReplayWithIt) {
-  const fs::path dir = temp_dir("corpus");
+  const fs::path dir = temp_dir("contract_corpus");
   auto r = router_for("probability-ranked", Bug::skip_renormalise);
   CampaignOptions o;
   o.seed = 50;

@@ -21,6 +21,7 @@
 #include "harness/core/merge.hpp"
 #include "harness/core/workers.hpp"
 #include "reports/reports.hpp"
+#include "properties/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
@@ -28,9 +29,9 @@ using nlohmann::json;
 
 namespace {
 
+/// A fresh, existing folder `<temp>/moecheck_merge_<name>_<pid>`.
 fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("moecheck_merge_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
+  const fs::path d = moecheck_test::temp_dir("merge_" + name);
   fs::create_directories(d);
   return d;
 }

@@ -15,17 +15,14 @@
 #include "harness/core/mutation.hpp"
 #include "harness/core/replay.hpp"
 #include "harness/core/targets_internal.hpp"
+#include "properties/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("moecheck_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  return d;
-}
+using moecheck_test::temp_dir;
 
 TEST(Mutation, CatalogAndPerMutantTuning) {
   const std::vector<kernels::Mutant> all = kernel_mutants();

@@ -15,6 +15,7 @@
 #include "harness/core/corpus.hpp"
 #include "harness/torch/module_mutation.hpp"
 #include "harness/torch/substitution_corpus.hpp"
+#include "properties/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
@@ -22,17 +23,8 @@ using namespace moecheck::harness;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("moecheck_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  return d;
-}
-
-std::vector<std::string> names_in(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
-  return out;
-}
+using moecheck_test::temp_dir;
+using moecheck_test::names_in;
 
 /// A real counterexample: capture_handle is caught by scale_substitution under rebind.
 struct Found {

@@ -17,24 +17,15 @@
 
 #include "harness/core/corpus.hpp"
 #include "harness/core/write_once.hpp"
+#include "properties/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("moecheck_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  return d;
-}
-
-/// Every name in `dir` (files, temporaries, anything).
-std::vector<std::string> names_in(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
-  return out;
-}
+using moecheck_test::temp_dir;
+using moecheck_test::names_in;
 
 /// A large text unique to `writer`, so a torn or interleaved file cannot equal any writer's text.
 std::string text_of(int writer) {

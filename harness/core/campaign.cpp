@@ -283,7 +283,9 @@ std::string generator_flags(const GenConfig& g) {
   return out;
 }
 
-std::string human(double v) {
+}  // namespace
+
+std::string human_number(double v) {
   char buf[32];
   if (v >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
   else if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
@@ -291,8 +293,6 @@ std::string human(double v) {
   else std::snprintf(buf, sizeof buf, "%.0f", v);
   return buf;
 }
-
-}  // namespace
 
 std::string tool_version() { return MOECHECK_VERSION; }
 std::string source_commit() { return MOECHECK_GIT_COMMIT; }
@@ -1018,7 +1018,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       if (s.stopped) {
         note = g_stop ? ", stopped by the stop request"
                       : (has_deadline && Clock::now() >= deadline ? ", stopped by the time budget"
-                                                                  : ", stopped after " + human(opt.shrink_seconds) + " s");
+                                                                  : ", stopped after " + human_number(opt.shrink_seconds) + " s");
       }
       const bool recorded = run.record_failure(check, ps.message, seed, index, c, s.minimal, s.steps, s.attempts, note);
       if (s.stopped && g_stop) run.cut_short = CampaignRun::CutShort{index, c.T, classify(c), recorded};
@@ -1029,8 +1029,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       const double rs = std::max(run_s, 1e-9);
       log << "\r[" << std::fixed << std::setprecision(1) << r.elapsed_s << "s";
       if (opt.seconds > 0) log << "/" << opt.seconds << "s";
-      log << "] cases " << r.cases << " (" << human(static_cast<double>(r.cases - cases_before) / rs)
-          << "/s) rows " << human(static_cast<double>(r.rows)) << " failures " << r.failures.size()
+      log << "] cases " << r.cases << " (" << human_number(static_cast<double>(r.cases - cases_before) / rs)
+          << "/s) rows " << human_number(static_cast<double>(r.rows)) << " failures " << r.failures.size()
           << "   " << std::flush;
       log.unsetf(std::ios::fixed);
     }

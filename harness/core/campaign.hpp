@@ -177,4 +177,7 @@ std::string source_commit();
 std::string tool_version();
 std::string iso_time_now();
 
+/// A count or rate for progress lines: "1234", "12.3k" (from 1e4), "1.23M", "1.23G".
+std::string human_number(double v);
+
 }  // namespace moecheck

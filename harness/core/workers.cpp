@@ -21,6 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/core/campaign.hpp"
+
 extern char** environ;
 
 namespace moecheck {
@@ -40,15 +42,6 @@ std::vector<std::string> split_commas(const std::string& s) {
     start = comma + 1;
   }
   return out;
-}
-
-std::string human(double v) {
-  char buf[32];
-  if (v >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", v / 1e9);
-  else if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
-  else if (v >= 1e4) std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f", v);
-  return buf;
 }
 
 /// One worker's progress as recorded in its state file (absent until its first save).
@@ -330,8 +323,8 @@ WorkersOutcome run_worker_processes(const std::vector<WorkerProcess>& workers, c
       if (reporting == 0) {
         line << " started (totals as they save their state)";
       } else {
-        line << ": cases " << cases << " (" << human(static_cast<double>(cases) / std::max(wall, 1e-9))
-             << "/s) rows " << human(static_cast<double>(rows)) << " failures " << sigs.size() << "   ";
+        line << ": cases " << cases << " (" << human_number(static_cast<double>(cases) / std::max(wall, 1e-9))
+             << "/s) rows " << human_number(static_cast<double>(rows)) << " failures " << sigs.size() << "   ";
       }
       log << line.str() << std::flush;
       progress_shown = true;

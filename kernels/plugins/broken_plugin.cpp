@@ -27,12 +27,10 @@ int route(const void* gating, std::int64_t row_stride, std::int64_t col_stride, 
           std::int64_t T, std::int32_t E, std::int32_t k, std::int32_t family, const float* scale,
           float* weights, std::int32_t* ids, std::int32_t device, void* /*stream*/) {
   g_error.clear();
-  if (device != MOECHECK_DEVICE_HOST) return fail(MOECHECK_PLUGIN_UNSUPPORTED, "example plugin runs on the host only");
-  if (dtype < MOECHECK_DTYPE_F32 || dtype > MOECHECK_DTYPE_BF16) return fail(MOECHECK_PLUGIN_INVALID_ARGUMENT, "unknown dtype " + std::to_string(dtype));
-  if (family < MOECHECK_FAMILY_GEMMA4 || family > MOECHECK_FAMILY_SOFTMAX_TOPK_RAW) return fail(MOECHECK_PLUGIN_UNSUPPORTED, "family " + std::to_string(family) + " is not implemented");
-  if (T < 0 || E < 1) return fail(MOECHECK_PLUGIN_INVALID_ARGUMENT, "bad shape T = " + std::to_string(T) + ", E = " + std::to_string(E));
-  if (k < 1 || k > E) return fail(MOECHECK_PLUGIN_INVALID_ARGUMENT, "k = " + std::to_string(k) + " outside [1, E = " + std::to_string(E) + "]");
-  if (row_stride < 0 || col_stride < 0) return fail(MOECHECK_PLUGIN_INVALID_ARGUMENT, "negative stride");
+  if (const int s = check_route_args(row_stride, col_stride, dtype, T, E, k, family, device, MOECHECK_DEVICE_HOST,
+                                     "example plugin runs on the host only", &g_error)) {
+    return s;
+  }
   if (T == 0) return MOECHECK_PLUGIN_OK;
   if (T > 1000) return fail(MOECHECK_PLUGIN_INTERNAL_ERROR, "workspace exhausted: T = " + std::to_string(T) + " rows");
   if (!gating || !weights || !ids) return fail(MOECHECK_PLUGIN_INVALID_ARGUMENT, "null pointer");
@@ -74,23 +72,9 @@ int route(const void* gating, std::int64_t row_stride, std::int64_t col_stride, 
   return MOECHECK_PLUGIN_OK;
 }
 
-const char* last_error() { return g_error.c_str(); }
-
-const moecheck_plugin_desc_v1 kDesc = {
-    MOECHECK_PLUGIN_ABI_VERSION,
-    sizeof(moecheck_plugin_desc_v1),
-    "broken",
-    "0.1",
-    MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_F32) | MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_F16) |
-        MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_BF16),
-    MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_GEMMA4) | MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_SOFTMAX_TOPK) |
-        MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_SOFTMAX_TOPK_RAW),
-    MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_HOST),
-    0,
-    0,
-    &route,
-    &last_error,
-};
+constexpr moecheck_plugin_desc_v1 kDesc = softmax_desc_v1(MOECHECK_PLUGIN_ABI_VERSION, sizeof(moecheck_plugin_desc_v1),
+                                                          "broken", "0.1", MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_HOST),
+                                                          0, 0, &route);
 
 }  // namespace
 

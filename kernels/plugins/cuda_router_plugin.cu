@@ -24,25 +24,16 @@
 #include <string>
 
 #include "kernels/moecheck_plugin.h"
+#include "kernels/plugins/plugin_util.hpp"
 
 namespace {
+
+using namespace moecheck_plugin_util;
 
 constexpr int kMaxK = 32;
 constexpr int kMaxExperts = 4096;
 constexpr unsigned kAlignment = 16;
 constexpr int kThreads = 128;
-constexpr std::uint32_t kDtypes = MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_F32) | MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_F16) |
-                                  MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_BF16);
-constexpr std::uint32_t kFamilies = MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_GEMMA4) |
-                                    MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_SOFTMAX_TOPK) |
-                                    MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_SOFTMAX_TOPK_RAW);
-
-thread_local std::string g_error;
-
-int fail(int code, std::string msg) {
-  g_error = std::move(msg);
-  return code;
-}
 
 /// Exact widening of element `off` of a gating buffer of `dtype` to fp32.
 __device__ __forceinline__ float load_logit(const void* base, std::int64_t off, std::int32_t dtype) {
@@ -122,20 +113,10 @@ int route(const void* gating, std::int64_t row_stride, std::int64_t col_stride, 
           std::int64_t T, std::int32_t E, std::int32_t k, std::int32_t family, const float* scale,
           float* weights, std::int32_t* ids, std::int32_t device, void* stream) {
   g_error.clear();
-  if (device != MOECHECK_DEVICE_CUDA) return fail(MOECHECK_PLUGIN_UNSUPPORTED, "this plugin runs on CUDA devices only");
-  if (dtype < MOECHECK_DTYPE_F32 || dtype > MOECHECK_DTYPE_BF16) {
-    return fail(MOECHECK_PLUGIN_INVALID_ARGUMENT, "unknown dtype " + std::to_string(dtype));
+  if (const int s = check_route_args(row_stride, col_stride, dtype, T, E, k, family, device, MOECHECK_DEVICE_CUDA,
+                                     "this plugin runs on CUDA devices only", &g_error)) {
+    return s;
   }
-  if (family < MOECHECK_FAMILY_GEMMA4 || family > MOECHECK_FAMILY_SOFTMAX_TOPK_RAW) {
-    return fail(MOECHECK_PLUGIN_UNSUPPORTED, "family " + std::to_string(family) + " is not implemented");
-  }
-  if (T < 0 || E < 1) {
-    return fail(MOECHECK_PLUGIN_INVALID_ARGUMENT, "bad shape T = " + std::to_string(T) + ", E = " + std::to_string(E));
-  }
-  if (k < 1 || k > E) {
-    return fail(MOECHECK_PLUGIN_INVALID_ARGUMENT, "k = " + std::to_string(k) + " outside [1, E = " + std::to_string(E) + "]");
-  }
-  if (row_stride < 0 || col_stride < 0) return fail(MOECHECK_PLUGIN_INVALID_ARGUMENT, "negative stride");
   if (E > kMaxExperts) return fail(MOECHECK_PLUGIN_UNSUPPORTED, "E = " + std::to_string(E) + " > " + std::to_string(kMaxExperts));
   if (k > kMaxK) return fail(MOECHECK_PLUGIN_UNSUPPORTED, "k = " + std::to_string(k) + " > " + std::to_string(kMaxK));
   if (T == 0) return MOECHECK_PLUGIN_OK;
@@ -163,16 +144,14 @@ int route(const void* gating, std::int64_t row_stride, std::int64_t col_stride, 
   return MOECHECK_PLUGIN_OK;
 }
 
-const char* last_error() { return g_error.c_str(); }
-
 const moecheck_plugin_desc_v2 kDesc = {
     {
         MOECHECK_PLUGIN_ABI_VERSION_2,
         sizeof(moecheck_plugin_desc_v2),
         "cuda-router",
         "1.0",
-        kDtypes,
-        kFamilies,
+        kAllDtypes,
+        kSoftmaxFamilies,
         MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_CUDA),
         kMaxExperts,
         kMaxK,
@@ -187,19 +166,9 @@ const moecheck_plugin_desc_v2 kDesc = {
 
 /// The version-1 view for older loaders: the same routine and limits with abi_version 1 (such a
 /// loader judges it by the strict contract, which its deliberate semantics do not follow).
-const moecheck_plugin_desc_v1 kDescV1 = {
-    MOECHECK_PLUGIN_ABI_VERSION,
-    sizeof(moecheck_plugin_desc_v1),
-    "cuda-router",
-    "1.0",
-    kDtypes,
-    kFamilies,
-    MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_CUDA),
-    kMaxExperts,
-    kMaxK,
-    &route,
-    &last_error,
-};
+constexpr moecheck_plugin_desc_v1 kDescV1 =
+    softmax_desc_v1(MOECHECK_PLUGIN_ABI_VERSION, sizeof(moecheck_plugin_desc_v1), "cuda-router", "1.0",
+                    MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_CUDA), kMaxExperts, kMaxK, &route);
 
 }  // namespace
 

@@ -14,11 +14,10 @@
 namespace {
 
 using namespace moecheck_test_plugin;
+using moecheck_plugin_util::g_error;
 
 constexpr std::int32_t kOverrun = 4;
 constexpr int kThreads = 128;
-
-thread_local std::string g_error;
 
 __global__ void overrun_ids(std::int32_t* ids, std::int64_t n) {
   if (threadIdx.x < kOverrun) ids[n + threadIdx.x] = static_cast<std::int32_t>(threadIdx.x);
@@ -36,38 +35,15 @@ int route(const void* gating, std::int64_t row_stride, std::int64_t col_stride, 
   cudaGetLastError();  // clear an earlier non-sticky error so that the checks below are ours
   strict_route_rows<<<blocks_for(T, kThreads), kThreads, 0, st>>>(gating, row_stride, col_stride, dtype, T, E, k,
                                                                   family, scale, weights, ids, 0, 1);
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) {
-    g_error = cuda_message("strict_route_rows launch", e);
-    return MOECHECK_PLUGIN_INTERNAL_ERROR;
-  }
+  if (const int s = launch_status("strict_route_rows launch")) return s;
   if (dtype == MOECHECK_DTYPE_BF16 && family == MOECHECK_FAMILY_SOFTMAX_TOPK_RAW && T >= 3) {
     overrun_ids<<<1, 32, 0, st>>>(ids, T * k);
-    if ((e = cudaGetLastError()) != cudaSuccess) {
-      g_error = cuda_message("overrun_ids launch", e);
-      return MOECHECK_PLUGIN_INTERNAL_ERROR;
-    }
+    if (const int s = launch_status("overrun_ids launch")) return s;
   }
   return MOECHECK_PLUGIN_OK;
 }
 
-const char* last_error() { return g_error.c_str(); }
-
-const moecheck_plugin_desc_v1 kDesc = {
-    MOECHECK_PLUGIN_ABI_VERSION,
-    sizeof(moecheck_plugin_desc_v1),
-    "oob-cuda",
-    "1.0",
-    MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_F32) | MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_F16) |
-        MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_BF16),
-    MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_GEMMA4) | MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_SOFTMAX_TOPK) |
-        MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_SOFTMAX_TOPK_RAW),
-    MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_CUDA),
-    kMaxExperts,
-    kMaxK,
-    &route,
-    &last_error,
-};
+constexpr moecheck_plugin_desc_v1 kDesc = strict_desc_v1("oob-cuda", &route);
 
 }  // namespace
 

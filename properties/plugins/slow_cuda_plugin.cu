@@ -16,11 +16,10 @@
 namespace {
 
 using namespace moecheck_test_plugin;
+using moecheck_plugin_util::g_error;
 
 constexpr unsigned long long kDelayNs = 100000;  // 100 us between the two halves of the rows
 constexpr int kThreads = 128;
-
-thread_local std::string g_error;
 
 __device__ __forceinline__ unsigned long long global_ns() {
   unsigned long long t;
@@ -48,44 +47,18 @@ int route(const void* gating, std::int64_t row_stride, std::int64_t col_stride, 
   cudaGetLastError();  // clear an earlier non-sticky error so that the checks below are ours
   strict_route_rows<<<blocks_for(even, kThreads), kThreads, 0, st>>>(gating, row_stride, col_stride, dtype, T, E, k,
                                                                      family, scale, weights, ids, 0, 2);
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) {
-    g_error = cuda_message("strict_route_rows (even rows) launch", e);
-    return MOECHECK_PLUGIN_INTERNAL_ERROR;
-  }
+  if (const int s = launch_status("strict_route_rows (even rows) launch")) return s;
   wait_on_device<<<1, 1, 0, st>>>(kDelayNs);
-  if ((e = cudaGetLastError()) != cudaSuccess) {
-    g_error = cuda_message("wait_on_device launch", e);
-    return MOECHECK_PLUGIN_INTERNAL_ERROR;
-  }
+  if (const int s = launch_status("wait_on_device launch")) return s;
   if (odd > 0) {
     strict_route_rows<<<blocks_for(odd, kThreads), kThreads, 0, st>>>(gating, row_stride, col_stride, dtype, T, E, k,
                                                                       family, scale, weights, ids, 1, 2);
-    if ((e = cudaGetLastError()) != cudaSuccess) {
-      g_error = cuda_message("strict_route_rows (odd rows) launch", e);
-      return MOECHECK_PLUGIN_INTERNAL_ERROR;
-    }
+    if (const int s = launch_status("strict_route_rows (odd rows) launch")) return s;
   }
   return MOECHECK_PLUGIN_OK;
 }
 
-const char* last_error() { return g_error.c_str(); }
-
-const moecheck_plugin_desc_v1 kDesc = {
-    MOECHECK_PLUGIN_ABI_VERSION,
-    sizeof(moecheck_plugin_desc_v1),
-    "slow-cuda",
-    "1.0",
-    MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_F32) | MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_F16) |
-        MOECHECK_PLUGIN_BIT(MOECHECK_DTYPE_BF16),
-    MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_GEMMA4) | MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_SOFTMAX_TOPK) |
-        MOECHECK_PLUGIN_BIT(MOECHECK_FAMILY_SOFTMAX_TOPK_RAW),
-    MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_CUDA),
-    kMaxExperts,
-    kMaxK,
-    &route,
-    &last_error,
-};
+constexpr moecheck_plugin_desc_v1 kDesc = strict_desc_v1("slow-cuda", &route);
 
 }  // namespace
 

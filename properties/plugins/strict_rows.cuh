@@ -14,6 +14,7 @@
 #include <string>
 
 #include "kernels/moecheck_plugin.h"
+#include "kernels/plugins/plugin_util.hpp"
 
 namespace moecheck_test_plugin {
 
@@ -119,20 +120,11 @@ inline int validate(const void* gating, std::int64_t row_stride, std::int64_t co
     *why = std::move(m);
     return code;
   };
-  if (device != MOECHECK_DEVICE_CUDA) return bad(MOECHECK_PLUGIN_UNSUPPORTED, "this plugin runs on CUDA devices only");
-  if (dtype < MOECHECK_DTYPE_F32 || dtype > MOECHECK_DTYPE_BF16) {
-    return bad(MOECHECK_PLUGIN_INVALID_ARGUMENT, "unknown dtype " + std::to_string(dtype));
+  if (const int s = moecheck_plugin_util::check_route_args(row_stride, col_stride, dtype, T, E, k, family, device,
+                                                           MOECHECK_DEVICE_CUDA, "this plugin runs on CUDA devices only",
+                                                           why)) {
+    return s;
   }
-  if (family < MOECHECK_FAMILY_GEMMA4 || family > MOECHECK_FAMILY_SOFTMAX_TOPK_RAW) {
-    return bad(MOECHECK_PLUGIN_UNSUPPORTED, "family " + std::to_string(family) + " is not implemented");
-  }
-  if (T < 0 || E < 1) {
-    return bad(MOECHECK_PLUGIN_INVALID_ARGUMENT, "bad shape T = " + std::to_string(T) + ", E = " + std::to_string(E));
-  }
-  if (k < 1 || k > E) {
-    return bad(MOECHECK_PLUGIN_INVALID_ARGUMENT, "k = " + std::to_string(k) + " outside [1, E = " + std::to_string(E) + "]");
-  }
-  if (row_stride < 0 || col_stride < 0) return bad(MOECHECK_PLUGIN_INVALID_ARGUMENT, "negative stride");
   if (E > kMaxExperts || k > kMaxK) {
     return bad(MOECHECK_PLUGIN_UNSUPPORTED, "E = " + std::to_string(E) + ", k = " + std::to_string(k) +
                                                 " exceeds the limits (" + std::to_string(kMaxExperts) + ", " +
@@ -151,6 +143,23 @@ inline unsigned blocks_for(std::int64_t rows, int threads) {
 /// "what: <name> (<description>)" for a failed CUDA call.
 inline std::string cuda_message(const char* what, cudaError_t e) {
   return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+
+/// The status of the launch just made (cudaGetLastError): MOECHECK_PLUGIN_OK, or
+/// MOECHECK_PLUGIN_INTERNAL_ERROR with "what: <name> (<description>)" as the plugin's last error.
+inline int launch_status(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) return MOECHECK_PLUGIN_OK;
+  moecheck_plugin_util::g_error = cuda_message(what, e);
+  return MOECHECK_PLUGIN_INTERNAL_ERROR;
+}
+
+/// The version-1 descriptor of a test plugin: every dtype, the softmax families, CUDA devices,
+/// this file's limits, last_error from the shared error slot.
+constexpr moecheck_plugin_desc_v1 strict_desc_v1(const char* name, moecheck_route_fn_v1 route) {
+  return moecheck_plugin_util::softmax_desc_v1(MOECHECK_PLUGIN_ABI_VERSION, sizeof(moecheck_plugin_desc_v1), name,
+                                               "1.0", MOECHECK_PLUGIN_BIT(MOECHECK_DEVICE_CUDA), kMaxExperts, kMaxK,
+                                               route);
 }
 
 }  // namespace moecheck_test_plugin
