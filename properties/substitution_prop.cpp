@@ -181,12 +181,6 @@ bool looks_shrunk(const std::string& text) {
   return T == 1 && E <= 4 && H <= 4 && I <= 4;
 }
 
-bool expected_to_fail(SubstitutionProperty p, ModuleVariant v, SubstitutionMode mode) {
-  if (p == SubstitutionProperty::restoration) return false;  // checks functional_call, not the module
-  if (p == SubstitutionProperty::scale_linearity && v == ModuleVariant::scale_by_slot) return false;
-  return variant_caught_by(v, mode);
-}
-
 struct VariantCase {
   SubstitutionProperty property;
   ModuleVariant variant;
@@ -202,7 +196,7 @@ class SUBSTITUTION_SUITE(VariantDetection) : public ::testing::TestWithParam<Var
 TEST_P(SUBSTITUTION_SUITE(VariantDetection), FailsExactlyWhereDocumented) {
   SKIP_WITHOUT_DEVICE();
   const VariantCase vc = GetParam();
-  const bool expect_fail = expected_to_fail(vc.property, vc.variant, vc.mode);
+  const bool expect_fail = property_expected_to_fail(vc.property, vc.variant, vc.mode);
   // Passing runs need enough cases to be meaningful; failing ones stop at the first failure.
   const VariantRun run = check_variant(vc.property, vc.variant, vc.mode, 60);
   std::cout << "[" << substitution_property_name(vc.property) << " / " << module_variant_name(vc.variant) << " / "
@@ -298,7 +292,7 @@ TEST_P(SUBSTITUTION_SUITE(SuiteReportsVariant), FailuresWhereDocumentedWithShrun
     const std::string what = std::string(substitution_property_name(pr.property)) + " / " +
                              substitution_mode_name(pr.mode);
     EXPECT_FALSE(pr.error) << what << ": " << pr.failure;
-    EXPECT_EQ(!pr.passed, expected_to_fail(pr.property, GetParam(), pr.mode)) << what << "\n" << pr.failure;
+    EXPECT_EQ(!pr.passed, property_expected_to_fail(pr.property, GetParam(), pr.mode)) << what << "\n" << pr.failure;
     if (pr.passed) {
       EXPECT_EQ(pr.cases_passed, o.cases) << what;
       EXPECT_TRUE(pr.counterexample.empty()) << what;

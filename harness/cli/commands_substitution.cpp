@@ -143,15 +143,6 @@ CLI::Validator validator(Parse parse, const std::string& desc) {
 // Expectations.
 // ---------------------------------------------------------------------------------------
 
-/// Whether (property, variant, mode) is documented to fail (substitution_types.hpp and
-/// substitution_suite.hpp): restoration checks functional_call, not the module, so it never
-/// fails; scale_by_slot is linear in the scale, so scale_linearity does not see it.
-bool expected_to_fail(SubstitutionProperty p, ModuleVariant v, SubstitutionMode m) {
-  if (p == SubstitutionProperty::restoration) return false;
-  if (p == SubstitutionProperty::scale_linearity && v == ModuleVariant::scale_by_slot) return false;
-  return harness::variant_caught_by(v, m);
-}
-
 std::string fixed2(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f", v);
@@ -369,7 +360,7 @@ int run_substitution(const SubstitutionCliOptions& o, std::ostream& out) {
           Outcome oc;
           oc.variant = v;
           oc.result = r;
-          oc.expect_fail = expected_to_fail(p, v, m);
+          oc.expect_fail = harness::property_expected_to_fail(p, v, m);
           if (harness::property_failed(r) && !o.corpus_dir.empty()) {
             oc.corpus_file = harness::save_subst(harness::subst_record_of(so, r), o.corpus_dir, &oc.corpus_status);
           }
@@ -410,7 +401,7 @@ int run_substitution(const SubstitutionCliOptions& o, std::ostream& out) {
         error = error || oc.result.error;
       }
       bool expected = false;  // documented: caught by at least one selected property
-      for (SubstitutionProperty p : properties) expected = expected || expected_to_fail(p, v, m);
+      for (SubstitutionProperty p : properties) expected = expected || harness::property_expected_to_fail(p, v, m);
       std::string cell = !any ? "-" : error ? "ERROR" : caught ? "caught" : "passed";
       if (any && !error) cell += caught == expected ? " (expected)" : " (UNEXPECTED)";
       out << std::setw(22) << cell;

@@ -47,6 +47,12 @@ bool parse_substitution_property(std::string_view s, SubstitutionProperty* out) 
   return false;
 }
 
+bool property_expected_to_fail(SubstitutionProperty p, ModuleVariant v, SubstitutionMode m) {
+  if (p == SubstitutionProperty::restoration) return false;
+  if (p == SubstitutionProperty::scale_linearity && v == ModuleVariant::scale_by_slot) return false;
+  return variant_caught_by(v, m);
+}
+
 std::vector<SubstitutionProperty> all_substitution_properties() {
   return {SubstitutionProperty::scale_substitution, SubstitutionProperty::restoration,
           SubstitutionProperty::scale_linearity, SubstitutionProperty::zero_scale,

@@ -49,6 +49,11 @@ enum class SubstitutionProperty : int {
 const char* substitution_property_name(SubstitutionProperty p);
 bool parse_substitution_property(std::string_view s, SubstitutionProperty* out);
 std::vector<SubstitutionProperty> all_substitution_properties();
+/// Whether property `p` is documented to fail for module variant `v` under substitution mode
+/// `m`: restoration checks functional_call, not the module, so it never fails; scale_by_slot
+/// is linear in the scale, so scale_linearity does not see it; otherwise the detection matrix
+/// of `variant_caught_by` (substitution_types.hpp).
+bool property_expected_to_fail(SubstitutionProperty p, ModuleVariant v, SubstitutionMode m);
 
 /// One generated case. Values are small dyadic rationals (multiples of 1/4 in [-2, 2]),
 /// exact in f32, f16 and bf16.
