@@ -1,0 +1,12 @@
+# The installed package (cmake/MoecheckInstall.cmake): `cmake --install` of this build into a
+# temporary prefix, then an outside project (properties/install_consumer) built against it with
+# find_package(moecheck CONFIG REQUIRED) and run on the committed corpora.
+add_test(NAME install_consumer
+         COMMAND ${CMAKE_COMMAND}
+                 -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DBINARY_DIR=${PROJECT_BINARY_DIR}
+                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/install_consumer
+                 "-DGENERATOR=${CMAKE_GENERATOR}" -DMAKE_PROGRAM=${CMAKE_MAKE_PROGRAM}
+                 -DC_COMPILER=${CMAKE_C_COMPILER} -DCXX_COMPILER=${CMAKE_CXX_COMPILER}
+                 -DBUILD_TYPE=${CMAKE_BUILD_TYPE} "-DLAUNCHER=${CMAKE_CXX_COMPILER_LAUNCHER}"
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/install_consumer.cmake)
+set_tests_properties(install_consumer PROPERTIES LABELS "quick;install" TIMEOUT 300)
