@@ -101,8 +101,12 @@ function(moecheck_install_package)
           DESTINATION ${MOECHECK_INSTALL_CMAKEDIR} COMPONENT development)
 
   if(TARGET moecheck)
-    # The CLI finds LibTorch (and the CUDA runtime) where it was linked against them.
-    set_target_properties(moecheck PROPERTIES INSTALL_RPATH_USE_LINK_PATH ON)
+    # The installed CLI finds LibTorch (and the CUDA runtime) where it was linked against them.
+    set(_rpath "${TORCH_INSTALL_PREFIX}/lib")
+    if(MOECHECK_HAVE_CUDA AND CUDAToolkit_LIBRARY_DIR)
+      list(APPEND _rpath "${CUDAToolkit_LIBRARY_DIR}")
+    endif()
+    set_target_properties(moecheck PROPERTIES INSTALL_RPATH "${_rpath}")
     install(TARGETS moecheck RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT cli)
   endif()
 endfunction()
