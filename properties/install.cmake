@@ -10,3 +10,13 @@ add_test(NAME install_consumer
                  -DBUILD_TYPE=${CMAKE_BUILD_TYPE} "-DLAUNCHER=${CMAKE_CXX_COMPILER_LAUNCHER}"
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/install_consumer.cmake)
 set_tests_properties(install_consumer PROPERTIES LABELS "quick;install" TIMEOUT 300)
+
+# The programs linking LibTorch bind std:: to the system libstdc++ (properties/libstdcxx_binding.cmake).
+find_program(MOECHECK_READELF readelf)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT APPLE AND MOECHECK_READELF)
+  add_test(NAME libstdcxx_binding
+           COMMAND ${CMAKE_COMMAND} -DREADELF=${MOECHECK_READELF}
+                   "-DEXES=$<TARGET_FILE:moecheck>|$<TARGET_FILE:module_test>|$<TARGET_FILE:functional_call_test>"
+                   -P ${CMAKE_CURRENT_SOURCE_DIR}/libstdcxx_binding.cmake)
+  set_tests_properties(libstdcxx_binding PROPERTIES LABELS quick TIMEOUT 60)
+endif()
