@@ -71,7 +71,22 @@ if(NOT found STREQUAL "moecheck_DIR:PATH=${prefix}/lib/cmake/moecheck")
 endif()
 run("building the consumer" "${CMAKE_COMMAND}" --build "${build}")
 
-# 4. Run it on every committed case.
+# 4. Each library alone, then the whole program on every committed case.
+run("reference_only" "${build}/reference_only")
+message(STATUS "${run_out}")
+if(NOT run_out MATCHES "reference only: ids 5 2 ")
+  message(FATAL_ERROR "reference_only: unexpected output")
+endif()
+set(contract_case "${WORK_DIR}/contract.case")
+file(READ "${SOURCE_DIR}/corpora/regressions/kernel_automatic-049cfe90c9aa1688.case" text)
+string(REPLACE "\nexpect pass\n" "\nexpect pass\ncontract name=mine nan=zeroes-row\n" text "${text}")
+file(WRITE "${contract_case}" "${text}")
+run("corpus_only" "${build}/corpus_only" "${contract_case}")
+message(STATUS "${run_out}")
+if(NOT run_out MATCHES "corpus only: softmax_topk f32 T=1 E=2 k=1 layout=contiguous target=kernel:automatic contract=name=mine ")
+  message(FATAL_ERROR "corpus_only: unexpected output")
+endif()
+
 file(GLOB_RECURSE cases "${SOURCE_DIR}/corpora/*.case")
 list(LENGTH cases n_cases)
 run("the consumer" "${build}/moecheck_consumer" "${SOURCE_DIR}/corpora")
