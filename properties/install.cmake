@@ -8,6 +8,7 @@ add_test(NAME install_consumer
                  "-DGENERATOR=${CMAKE_GENERATOR}" -DMAKE_PROGRAM=${CMAKE_MAKE_PROGRAM}
                  -DC_COMPILER=${CMAKE_C_COMPILER} -DCXX_COMPILER=${CMAKE_CXX_COMPILER}
                  -DBUILD_TYPE=${CMAKE_BUILD_TYPE} "-DLAUNCHER=${CMAKE_CXX_COMPILER_LAUNCHER}"
+                 -DLIBDIR=${CMAKE_INSTALL_LIBDIR} -DINCLUDEDIR=${CMAKE_INSTALL_INCLUDEDIR}
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/install_consumer.cmake)
 set_tests_properties(install_consumer PROPERTIES LABELS "quick;install" TIMEOUT 300)
 

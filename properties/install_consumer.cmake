@@ -3,8 +3,9 @@
 # path and no CUDA/LibTorch/JSON dependency, builds the outside project
 # properties/install_consumer against it with find_package(moecheck CONFIG REQUIRED) and runs it
 # on the committed corpora. Variables: SOURCE_DIR, BINARY_DIR, WORK_DIR, GENERATOR, MAKE_PROGRAM,
-# C_COMPILER, CXX_COMPILER, BUILD_TYPE, LAUNCHER (compiler launcher, may be empty).
-foreach(v SOURCE_DIR BINARY_DIR WORK_DIR GENERATOR CXX_COMPILER)
+# C_COMPILER, CXX_COMPILER, BUILD_TYPE, LAUNCHER (compiler launcher, may be empty), LIBDIR and
+# INCLUDEDIR (the build's CMAKE_INSTALL_LIBDIR / CMAKE_INSTALL_INCLUDEDIR).
+foreach(v SOURCE_DIR BINARY_DIR WORK_DIR GENERATOR CXX_COMPILER LIBDIR INCLUDEDIR)
   if(NOT DEFINED ${v} OR "${${v}}" STREQUAL "")
     message(FATAL_ERROR "install_consumer.cmake: ${v} is not set")
   endif()
@@ -25,9 +26,9 @@ file(REMOVE_RECURSE "${WORK_DIR}")
 run("cmake --install" "${CMAKE_COMMAND}" --install "${BINARY_DIR}" --prefix "${prefix}" --component development)
 
 # 2. The package: its files, and no path of this machine's build or sources in its text.
-foreach(f lib/cmake/moecheck/moecheckConfig.cmake lib/cmake/moecheck/moecheckConfigVersion.cmake
-          lib/cmake/moecheck/moecheckTargets.cmake include/moecheck/reference/routing.hpp
-          include/moecheck/reference/oracle.hpp include/moecheck/harness/core/corpus.hpp)
+foreach(f ${LIBDIR}/cmake/moecheck/moecheckConfig.cmake ${LIBDIR}/cmake/moecheck/moecheckConfigVersion.cmake
+          ${LIBDIR}/cmake/moecheck/moecheckTargets.cmake ${INCLUDEDIR}/moecheck/reference/routing.hpp
+          ${INCLUDEDIR}/moecheck/reference/oracle.hpp ${INCLUDEDIR}/moecheck/harness/core/corpus.hpp)
   if(NOT EXISTS "${prefix}/${f}")
     message(FATAL_ERROR "not installed: ${f}")
   endif()
@@ -66,7 +67,7 @@ endif()
 run("configuring the consumer" "${CMAKE_COMMAND}" ${args})
 message(STATUS "${run_out}")
 file(STRINGS "${build}/CMakeCache.txt" found REGEX "^moecheck_DIR:")
-if(NOT found STREQUAL "moecheck_DIR:PATH=${prefix}/lib/cmake/moecheck")
+if(NOT found STREQUAL "moecheck_DIR:PATH=${prefix}/${LIBDIR}/cmake/moecheck")
   message(FATAL_ERROR "the consumer found moecheck elsewhere: ${found}")
 endif()
 run("building the consumer" "${CMAKE_COMMAND}" --build "${build}")
