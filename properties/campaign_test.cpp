@@ -20,10 +20,12 @@
 #include "harness/core/shrink.hpp"
 #include "kernels/routing_kernels.hpp"
 #include "reports/reports.hpp"
+#include "properties/support/stop_after.hpp"
 #include "properties/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
+using moecheck_test::StopAfter;
 
 namespace {
 
@@ -34,24 +36,6 @@ std::unique_ptr<Target> kernel_target(const std::string& mutant) {
   o.mutant = mutant;
   return make_core_target("kernel:auto", o);
 }
-
-/// Wraps a target and asks the campaign to stop after `stop_after` runs (simulated Ctrl-C).
-class StopAfter final : public Target {
- public:
-  StopAfter(std::unique_ptr<Target> inner, int stop_after) : inner_(std::move(inner)), left_(stop_after) {}
-  std::string spec() const override { return inner_->spec(); }
-  std::string mutant() const override { return inner_->mutant(); }
-  std::string unsupported(const RoutingCase& c) const override { return inner_->unsupported(c); }
-  Domain domain() const override { return inner_->domain(); }
-  RunOutcome run(const MaterializedCase& m, float* w, std::int32_t* ids) override {
-    if (--left_ == 0) request_campaign_stop();
-    return inner_->run(m, w, ids);
-  }
-
- private:
-  std::unique_ptr<Target> inner_;
-  int left_;
-};
 
 }  // namespace
 

@@ -21,10 +21,12 @@
 #include "harness/core/merge.hpp"
 #include "harness/core/workers.hpp"
 #include "reports/reports.hpp"
+#include "properties/support/stop_after.hpp"
 #include "properties/support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace moecheck;
+using moecheck_test::StopAfter;
 using nlohmann::json;
 
 namespace {
@@ -55,27 +57,6 @@ CampaignOptions options(std::uint64_t seed, std::int64_t cases, int index, int c
   o.shrink_attempts = 400;
   return o;
 }
-
-/// Asks the campaign to stop after `stop_after` runs (a Ctrl-C, a preempted batch task).
-class StopAfter final : public Target {
- public:
-  StopAfter(std::unique_ptr<Target> inner, int stop_after) : inner_(std::move(inner)), left_(stop_after) {}
-  std::string spec() const override { return inner_->spec(); }
-  std::string mutant() const override { return inner_->mutant(); }
-  std::string unsupported(const RoutingCase& c) const override { return inner_->unsupported(c); }
-  std::string device() const override { return inner_->device(); }
-  Domain domain() const override { return inner_->domain(); }
-  Precision precision() const override { return inner_->precision(); }
-  bool runs_in_process() const override { return inner_->runs_in_process(); }
-  RunOutcome run(const MaterializedCase& m, float* w, std::int32_t* ids) override {
-    if (--left_ == 0) request_campaign_stop();
-    return inner_->run(m, w, ids);
-  }
-
- private:
-  std::unique_ptr<Target> inner_;
-  int left_;
-};
 
 /// Runs one (shard of a) campaign on the kernel host emulation; writes results and corpus.
 /// With `stop_after` > 0 the campaign is interrupted after that many target runs.
