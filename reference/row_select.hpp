@@ -1,0 +1,138 @@
+// moecheck reference: row-level primitives of the hot paths shared by the reference routing
+// (routing.cpp) and the oracles (oracle.cpp): loading a row exactly as GatingView::at does, and
+// exact order statistics without branch-heavy sorting. Internal to the reference library.
+//
+// Everything here returns exactly what the straightforward code returns (values, not merely
+// equal-comparing ones); properties/fast_path_test.cpp checks it against that code.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "reference/routing.hpp"
+
+namespace moecheck::row_select {
+
+/// Loads row t of g into x[0..g.E): x[e] == g.at(t, e) bit for bit, one dtype dispatch per row.
+inline void load_row(const GatingView& g, std::int64_t t, double* x) {
+  const std::int64_t E = g.E, cs = g.col_stride;
+  const auto* base = static_cast<const std::uint8_t*>(g.data);
+  switch (g.dtype) {
+    case DType::f32: {
+      const std::uint8_t* r = base + t * g.row_stride * 4;
+      if (cs == 1) {
+        for (std::int64_t e = 0; e < E; ++e) {
+          float f;
+          std::memcpy(&f, r + e * 4, 4);
+          x[e] = f;
+        }
+      } else {
+        for (std::int64_t e = 0; e < E; ++e) {
+          float f;
+          std::memcpy(&f, r + e * cs * 4, 4);
+          x[e] = f;
+        }
+      }
+      return;
+    }
+    case DType::f16: {
+      const std::uint8_t* r = base + t * g.row_stride * 2;
+      for (std::int64_t e = 0; e < E; ++e) {
+        std::uint16_t h;
+        std::memcpy(&h, r + e * cs * 2, 2);
+        x[e] = half_bits_to_float(h);
+      }
+      return;
+    }
+    case DType::bf16: {
+      const std::uint8_t* r = base + t * g.row_stride * 2;
+      for (std::int64_t e = 0; e < E; ++e) {
+        std::uint16_t b;
+        std::memcpy(&b, r + e * cs * 2, 2);
+        const std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        x[e] = f;
+      }
+      return;
+    }
+  }
+  for (std::int64_t e = 0; e < E; ++e) x[e] = g.at(t, e);  // unknown dtype: at()'s answer
+}
+
+/// The k-th largest (1-based, 1 <= k <= n) of a[0..n), which holds no NaN. `a` and `tmp` are
+/// scratch of n elements each; `a` is overwritten. Quickselect with a sampled pivot placed near
+/// the wanted rank and a branch-free split (equal values are counted, not moved), so random
+/// rows cost no branch mispredictions. The value is exact; when several elements equal it
+/// (0 and -0 included) any of them may be returned.
+inline double kth_largest_any(double* a, double* tmp, std::size_t n, std::size_t k) {
+  for (;;) {
+    if (k == 1) {
+      double m = a[0];
+      for (std::size_t i = 1; i < n; ++i) m = a[i] > m ? a[i] : m;
+      return m;
+    }
+    if (k == n) {
+      double m = a[0];
+      for (std::size_t i = 1; i < n; ++i) m = a[i] < m ? a[i] : m;
+      return m;
+    }
+    if (n <= 24) {
+      for (std::size_t i = 1; i < n; ++i) {
+        const double v = a[i];
+        std::size_t j = i;
+        for (; j > 0 && a[j - 1] < v; --j) a[j] = a[j - 1];
+        a[j] = v;
+      }
+      return a[k - 1];
+    }
+    // Seven evenly spaced samples, sorted descending; the one whose expected rank ((j+1) n / 8)
+    // first reaches k is the pivot, so the kept side is small.
+    double s[7];
+    for (std::size_t i = 0; i < 7; ++i) s[i] = a[(2 * i + 1) * n / 14];
+    for (std::size_t i = 1; i < 7; ++i) {
+      const double v = s[i];
+      std::size_t j = i;
+      for (; j > 0 && s[j - 1] < v; --j) s[j] = s[j - 1];
+      s[j] = v;
+    }
+    const double p = s[std::min<std::size_t>(k * 8 / n, 6)];
+    std::size_t ngt = 0, nlt = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = a[i];
+      a[ngt] = v;  // ngt <= i: never overwrites an unread element
+      tmp[nlt] = v;
+      ngt += v > p ? 1 : 0;
+      nlt += v < p ? 1 : 0;
+    }
+    const std::size_t nge = n - nlt;  // >= 1: p is an element
+    if (k <= ngt) {
+      n = ngt;
+    } else if (k <= nge) {
+      return p;
+    } else {
+      k -= nge;
+      n = nlt;
+      std::swap(a, tmp);
+    }
+  }
+}
+
+/// The k-th largest of vals[0..n) (no NaN), bit for bit what std::nth_element(greater) leaves
+/// at position k - 1 of a copy: kth_largest_any, except that a zero result (where 0 and -0 tie
+/// and the element nth_element lands on decides the sign) is taken from nth_element itself.
+/// `a` and `tmp` are scratch of n elements each.
+inline double kth_largest(const double* vals, std::size_t n, std::size_t k, double* a, double* tmp) {
+  std::copy(vals, vals + n, a);
+  const double v = kth_largest_any(a, tmp, n, k);
+  if (v != 0.0) return v;
+  std::copy(vals, vals + n, a);
+  std::nth_element(a, a + (k - 1), a + n, std::greater<double>());
+  return a[k - 1];
+}
+
+}  // namespace moecheck::row_select
