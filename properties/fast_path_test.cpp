@@ -547,6 +547,87 @@ CheckReport check_routing(const GatingView& g, const RoutingParams& p, const flo
   return rep;
 }
 
+/// The case classifier (classify in generators.cpp).
+std::vector<std::string> classify(const RoutingCase& c) {
+  constexpr float kInfF = std::numeric_limits<float>::infinity();
+  const auto is_pow2 = [](std::int64_t v) { return v > 0 && (v & (v - 1)) == 0; };
+  std::vector<std::string> tags;
+  tags.push_back(std::string("dtype=") + dtype_name(c.dtype));
+  tags.push_back(std::string("family=") + family_name(c.family));
+  tags.push_back(std::string("layout=") + layout_name(c.layout));
+  if (!c.value_family.empty()) tags.push_back("values=" + c.value_family);
+  if (!c.scale_family.empty()) tags.push_back("scales=" + c.scale_family);
+  if (c.T == 0) tags.push_back("T=0");
+  if (c.T == 1) tags.push_back("T=1");
+  if (c.T > 64) tags.push_back("T>64");
+  if (c.T >= 65536) tags.push_back("T>=65536");
+  if (c.E == 1) tags.push_back("E=1");
+  if (is_pow2(c.E)) tags.push_back("E=pow2");
+  if (!is_pow2(c.E) && (is_pow2(c.E - 1) || is_pow2(c.E + 1))) tags.push_back("E=pow2±1");
+  if (c.E > 512) tags.push_back("E>512");
+  if (c.E > 1024) tags.push_back("E>1024");
+  if (c.E % 32 != 0) tags.push_back("E%32!=0");
+  if (c.k == 1) tags.push_back("k=1");
+  if (c.k == c.E) tags.push_back("k=E");
+
+  bool tie = false, near_tie = false, constant = false, has_inf = false, has_pinf = false, has_nan = false,
+       masked = false, denormal = false, huge = false;
+  const float huge_at = dtype_max_finite(c.dtype) / 16.0f;
+  const float min_normal = dtype_min_normal(c.dtype);
+  std::vector<double> key(static_cast<std::size_t>(c.E));
+  const bool rows_ok = static_cast<std::int64_t>(c.logits.size()) == c.T * c.E && c.k >= 1 && c.k <= c.E;
+  for (std::int64_t t = 0; rows_ok && t < c.T; ++t) {
+    const float* x = c.logits.data() + t * c.E;
+    bool all_masked = true, all_same = c.E > 1;
+    for (std::int64_t e = 0; e < c.E; ++e) {
+      const float v = x[e];
+      if (std::isnan(v)) has_nan = true;
+      if (std::isinf(v)) has_inf = true;
+      if (v == kInfF) has_pinf = true;
+      if (!(std::isnan(v) || v == -kInfF)) all_masked = false;
+      if (v != 0.0f && std::fabs(v) < min_normal) denormal = true;
+      if (std::isfinite(v) && std::fabs(v) >= huge_at) huge = true;
+      if (!(v == x[0])) all_same = false;
+      const double b = (c.family == Family::sigmoid_grouped && !c.bias.empty()) ? c.bias[static_cast<std::size_t>(e)] : 0.0;
+      key[static_cast<std::size_t>(e)] = plain::selection_key(c.family, v, b);
+    }
+    masked = masked || all_masked;
+    constant = constant || all_same;
+    if (c.k < c.E && (!tie || !near_tie)) {
+      std::vector<double> sk = key;
+      std::nth_element(sk.begin(), sk.begin() + c.k, sk.end(), std::greater<double>());
+      const double next = sk[static_cast<std::size_t>(c.k)];
+      const double vk = *std::min_element(sk.begin(), sk.begin() + c.k);
+      if (vk == next) tie = true;
+      if (c.family != Family::sigmoid_grouped && std::isfinite(vk) && vk != next &&
+          static_cast<double>(next_in_dtype(static_cast<float>(next), c.dtype, true)) == vk) {
+        near_tie = true;
+      }
+    }
+  }
+  if (tie) tags.push_back("tie-at-k");
+  if (near_tie) tags.push_back("near-tie-at-k");
+  if (constant) tags.push_back("constant-row");
+  if (has_inf) tags.push_back("has-inf");
+  if (has_pinf) tags.push_back("has-pos-inf");
+  if (has_nan) tags.push_back("has-nan");
+  if (masked) tags.push_back("masked-row");
+  if (denormal) tags.push_back("denormal");
+  if (huge) tags.push_back("huge");
+  if (c.layout != Layout::contiguous) tags.push_back("non-contiguous");
+  if (c.family == Family::gemma4) {
+    bool zero = false, neg = false;
+    for (float s : c.scale) {
+      if (s == 0.0f) zero = true;
+      if (s < 0.0f) neg = true;
+    }
+    if (zero) tags.push_back("zero-scale");
+    if (neg) tags.push_back("negative-scale");
+  }
+  if (c.family == Family::sigmoid_grouped && !c.bias.empty()) tags.push_back("bias");
+  return tags;
+}
+
 }  // namespace plain
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -825,6 +906,18 @@ TEST(FastPaths, OracleReportsAreIdenticalOnKernelMutants) {
       expect_oracle_identical(c, w, ids, std::string("mutant ") + topt.mutant + " seed " + std::to_string(seed));
       if (HasFailure()) return;
     }
+  }
+}
+
+
+// ---- case classes are identical -------------------------------------------------------------------
+
+TEST(FastPaths, CaseClassesAreIdentical) {
+  GenConfig cfg = small_config();
+  cfg.max_k = 64;
+  for (std::uint64_t seed = 0; seed < 4000; ++seed) {
+    const RoutingCase c = generate_case(seed, cfg);
+    ASSERT_EQ(classify(c), plain::classify(c)) << describe(c);
   }
 }
 

@@ -342,18 +342,9 @@ double selection_key(Family f, double logit, double bias) {
 
 namespace {
 
-/* The first k experts of the canonical order among all E (keys never NaN), without sorting E:
- * v_k = the k-th largest key; the canonical first k are every expert with key > v_k (fewer than
- * k) followed by the lowest-index experts with key == v_k. Those are ordered by key descending
- * (a stable sort of the index-ordered list, so equal keys stay in index order); the order is a
- * strict total order, so this is exactly what partial_sort with KeyDescIndexAsc gives. */
+/// The first k experts of the canonical order among all E (row_select::canonical_top).
 void select_canonical_all(const double* key, std::int64_t E, int k, std::int32_t* ids) {
   const auto n = static_cast<std::size_t>(E);
-  if (k >= E) {
-    for (std::int64_t e = 0; e < E; ++e) ids[e] = static_cast<std::int32_t>(e);
-    std::sort(ids, ids + E, KeyDescIndexAsc{key});
-    return;
-  }
   thread_local std::vector<double> a, tmp;
   thread_local std::vector<std::int32_t> eq;
   if (a.size() < n) {
@@ -361,28 +352,7 @@ void select_canonical_all(const double* key, std::int64_t E, int k, std::int32_t
     tmp.resize(n);
     eq.resize(n);
   }
-  std::copy(key, key + E, a.data());
-  const double vk = row_select::kth_largest_any(a.data(), tmp.data(), n, static_cast<std::size_t>(k));
-  std::size_t ngt = 0, neq = 0;
-  for (std::int64_t e = 0; e < E; ++e) {
-    const double v = key[e];
-    ids[ngt] = static_cast<std::int32_t>(e);  // ngt < k: fewer than k keys exceed v_k
-    eq[neq] = static_cast<std::int32_t>(e);
-    ngt += v > vk ? 1 : 0;
-    neq += v == vk ? 1 : 0;
-  }
-  if (ngt <= 32) {
-    for (std::size_t i = 1; i < ngt; ++i) {
-      const std::int32_t id = ids[i];
-      const double v = key[id];
-      std::size_t j = i;
-      for (; j > 0 && key[ids[j - 1]] < v; --j) ids[j] = ids[j - 1];
-      ids[j] = id;
-    }
-  } else {
-    std::sort(ids, ids + ngt, KeyDescIndexAsc{key});
-  }
-  for (std::size_t i = 0; ngt + i < static_cast<std::size_t>(k); ++i) ids[ngt + i] = eq[i];
+  row_select::canonical_top(key, n, static_cast<std::size_t>(k), ids, a.data(), tmp.data(), eq.data());
 }
 
 /// Canonical selection: the first k experts of the canonical order among `cand`.

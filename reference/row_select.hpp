@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -123,16 +124,63 @@ inline double kth_largest_any(double* a, double* tmp, std::size_t n, std::size_t
 }
 
 /// The k-th largest of vals[0..n) (no NaN), bit for bit what std::nth_element(greater) leaves
-/// at position k - 1 of a copy: kth_largest_any, except that a zero result (where 0 and -0 tie
-/// and the element nth_element lands on decides the sign) is taken from nth_element itself.
-/// `a` and `tmp` are scratch of n elements each.
+/// at position k - 1 of a copy: kth_largest_any, except that a zero result from a row holding
+/// both 0 and -0 (where the element nth_element lands on decides the sign) is taken from
+/// nth_element itself. `a` and `tmp` are scratch of n elements each.
 inline double kth_largest(const double* vals, std::size_t n, std::size_t k, double* a, double* tmp) {
   std::copy(vals, vals + n, a);
   const double v = kth_largest_any(a, tmp, n, k);
   if (v != 0.0) return v;
+  bool pos = false, neg = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (vals[i] == 0.0) (std::signbit(vals[i]) ? neg : pos) = true;
+  }
+  if (!(pos && neg)) return v;
   std::copy(vals, vals + n, a);
   std::nth_element(a, a + (k - 1), a + n, std::greater<double>());
   return a[k - 1];
+}
+
+/* The first m experts (1 <= m <= n) of the canonical order of keys[0..n) (no NaN): key
+ * descending, equal keys by ascending index. Without sorting n: v_m = the m-th largest key; the
+ * canonical first m are every expert with key > v_m (fewer than m) followed by the lowest-index
+ * experts with key == v_m. Those are ordered by key descending with a stable sort of the
+ * index-ordered list (equal keys stay in index order). The order is a strict total order, so
+ * the result is exactly that of a (partial) sort with that comparator. `a`, `tmp` (double) and
+ * `eq` (int32) are scratch of n elements each. */
+inline void canonical_top(const double* key, std::size_t n, std::size_t m, std::int32_t* ids, double* a, double* tmp,
+                          std::int32_t* eq) {
+  const auto desc_then_index = [key](std::int32_t x, std::int32_t y) {
+    if (key[x] != key[y]) return key[x] > key[y];
+    return x < y;
+  };
+  if (m >= n) {
+    for (std::size_t e = 0; e < n; ++e) ids[e] = static_cast<std::int32_t>(e);
+    std::sort(ids, ids + n, desc_then_index);
+    return;
+  }
+  std::copy(key, key + n, a);
+  const double vm = kth_largest_any(a, tmp, n, m);
+  std::size_t ngt = 0, neq = 0;
+  for (std::size_t e = 0; e < n; ++e) {
+    const double v = key[e];
+    ids[ngt] = static_cast<std::int32_t>(e);  // ngt < m: fewer than m keys exceed v_m
+    eq[neq] = static_cast<std::int32_t>(e);
+    ngt += v > vm ? 1 : 0;
+    neq += v == vm ? 1 : 0;
+  }
+  if (ngt <= 32) {
+    for (std::size_t i = 1; i < ngt; ++i) {
+      const std::int32_t id = ids[i];
+      const double v = key[id];
+      std::size_t j = i;
+      for (; j > 0 && key[ids[j - 1]] < v; --j) ids[j] = ids[j - 1];
+      ids[j] = id;
+    }
+  } else {
+    std::sort(ids, ids + ngt, desc_then_index);
+  }
+  for (std::size_t i = 0; ngt + i < m; ++i) ids[ngt + i] = eq[i];
 }
 
 }  // namespace moecheck::row_select
