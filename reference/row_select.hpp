@@ -18,6 +18,17 @@
 
 namespace moecheck::row_select {
 
+/// half_bits_to_float, with the normal numbers converted inline.
+inline float half_to_float(std::uint16_t h) {
+  const std::uint32_t exp = (h >> 10) & 0x1fu;
+  if (exp == 0 || exp == 0x1f) return half_bits_to_float(h);  // zero, subnormal, inf, NaN
+  const std::uint32_t u = (static_cast<std::uint32_t>(h & 0x8000u) << 16) | ((exp - 15 + 127) << 23) |
+                          (static_cast<std::uint32_t>(h & 0x3ffu) << 13);
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
 /// Loads row t of g into x[0..g.E): x[e] == g.at(t, e) bit for bit, one dtype dispatch per row.
 inline void load_row(const GatingView& g, std::int64_t t, double* x) {
   const std::int64_t E = g.E, cs = g.col_stride;
@@ -45,7 +56,7 @@ inline void load_row(const GatingView& g, std::int64_t t, double* x) {
       for (std::int64_t e = 0; e < E; ++e) {
         std::uint16_t h;
         std::memcpy(&h, r + e * cs * 2, 2);
-        x[e] = half_bits_to_float(h);
+        x[e] = half_to_float(h);
       }
       return;
     }

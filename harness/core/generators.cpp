@@ -474,12 +474,21 @@ std::vector<std::string> classify(const RoutingCase& c) {
       if (v != 0.0f && std::fabs(v) < min_normal) denormal = true;
       if (std::isfinite(v) && std::fabs(v) >= huge_at) huge = true;
       if (!(v == x[0])) all_same = false;
-      const double b = (c.family == Family::sigmoid_grouped && !c.bias.empty()) ? c.bias[static_cast<std::size_t>(e)] : 0.0;
-      key[static_cast<std::size_t>(e)] = selection_key(c.family, v, b);
     }
     masked = masked || all_masked;
     constant = constant || all_same;
-    if (c.k < c.E && (!tie || !near_tie)) {
+    // near-tie-at-k is never set for sigmoid_grouped: once it has a tie, its keys are not needed
+    if (c.k < c.E && (!tie || !near_tie) && !(tie && c.family == Family::sigmoid_grouped)) {
+      if (c.family == Family::sigmoid_grouped) {
+        for (std::int64_t e = 0; e < c.E; ++e) {
+          const double b = c.bias.empty() ? 0.0 : c.bias[static_cast<std::size_t>(e)];
+          key[static_cast<std::size_t>(e)] = selection_key(c.family, x[e], b);
+        }
+      } else {  // selection_key: the logit, NaN -> -inf
+        for (std::int64_t e = 0; e < c.E; ++e) {
+          key[static_cast<std::size_t>(e)] = std::isnan(x[e]) ? -std::numeric_limits<double>::infinity() : x[e];
+        }
+      }
       // vk: the k-th largest key; next: the (k+1)-th (vk again when more than k keys reach vk,
       // else the largest key below vk). Which of 0 and -0 they are does not matter below.
       std::copy(key.begin(), key.end(), sk.begin());
