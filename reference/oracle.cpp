@@ -988,25 +988,43 @@ CheckReport check_routing(const GatingView& g, const RoutingParams& p, const flo
     load_row(g, t, x);
     row_keys(x, p, key);
     ++rep.rows_checked;
-    // The k-th key serves the tie statistic and the band rule alike (sigmoid_grouped: both
-    // work on group scores first, see check_selection_row).
-    double kth = 0.0;
-    if (grouped) {
-      if (row_has_kth_tie(key, p, g.E)) ++rep.ties_at_kth;
-    } else {
-      kth = nth_largest(key.data(), E, static_cast<std::size_t>(k));
-      if (tie_after(key.data(), E, static_cast<std::size_t>(k), kth)) ++rep.ties_at_kth;
-    }
     const float* w = weights + t * k;
     const std::int32_t* id = ids + t * k;
-    if (!structural_row(w, id, k, g.E, t, opt.check_poison, "", sink, written)) continue;
     double vk = 0.0;
     if (grouped) {
+      if (row_has_kth_tie(key, p, g.E)) ++rep.ties_at_kth;
+      if (!structural_row(w, id, k, g.E, t, opt.check_poison, "", sink, written)) continue;
       check_selection_row(key, p, g.E, id, opt.precision.select_band_ulps, t, sink, &vk);
-    } else {  // check_selection_row with the k-th key already known
-      for (int j = 0; j < k; ++j) selected[static_cast<std::size_t>(id[j])] = 1;
-      check_experts(key.data(), nullptr, E, selected.data(), id, k, opt.precision.select_band_ulps, t, sink, &vk,
-                    &kth);
+    } else {
+      const bool ids_ok = structural_row(w, id, k, g.E, t, opt.check_poison, "", sink, written);
+      /* With usable ids, lo = the smallest selected key and hi = the largest unselected one:
+       * when lo >= hi the chosen experts are a top k, so the k-th key is lo, the band rule holds
+       * for any band, and the cut is tied exactly when hi == lo. Otherwise (and for a zero lo,
+       * whose sign nth_element decides) the k-th key is computed and the band rule applied. */
+      double lo = kInf, hi = -kInf;
+      if (ids_ok) {
+        for (int j = 0; j < k; ++j) {
+          const double v = key[static_cast<std::size_t>(id[j])];
+          selected[static_cast<std::size_t>(id[j])] = 1;
+          lo = v < lo ? v : lo;
+        }
+        for (std::size_t e = 0; e < E; ++e) {
+          const double v = selected[e] ? -kInf : key[e];
+          hi = v > hi ? v : hi;
+        }
+      }
+      if (ids_ok && lo >= hi && lo != 0.0) {
+        if (static_cast<std::size_t>(k) < E && lo == hi) ++rep.ties_at_kth;
+        vk = lo;
+      } else {
+        const double kth = nth_largest(key.data(), E, static_cast<std::size_t>(k));
+        if (tie_after(key.data(), E, static_cast<std::size_t>(k), kth)) ++rep.ties_at_kth;
+        if (ids_ok) {
+          check_experts(key.data(), nullptr, E, selected.data(), id, k, opt.precision.select_band_ulps, t, sink, &vk,
+                        &kth);
+        }
+      }
+      if (!ids_ok) continue;
       for (int j = 0; j < k; ++j) selected[static_cast<std::size_t>(id[j])] = 0;
     }
     // Weights are checked even after a selection violation: they must still follow the
