@@ -76,11 +76,28 @@ inline void load_row(const GatingView& g, std::int64_t t, double* x) {
   for (std::int64_t e = 0; e < E; ++e) x[e] = g.at(t, e);  // unknown dtype: at()'s answer
 }
 
+/// The k-th largest (1 <= k <= n) of a[0..n) (no NaN) for small n: the element with fewer than
+/// k values above it and at least k values at or above it, found by counting (no branch on
+/// the data). Any of several equal answers may be returned.
+inline double select_by_counting(const double* a, std::size_t n, std::size_t k) {
+  double ans = a[0];
+  for (std::size_t i = 0; i < n; ++i) {
+    const double v = a[i];
+    std::size_t gt = 0, ge = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      gt += a[j] > v ? 1 : 0;
+      ge += a[j] >= v ? 1 : 0;
+    }
+    ans = gt < k && k <= ge ? v : ans;
+  }
+  return ans;
+}
+
 /// The k-th largest (1-based, 1 <= k <= n) of a[0..n), which holds no NaN. `a` and `tmp` are
 /// scratch of n elements each; `a` is overwritten. Quickselect with a sampled pivot placed near
-/// the wanted rank and a branch-free split (equal values are counted, not moved), so random
-/// rows cost no branch mispredictions. The value is exact; when several elements equal it
-/// (0 and -0 included) any of them may be returned.
+/// the wanted rank and a branch-free split (equal values are counted, not moved), finished by
+/// counting below 12 elements, so random rows cost no branch mispredictions. The value is
+/// exact; when several elements equal it (0 and -0 included) any of them may be returned.
 inline double kth_largest_any(double* a, double* tmp, std::size_t n, std::size_t k) {
   for (;;) {
     if (k == 1) {
@@ -93,26 +110,12 @@ inline double kth_largest_any(double* a, double* tmp, std::size_t n, std::size_t
       for (std::size_t i = 1; i < n; ++i) m = a[i] < m ? a[i] : m;
       return m;
     }
-    if (n <= 24) {
-      for (std::size_t i = 1; i < n; ++i) {
-        const double v = a[i];
-        std::size_t j = i;
-        for (; j > 0 && a[j - 1] < v; --j) a[j] = a[j - 1];
-        a[j] = v;
-      }
-      return a[k - 1];
-    }
-    // Seven evenly spaced samples, sorted descending; the one whose expected rank ((j+1) n / 8)
-    // first reaches k is the pivot, so the kept side is small.
+    if (n <= 12) return select_by_counting(a, n, k);
+    // Seven evenly spaced samples; the one whose expected rank ((j+1) n / 8) first reaches k is
+    // the pivot, so the kept side is small.
     double s[7];
     for (std::size_t i = 0; i < 7; ++i) s[i] = a[(2 * i + 1) * n / 14];
-    for (std::size_t i = 1; i < 7; ++i) {
-      const double v = s[i];
-      std::size_t j = i;
-      for (; j > 0 && s[j - 1] < v; --j) s[j] = s[j - 1];
-      s[j] = v;
-    }
-    const double p = s[std::min<std::size_t>(k * 8 / n, 6)];
+    const double p = select_by_counting(s, 7, std::min<std::size_t>(k * 8 / n, 6) + 1);
     std::size_t ngt = 0, nlt = 0;
     for (std::size_t i = 0; i < n; ++i) {
       const double v = a[i];
@@ -180,13 +183,19 @@ inline void canonical_top(const double* key, std::size_t n, std::size_t m, std::
     ngt += v > vm ? 1 : 0;
     neq += v == vm ? 1 : 0;
   }
-  if (ngt <= 32) {
-    for (std::size_t i = 1; i < ngt; ++i) {
-      const std::int32_t id = ids[i];
-      const double v = key[id];
-      std::size_t j = i;
-      for (; j > 0 && key[ids[j - 1]] < v; --j) ids[j] = ids[j - 1];
-      ids[j] = id;
+  if (ngt <= 32) {  // place each by its rank: keys above it, plus equal keys of lower index
+    double kv[32];
+    std::int32_t in[32];
+    for (std::size_t i = 0; i < ngt; ++i) {
+      in[i] = ids[i];
+      kv[i] = key[ids[i]];
+    }
+    for (std::size_t i = 0; i < ngt; ++i) {
+      const double v = kv[i];
+      std::size_t rank = 0;
+      for (std::size_t j = 0; j < i; ++j) rank += kv[j] >= v ? 1 : 0;
+      for (std::size_t j = i + 1; j < ngt; ++j) rank += kv[j] > v ? 1 : 0;
+      ids[rank] = in[i];
     }
   } else {
     std::sort(ids, ids + ngt, desc_then_index);
