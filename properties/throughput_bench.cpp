@@ -1,7 +1,9 @@
 // Harness throughput on the CPU, on the same case class as the Python anchor
 // (Hypothesis + PyTorch): E in [1, 256], k in [1, min(E, 32)], T in [0, 64], logits ~ N(0, 1),
 // scale ~ U(0.5, 1.5), fp32. Each example = generate + run the implementation + tie-aware
-// selection check + fp64 weight check. Reported as examples/s (items_per_second).
+// selection check + fp64 weight check. Reported as examples/s (items_per_second, per CPU
+// second of the benchmark thread). The `threads:2` runs (wall clock, one target per thread,
+// the second thread on its own seed) measure how the judge scales over cores.
 //
 //   build/default/properties/throughput_bench --benchmark_repetitions=3
 //   /usr/bin/python3 ../shared/anchors/hypothesis_routing_anchor.py 2000   (the anchor)
@@ -137,7 +139,7 @@ void run(benchmark::State& state, const char* spec) {
     return;
   }
   auto target = make_target(spec, {});
-  Rng rng{0x9e3779b97f4a7c15ull};
+  Rng rng{0x9e3779b97f4a7c15ull + static_cast<std::uint64_t>(state.thread_index()) * 0x1000193ull};
   std::int64_t examples = 0, failures = 0;
   for (auto _ : state) {
     RoutingCase c = anchor_case(rng);
@@ -157,6 +159,9 @@ void BM_Examples_Reference(benchmark::State& s) { run(s, "reference"); }
 BENCHMARK(BM_Examples_Composite)->MinTime(2.0)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Examples_KernelHost)->MinTime(2.0)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Examples_Reference)->MinTime(2.0)->Unit(benchmark::kMicrosecond);
+// Multi-core scaling (compare with the single-thread runs' wall-clock rate).
+BENCHMARK(BM_Examples_Composite)->MinTime(2.0)->Unit(benchmark::kMicrosecond)->Threads(2)->UseRealTime();
+BENCHMARK(BM_Examples_Reference)->MinTime(2.0)->Unit(benchmark::kMicrosecond)->Threads(2)->UseRealTime();
 
 }  // namespace
 
