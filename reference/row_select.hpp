@@ -1,6 +1,7 @@
 // moecheck reference: row-level primitives of the hot paths shared by the reference routing
-// (routing.cpp) and the oracles (oracle.cpp): loading a row exactly as GatingView::at does, and
-// exact order statistics without branch-heavy sorting. Internal to the reference library.
+// (routing.cpp), the oracles (oracle.cpp) and the case generators (harness/core/generators.cpp):
+// loading a row exactly as GatingView::at does, and exact order statistics without branch-heavy
+// sorting. An internal header: no public header includes it.
 //
 // Everything here returns exactly what the straightforward code returns (values, not merely
 // equal-comparing ones); properties/fast_path_test.cpp checks it against that code.
