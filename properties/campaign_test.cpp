@@ -153,6 +153,42 @@ TEST(Campaign, RealCampaignPageShowsEveryCountedClassAsCovered) {
   fs::remove_all(dir);
 }
 
+TEST(Campaign, ProgressSummaryAndResultsShowCasesAndRowsPerSecond) {
+  // What the user sees of a campaign's speed: the progress line (cases/s and rows/s), the
+  // closing summary and the results JSON (`throughput`), each from a real run.
+  const fs::path dir = temp_dir("throughput");
+  fs::create_directories(dir);
+  auto t = make_core_target("reference", {});
+  CampaignOptions o;
+  o.seed = 77;
+  o.seconds = 1.2;  // the progress line is redrawn every 0.5 s
+  o.progress = true;
+  o.results_json = (dir / "campaign.json").string();
+  std::ostringstream log;
+  CampaignResult r = run_campaign(*t, o, log);
+  ASSERT_TRUE(r.failures.empty()) << log.str();
+  ASSERT_GT(r.cases, 0);
+  ASSERT_GT(r.rows, 0);
+  const std::string text = log.str();
+  const std::size_t line = text.rfind("\r[");
+  ASSERT_NE(line, std::string::npos) << text;
+  const std::string progress = text.substr(line, text.find('\n', line) - line);
+  EXPECT_NE(progress.find("/s) rows "), std::string::npos) << progress;  // cases/s
+  const std::size_t rows_at = progress.find(") rows ");
+  ASSERT_NE(rows_at, std::string::npos) << progress;
+  EXPECT_NE(progress.find("/s) failures ", rows_at), std::string::npos) << progress;  // rows/s
+  const std::string summary = campaign_summary(r);
+  EXPECT_NE(summary.find(" cases/s, "), std::string::npos) << summary;
+  EXPECT_NE(summary.find(" rows/s)"), std::string::npos) << summary;
+  const nlohmann::json doc = reports::load_campaign(o.results_json);
+  ASSERT_TRUE(doc.contains("throughput")) << doc.dump();
+  const double elapsed = doc["elapsed_s"].get<double>();
+  ASSERT_GT(elapsed, 0.0);
+  EXPECT_DOUBLE_EQ(doc["throughput"]["cases_per_s"].get<double>(), static_cast<double>(r.cases) / elapsed);
+  EXPECT_DOUBLE_EQ(doc["throughput"]["rows_per_s"].get<double>(), static_cast<double>(r.rows) / elapsed);
+  fs::remove_all(dir);
+}
+
 TEST(Campaign, DrawsOnlyWhatTheTargetRuns) {
   // Every built-in host target: cases drawn from draw_config are inside its domain, so a
   // campaign skips none (it used to skip two families in five on the kernels).

@@ -13,3 +13,9 @@ moecheck_add_test(reference_prop
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/reference_prop.cpp
   LIBS moecheck::harness rapidcheck
   LABELS quick)
+# The tuned hot paths (generation, reference, oracle) against pinned case hashes and the plain
+# implementation they replace.
+moecheck_add_test(fast_path_test
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fast_path_test.cpp
+  LIBS moecheck::harness_core
+  LABELS quick)

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "reference/oracle_detail.hpp"
+#include "reference/row_select.hpp"
 
 namespace moecheck {
 
@@ -43,25 +44,31 @@ double band_delta(double band_ulps, double v) {
 /// rather than inf - inf = NaN.
 double key_margin(double key, double vk) { return key == vk ? 0.0 : key - vk; }
 
-/// n-th largest (1-based) of vals (copied into a per-thread scratch buffer).
-double nth_largest(const std::vector<double>& vals, std::size_t n) {
-  thread_local std::vector<double> v;
-  v.assign(vals.begin(), vals.end());
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n - 1), v.end(),
-                   std::greater<double>());
-  return v[n - 1];
+/// n-th largest (1-based) of vals[0..size) (no NaN): the value std::nth_element(greater) puts
+/// at position n - 1 of a copy (row_select::kth_largest), in per-thread scratch.
+double nth_largest(const double* vals, std::size_t size, std::size_t n) {
+  thread_local std::vector<double> a, b;
+  if (a.size() < size) {
+    a.resize(size);
+    b.resize(size);
+  }
+  return row_select::kth_largest(vals, size, n, a.data(), b.data());
+}
+double nth_largest(const std::vector<double>& vals, std::size_t n) { return nth_largest(vals.data(), vals.size(), n); }
+
+/// Whether the n-th and (n+1)-th largest of vals[0..size) are equal, given vn, the n-th largest:
+/// more than n values are >= vn.
+bool tie_after(const double* vals, std::size_t size, std::size_t n, double vn) {
+  if (n >= size) return false;
+  std::size_t ge = 0;
+  for (std::size_t i = 0; i < size; ++i) ge += vals[i] >= vn ? 1 : 0;
+  return ge > n;
 }
 
 /// True when the n-th and (n+1)-th largest of vals are equal (an ambiguous cut).
 bool tie_at(const std::vector<double>& vals, std::size_t n) {
   if (n >= vals.size()) return false;
-  thread_local std::vector<double> v;
-  v.assign(vals.begin(), vals.end());
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n - 1), v.end(),
-                   std::greater<double>());
-  const double vn = v[n - 1];
-  const double next = *std::max_element(v.begin() + static_cast<std::ptrdiff_t>(n), v.end());
-  return vn == next;
+  return tie_after(vals.data(), vals.size(), n, nth_largest(vals, n));
 }
 
 double group_score(const std::vector<double>& key, std::int64_t begin, std::int64_t size) {
@@ -78,18 +85,35 @@ double group_score(const std::vector<double>& key, std::int64_t begin, std::int6
   return size == 1 ? a : a + b;
 }
 
-/// Band rule over the candidate experts `cand` (ascending expert ids). ids are the k selected
-/// experts (unique, in range, all members of cand or reported). Returns validity; records
-/// violations in sink; *vk receives the k-th largest candidate key.
-bool check_experts(const std::vector<double>& key, const std::vector<std::int32_t>& cand,
-                   const std::vector<char>& selected, const std::int32_t* ids, int k,
-                   double band_ulps, std::int64_t row, Sink& sink, double* vk) {
-  std::vector<double> ck;
-  ck.reserve(cand.size());
-  for (std::int32_t e : cand) ck.push_back(key[static_cast<std::size_t>(e)]);
-  const double v = nth_largest(ck, static_cast<std::size_t>(k));
+/// Band rule over the candidate experts cand[0..n_cand) (ascending expert ids; cand == nullptr
+/// means experts 0..n_cand-1). ids are the k selected experts (unique, in range, all members of
+/// cand or reported); selected[e] marks them. Returns validity; records violations in sink;
+/// *vk receives the k-th largest candidate key (`known_vk` when the caller computed it).
+bool check_experts(const double* key, const std::int32_t* cand, std::size_t n_cand, const char* selected,
+                   const std::int32_t* ids, int k, double band_ulps, std::int64_t row, Sink& sink, double* vk,
+                   const double* known_vk = nullptr) {
+  const auto cand_at = [&](std::size_t i) { return cand ? cand[i] : static_cast<std::int32_t>(i); };
+  double v;
+  if (known_vk) {
+    v = *known_vk;
+  } else {
+    thread_local std::vector<double> ck;
+    if (ck.size() < n_cand) ck.resize(n_cand);
+    for (std::size_t i = 0; i < n_cand; ++i) ck[i] = key[static_cast<std::size_t>(cand_at(i))];
+    v = nth_largest(ck.data(), n_cand, static_cast<std::size_t>(k));
+  }
   *vk = v;
   const double d = band_delta(band_ulps, v);
+  {  // the verdict without a branch per expert; violations are then collected below
+    const double lo = v - d, hi = v + d;
+    bool bad = false;
+    for (int j = 0; j < k; ++j) bad |= !(key[static_cast<std::size_t>(ids[j])] >= lo);
+    for (std::size_t i = 0; i < n_cand; ++i) {
+      const auto e = static_cast<std::size_t>(cand_at(i));
+      bad |= !selected[e] & !(key[e] <= hi);
+    }
+    if (!bad) return true;
+  }
   bool ok = true;
   for (int j = 0; j < k; ++j) {
     const double kj = key[static_cast<std::size_t>(ids[j])];
@@ -107,7 +131,8 @@ bool check_experts(const std::vector<double>& key, const std::vector<std::int32_
       sink.add(std::move(vi));
     }
   }
-  for (std::int32_t e : cand) {
+  for (std::size_t i = 0; i < n_cand; ++i) {
+    const std::int32_t e = cand_at(i);
     if (selected[static_cast<std::size_t>(e)]) continue;
     const double ke = key[static_cast<std::size_t>(e)];
     if (!(ke <= v + d)) {
@@ -127,11 +152,59 @@ bool check_experts(const std::vector<double>& key, const std::vector<std::int32_
   return ok;
 }
 
+bool check_experts(const std::vector<double>& key, const std::vector<std::int32_t>& cand,
+                   const std::vector<char>& selected, const std::int32_t* ids, int k, double band_ulps,
+                   std::int64_t row, Sink& sink, double* vk) {
+  return check_experts(key.data(), cand.data(), cand.size(), selected.data(), ids, k, band_ulps, row, sink, vk);
+}
+
 /// Final multiplier of slot j (per_expert_scale for gemma4, routed_scaling for sigmoid_grouped).
 double slot_multiplier(const RoutingParams& p, std::int32_t id) {
   if (p.family == Family::gemma4) return p.scale ? static_cast<double>(p.scale[id]) : 1.0;
   if (p.family == Family::sigmoid_grouped) return static_cast<double>(p.routed_scaling);
   return 1.0;
+}
+
+/* gemma4 / softmax_topk: reference_unscaled_weights_for_ids and weight_bound_inputs of one
+ * selection in one pass, each exp(y_j - m) evaluated once. The same operations in the same order
+ * as the two separate computations (softmax_limit in routing.cpp and `spread` in
+ * weight_bound_inputs): the denominators agree bit for bit because the terms spread leaves out
+ * (-inf logits) are exact zeros in softmax_limit's sum. */
+WeightBoundInputs softmax_weights_and_bound(const double* logits, const RoutingParams& p, const std::int32_t* ids,
+                                            double* unscaled_out, double* scale_out) {
+  const int k = p.k;
+  WeightBoundInputs b;
+  b.n_terms = k;
+  int n_pinf = 0;
+  double m = -kInf;
+  for (int j = 0; j < k; ++j) {
+    const double y = logits[ids[j]];
+    const double v = std::isnan(y) ? -kInf : y;
+    if (v == kInf) ++n_pinf;
+    m = std::max(m, v);
+  }
+  if (n_pinf > 0 || m == -kInf) {
+    for (int j = 0; j < k; ++j) {
+      const double y = logits[ids[j]];
+      unscaled_out[j] = n_pinf > 0 && y == kInf ? 1.0 / n_pinf : 0.0;
+    }
+    b.max_arg = 0.0;
+    b.denominator = 1.0;
+  } else {
+    double a = 0.0, sum = 0.0;
+    for (int j = 0; j < k; ++j) {
+      const double y = logits[ids[j]];
+      const double v = std::isnan(y) ? -kInf : y;
+      unscaled_out[j] = std::exp(v - m);  // exp(-inf) = 0
+      sum += unscaled_out[j];
+      if (v != -kInf) a = std::max(a, m - v);
+    }
+    for (int j = 0; j < k; ++j) unscaled_out[j] /= sum;
+    b.max_arg = std::min(a, kMaxExpArg);
+    b.denominator = sum;
+  }
+  for (int j = 0; j < k; ++j) scale_out[j] = slot_multiplier(p, ids[j]);
+  return b;
 }
 
 }  // namespace
@@ -160,12 +233,16 @@ Violation make_violation(const char* check, std::int64_t row, std::int64_t slot,
 /// Loads row t of the view into x (exact values as double).
 void load_row(const GatingView& g, std::int64_t t, std::vector<double>& x) {
   x.resize(static_cast<std::size_t>(g.E));
-  for (std::int64_t e = 0; e < g.E; ++e) x[static_cast<std::size_t>(e)] = g.at(t, e);
+  row_select::load_row(g, t, x.data());
 }
 
 /// Selection keys of a row (selection_key per expert; NaN logits -> -inf).
 void row_keys(const std::vector<double>& x, const RoutingParams& p, std::vector<double>& key) {
   key.resize(x.size());
+  if (p.family != Family::sigmoid_grouped) {  // selection_key: the logit, NaN -> -inf
+    for (std::size_t e = 0; e < x.size(); ++e) key[e] = std::isnan(x[e]) ? -kInf : x[e];
+    return;
+  }
   for (std::size_t e = 0; e < x.size(); ++e) {
     const double b = (p.family == Family::sigmoid_grouped && p.bias) ? p.bias[e] : 0.0;
     key[e] = selection_key(p.family, x[e], b);
@@ -185,14 +262,14 @@ bool check_selection_row(const std::vector<double>& key, const RoutingParams& p,
                          const std::int32_t* ids, double band_ulps, std::int64_t row, Sink& sink,
                          double* vk) {
   const int k = p.k;
-  std::vector<char> selected(static_cast<std::size_t>(E), 0);
+  thread_local std::vector<char> selected;
+  selected.assign(static_cast<std::size_t>(E), 0);
   for (int j = 0; j < k; ++j) selected[static_cast<std::size_t>(ids[j])] = 1;
-  std::vector<std::int32_t> cand;
   if (p.family != Family::sigmoid_grouped) {
-    cand.resize(static_cast<std::size_t>(E));
-    std::iota(cand.begin(), cand.end(), 0);
-    return check_experts(key, cand, selected, ids, k, band_ulps, row, sink, vk);
+    return check_experts(key.data(), nullptr, static_cast<std::size_t>(E), selected.data(), ids, k, band_ulps, row,
+                         sink, vk);
   }
+  std::vector<std::int32_t> cand;
   const int G = p.n_group;
   const std::int64_t gs = E / G;
   const int tg = p.topk_group;
@@ -309,8 +386,23 @@ bool row_has_kth_tie(const std::vector<double>& key, const RoutingParams& p, std
 bool structural_row(const float* w, const std::int32_t* ids, int k, std::int64_t E,
                     std::int64_t row, bool check_poison, const std::string& who, Sink& sink,
                     std::vector<char>& weight_written) {
-  bool ids_ok = true;
   weight_written.assign(static_cast<std::size_t>(k), 1);
+  {  // the common case first: everything written, in range and unique
+    thread_local std::vector<char> seen;  // all zero between calls
+    if (seen.size() < static_cast<std::size_t>(E)) seen.resize(static_cast<std::size_t>(E), 0);
+    bool clean = true;
+    for (int j = 0; j < k && clean; ++j) {
+      const std::int32_t id = ids[j];
+      clean = !(check_poison && (id == kPoisonId || float_bits(w[j]) == kPoisonWeightBits)) && id >= 0 && id < E &&
+              !seen[static_cast<std::size_t>(id)];
+      if (clean) seen[static_cast<std::size_t>(id)] = 1;
+    }
+    for (int j = 0; j < k; ++j) {
+      if (ids[j] >= 0 && ids[j] < E) seen[static_cast<std::size_t>(ids[j])] = 0;
+    }
+    if (clean) return true;
+  }
+  bool ids_ok = true;
   for (int j = 0; j < k; ++j) {
     const std::int32_t id = ids[j];
     if (check_poison && id == kPoisonId) {
@@ -404,7 +496,7 @@ WeightBoundInputs weight_bound_inputs(const double* logits, std::int64_t E, cons
     for (std::int64_t i = 0; i < n; ++i) {
       const double v = clean(values(i));
       if (v == -kInf) continue;
-      a = std::max(a, m - v);
+      if (v != -kInf) a = std::max(a, m - v);
       s += std::exp(v - m);
     }
     b.max_arg = std::min(a, kMaxExpArg);
@@ -887,22 +979,63 @@ CheckReport check_routing(const GatingView& g, const RoutingParams& p, const flo
   CheckReport rep;
   Sink sink(&rep, opt.max_violations);
   const int k = p.k;
+  const auto E = static_cast<std::size_t>(g.E);
+  const bool grouped = p.family == Family::sigmoid_grouped;
+  const bool renormalised_softmax = p.family == Family::gemma4 || p.family == Family::softmax_topk;
   std::vector<double> x, key, unscaled(static_cast<std::size_t>(k)), mult(static_cast<std::size_t>(k));
-  std::vector<char> written;
+  std::vector<char> written, selected(grouped ? 0 : E, 0);
   for (std::int64_t t = 0; t < g.T; ++t) {
     load_row(g, t, x);
     row_keys(x, p, key);
     ++rep.rows_checked;
-    if (row_has_kth_tie(key, p, g.E)) ++rep.ties_at_kth;
     const float* w = weights + t * k;
     const std::int32_t* id = ids + t * k;
-    if (!structural_row(w, id, k, g.E, t, opt.check_poison, "", sink, written)) continue;
     double vk = 0.0;
-    check_selection_row(key, p, g.E, id, opt.precision.select_band_ulps, t, sink, &vk);
+    if (grouped) {
+      if (row_has_kth_tie(key, p, g.E)) ++rep.ties_at_kth;
+      if (!structural_row(w, id, k, g.E, t, opt.check_poison, "", sink, written)) continue;
+      check_selection_row(key, p, g.E, id, opt.precision.select_band_ulps, t, sink, &vk);
+    } else {
+      const bool ids_ok = structural_row(w, id, k, g.E, t, opt.check_poison, "", sink, written);
+      /* With usable ids, lo = the smallest selected key and hi = the largest unselected one:
+       * when lo >= hi the chosen experts are a top k, so the k-th key is lo, the band rule holds
+       * for any band, and the cut is tied exactly when hi == lo. Otherwise (and for a zero lo,
+       * whose sign nth_element decides) the k-th key is computed and the band rule applied. */
+      double lo = kInf, hi = -kInf;
+      if (ids_ok) {
+        for (int j = 0; j < k; ++j) {
+          const double v = key[static_cast<std::size_t>(id[j])];
+          selected[static_cast<std::size_t>(id[j])] = 1;
+          lo = v < lo ? v : lo;
+        }
+        for (std::size_t e = 0; e < E; ++e) {
+          const double v = selected[e] ? -kInf : key[e];
+          hi = v > hi ? v : hi;
+        }
+      }
+      if (ids_ok && lo >= hi && lo != 0.0) {
+        if (static_cast<std::size_t>(k) < E && lo == hi) ++rep.ties_at_kth;
+        vk = lo;
+      } else {
+        const double kth = nth_largest(key.data(), E, static_cast<std::size_t>(k));
+        if (tie_after(key.data(), E, static_cast<std::size_t>(k), kth)) ++rep.ties_at_kth;
+        if (ids_ok) {
+          check_experts(key.data(), nullptr, E, selected.data(), id, k, opt.precision.select_band_ulps, t, sink, &vk,
+                        &kth);
+        }
+      }
+      if (!ids_ok) continue;
+      for (int j = 0; j < k; ++j) selected[static_cast<std::size_t>(id[j])] = 0;
+    }
     // Weights are checked even after a selection violation: they must still follow the
     // family's formula for the ids that were chosen.
-    reference_unscaled_weights_for_ids(x.data(), g.E, p, id, unscaled.data(), mult.data());
-    const WeightBoundInputs b = weight_bound_inputs(x.data(), g.E, p, id);
+    WeightBoundInputs b;
+    if (renormalised_softmax) {
+      b = softmax_weights_and_bound(x.data(), p, id, unscaled.data(), mult.data());
+    } else {
+      reference_unscaled_weights_for_ids(x.data(), g.E, p, id, unscaled.data(), mult.data());
+      b = weight_bound_inputs(x.data(), g.E, p, id);
+    }
     for (int j = 0; j < k; ++j) {
       if (!written[static_cast<std::size_t>(j)]) continue;
       const double u = unscaled[static_cast<std::size_t>(j)];

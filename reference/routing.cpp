@@ -14,6 +14,7 @@
 #include <numeric>
 
 #include "reference/format.hpp"
+#include "reference/row_select.hpp"
 
 namespace moecheck {
 
@@ -341,6 +342,19 @@ double selection_key(Family f, double logit, double bias) {
 
 namespace {
 
+/// The first k experts of the canonical order among all E (row_select::canonical_top).
+void select_canonical_all(const double* key, std::int64_t E, int k, std::int32_t* ids) {
+  const auto n = static_cast<std::size_t>(E);
+  thread_local std::vector<double> a, tmp;
+  thread_local std::vector<std::int32_t> eq;
+  if (a.size() < n) {
+    a.resize(n);
+    tmp.resize(n);
+    eq.resize(n);
+  }
+  row_select::canonical_top(key, n, static_cast<std::size_t>(k), ids, a.data(), tmp.data(), eq.data());
+}
+
 /// Canonical selection: the first k experts of the canonical order among `cand`.
 void select_canonical(const double* key, std::vector<std::int32_t>& cand, int k,
                       std::int32_t* ids) {
@@ -367,6 +381,15 @@ double group_score(const double* key, std::int64_t begin, std::int64_t size) {
 
 void route_row_reference(const double* logits, std::int64_t E, const RoutingParams& p,
                          double* weights, std::int32_t* ids) {
+  if (p.family != Family::sigmoid_grouped) {
+    // keys are the logits with NaN -> -inf (selection_key); one scratch row per thread
+    thread_local std::vector<double> row_key;
+    if (row_key.size() < static_cast<std::size_t>(E)) row_key.resize(static_cast<std::size_t>(E));
+    for (std::int64_t e = 0; e < E; ++e) row_key[static_cast<std::size_t>(e)] = nan_as_neg_inf(logits[e]);
+    select_canonical_all(row_key.data(), E, p.k, ids);
+    reference_weights_for_ids(logits, E, p, ids, weights);
+    return;
+  }
   std::vector<double> key(static_cast<std::size_t>(E));
   for (std::int64_t e = 0; e < E; ++e) {
     const double b = (p.family == Family::sigmoid_grouped && p.bias) ? p.bias[e] : 0.0;
@@ -404,7 +427,7 @@ void route_reference(const GatingView& g, const RoutingParams& p, double* weight
   validate_routing(g, p);
   std::vector<double> row(static_cast<std::size_t>(g.E));
   for (std::int64_t t = 0; t < g.T; ++t) {
-    for (std::int64_t e = 0; e < g.E; ++e) row[static_cast<std::size_t>(e)] = g.at(t, e);
+    row_select::load_row(g, t, row.data());
     route_row_reference(row.data(), g.E, p, weights + t * p.k, ids + t * p.k);
   }
 }
@@ -412,13 +435,19 @@ void route_reference(const GatingView& g, const RoutingParams& p, double* weight
 void reference_weights_for_ids(const double* logits, std::int64_t E, const RoutingParams& p,
                                const std::int32_t* ids, double* weights_out) {
   const int k = p.k;
-  std::vector<double> y(static_cast<std::size_t>(k));
-  for (int j = 0; j < k; ++j) y[static_cast<std::size_t>(j)] = nan_as_neg_inf(logits[ids[j]]);
+  double y_small[64];
+  std::vector<double> y_large;
+  double* y = y_small;
+  if (k > 64) {
+    y_large.resize(static_cast<std::size_t>(k));
+    y = y_large.data();
+  }
+  for (int j = 0; j < k; ++j) y[j] = nan_as_neg_inf(logits[ids[j]]);
   switch (p.family) {
     case Family::gemma4:
     case Family::softmax_topk: {
       // softmax over the selected logits == full softmax renormalised over the selection
-      softmax_limit(y.data(), k, weights_out);
+      softmax_limit(y, k, weights_out);
       if (p.family == Family::gemma4 && p.scale != nullptr) {
         for (int j = 0; j < k; ++j) weights_out[j] *= static_cast<double>(p.scale[ids[j]]);
       }
@@ -434,7 +463,7 @@ void reference_weights_for_ids(const double* logits, std::int64_t E, const Routi
         m = std::max(m, x);
       }
       if (n_pinf > 0) {
-        for (int j = 0; j < k; ++j) weights_out[j] = (y[static_cast<std::size_t>(j)] == kInf) ? 1.0 / n_pinf : 0.0;
+        for (int j = 0; j < k; ++j) weights_out[j] = (y[j] == kInf) ? 1.0 / n_pinf : 0.0;
         return;
       }
       if (m == -kInf) {
@@ -443,13 +472,13 @@ void reference_weights_for_ids(const double* logits, std::int64_t E, const Routi
       }
       double sum = 0.0;
       for (std::int64_t e = 0; e < E; ++e) sum += std::exp(nan_as_neg_inf(logits[e]) - m);
-      for (int j = 0; j < k; ++j) weights_out[j] = std::exp(y[static_cast<std::size_t>(j)] - m) / sum;
+      for (int j = 0; j < k; ++j) weights_out[j] = std::exp(y[j] - m) / sum;
       return;
     }
     case Family::sigmoid_grouped: {
       double sum = 0.0;
       for (int j = 0; j < k; ++j) {
-        weights_out[j] = sigmoid(y[static_cast<std::size_t>(j)]);  // NaN was mapped to -inf: 0
+        weights_out[j] = sigmoid(y[j]);  // NaN was mapped to -inf: 0
         sum += weights_out[j];
       }
       if (sum == 0.0) sum = 1.0;
@@ -458,7 +487,7 @@ void reference_weights_for_ids(const double* logits, std::int64_t E, const Routi
       return;
     }
     case Family::sigmoid_top1: {
-      for (int j = 0; j < k; ++j) weights_out[j] = sigmoid(y[static_cast<std::size_t>(j)]);
+      for (int j = 0; j < k; ++j) weights_out[j] = sigmoid(y[j]);
       return;
     }
   }

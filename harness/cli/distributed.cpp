@@ -221,8 +221,11 @@ int run_fuzz_workers(const FuzzWorkersRequest& req, const CampaignOptions& fz, s
   }
   const CampaignResult& r = m.campaign;
   out << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", failures "
-      << r.failures.size() << " (+" << r.duplicate_failures << " duplicates) in " << r.elapsed_s << " s, "
-      << count << " worker" << (count == 1 ? "" : "s")
+      << r.failures.size() << " (+" << r.duplicate_failures << " duplicates) in " << r.elapsed_s << " s"
+      << (r.elapsed_s > 0 ? " (" + human_number(static_cast<double>(r.cases) / r.elapsed_s) + " cases/s, " +
+                                human_number(static_cast<double>(r.rows) / r.elapsed_s) + " rows/s)"
+                          : std::string())
+      << ", " << count << " worker" << (count == 1 ? "" : "s")
       << (r.interrupted ? " [interrupted: resume with --resume --state FILE and the same worker count]" : "")
       << "\n";
   for (const auto& f : r.failures) out << "  " << f.replay << "\n";

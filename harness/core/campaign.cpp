@@ -479,6 +479,10 @@ std::string campaign_summary(const CampaignResult& r) {
   os << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", outside contract '"
      << r.contract.name << "' " << r.outside_contract << ", failures " << r.failures.size() << " (+"
      << r.duplicate_failures << " duplicates) in " << r.elapsed_s << " s";
+  if (r.elapsed_s > 0) {
+    os << " (" << human_number(static_cast<double>(r.cases) / r.elapsed_s) << " cases/s, "
+       << human_number(static_cast<double>(r.rows) / r.elapsed_s) << " rows/s)";
+  }
   if (r.aborted) os << " [aborted: " << r.abort_reason << "]";
   else if (r.interrupted) os << " [interrupted: resume with --resume --state FILE]";
   os << "\n";
@@ -891,6 +895,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
 
   g_stop = 0;
   const std::int64_t cases_before = r.cases;
+  const std::int64_t rows_before = r.rows;
   const auto t0 = run.t0;
   auto last_progress = t0, last_state = t0;
   auto seconds_since = [](Clock::time_point a) {
@@ -1030,7 +1035,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       log << "\r[" << std::fixed << std::setprecision(1) << r.elapsed_s << "s";
       if (opt.seconds > 0) log << "/" << opt.seconds << "s";
       log << "] cases " << r.cases << " (" << human_number(static_cast<double>(r.cases - cases_before) / rs)
-          << "/s) rows " << human_number(static_cast<double>(r.rows)) << " failures " << r.failures.size()
+          << "/s) rows " << human_number(static_cast<double>(r.rows)) << " ("
+          << human_number(static_cast<double>(r.rows - rows_before) / rs) << "/s) failures " << r.failures.size()
           << "   " << std::flush;
       log.unsetf(std::ios::fixed);
     }
@@ -1064,6 +1070,11 @@ std::string campaign_json(const CampaignResult& r) {
   j["elapsed_s"] = r.elapsed_s;
   j["cases"] = r.cases;
   j["rows"] = r.rows;
+  // judged cases and rows per second of elapsed_s (null before any time has passed)
+  const auto per_s = [&](std::int64_t n) {
+    return r.elapsed_s > 0 ? nlohmann::json(static_cast<double>(n) / r.elapsed_s) : nlohmann::json();
+  };
+  j["throughput"] = {{"cases_per_s", per_s(r.cases)}, {"rows_per_s", per_s(r.rows)}};
   j["skipped"] = r.skipped;
   j["contract"] = {{"name", r.contract.name}, {"spec", contract_spec(r.contract)},
                    {"description", describe_contract(r.contract)}};

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "reference/format.hpp"
+#include "reference/row_select.hpp"
 
 namespace moecheck {
 
@@ -18,6 +19,22 @@ constexpr float kInfF = std::numeric_limits<float>::infinity();
 constexpr float kNanF = std::numeric_limits<float>::quiet_NaN();
 
 std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/// One xoshiro256** step on state s (Rng::next; inlined into the value loops of this file).
+inline std::uint64_t xoshiro_next(std::uint64_t* s) {
+  const std::uint64_t result = rotl(s[1] * 5, 7) * 9;
+  const std::uint64_t t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return result;
+}
+
+/// Rng::uniform of a raw draw: its top 53 bits times 2^-53 (converted through int64, exact).
+inline double unit_interval(std::uint64_t r) { return static_cast<double>(static_cast<std::int64_t>(r >> 11)) * 0x1p-53; }
 
 template <class T>
 const T& pick(Rng& rng, const std::vector<T>& v) {
@@ -35,17 +52,23 @@ int floor_log2(std::int64_t v) {
   return r;
 }
 
-/// Expert order of a row, canonical like the reference: value descending (NaN last),
-/// ties by ascending index.
-std::vector<std::int64_t> order_desc(const float* x, std::int64_t E) {
-  std::vector<std::int64_t> o(static_cast<std::size_t>(E));
-  std::iota(o.begin(), o.end(), 0);
-  auto key = [&](std::int64_t e) {
-    const float v = x[e];
-    return std::isnan(v) ? -kInfF : v;
-  };
-  std::stable_sort(o.begin(), o.end(), [&](std::int64_t a, std::int64_t b) { return key(a) > key(b); });
-  return o;
+/// The first m experts (m <= E) of a row's order, canonical like the reference: value
+/// descending (NaN as -inf), ties by ascending index (row_select::canonical_top on the values
+/// widened to double, which keeps their order and equalities).
+std::vector<std::int64_t> order_desc(const float* x, std::int64_t E, std::int64_t m) {
+  const auto n = static_cast<std::size_t>(E);
+  thread_local std::vector<double> key, a, b;
+  thread_local std::vector<std::int32_t> ids, eq;
+  if (key.size() < n) {
+    key.resize(n);
+    a.resize(n);
+    b.resize(n);
+    ids.resize(n);
+    eq.resize(n);
+  }
+  for (std::size_t e = 0; e < n; ++e) key[e] = std::isnan(x[e]) ? -kInfF : x[e];
+  row_select::canonical_top(key.data(), n, static_cast<std::size_t>(m), ids.data(), a.data(), b.data(), eq.data());
+  return std::vector<std::int64_t>(ids.begin(), ids.begin() + m);
 }
 
 float rnd(double v, DType d) { return round_to_dtype(static_cast<float>(v), d); }
@@ -60,7 +83,7 @@ void fill_row(Rng& rng, const std::string& vf, DType d, std::int64_t E, int k, d
     normal_row();
   } else if (vf == "ties") {
     normal_row();
-    const auto o = order_desc(x, E);
+    const auto o = order_desc(x, E, std::min<std::int64_t>(E, k + 2));  // ranks up to k + 1, or E - 2 when k == E
     const float v = x[o[static_cast<std::size_t>(k - 1)]];
     if (k < E) {
       x[o[static_cast<std::size_t>(k)]] = v;  // tie exactly at the cut
@@ -72,7 +95,7 @@ void fill_row(Rng& rng, const std::string& vf, DType d, std::int64_t E, int k, d
     if (rng.chance(0.2)) x[rng.below(static_cast<std::uint64_t>(E))] = v;
   } else if (vf == "near-ties") {
     normal_row();
-    const auto o = order_desc(x, E);
+    const auto o = order_desc(x, E, std::min<std::int64_t>(E, k + 1));
     const float v = x[o[static_cast<std::size_t>(k - 1)]];
     if (k < E) x[o[static_cast<std::size_t>(k)]] = next_in_dtype(v, d, false);
     if (k >= 2 && rng.chance(0.5)) x[o[static_cast<std::size_t>(k - 2)]] = next_in_dtype(v, d, true);
@@ -188,17 +211,7 @@ Rng::Rng(std::uint64_t seed) {
   for (auto& s : s_) s = splitmix64(&st);
 }
 
-std::uint64_t Rng::next() {
-  const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const std::uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
-}
+std::uint64_t Rng::next() { return xoshiro_next(s_); }
 
 std::uint64_t Rng::below(std::uint64_t n) {
   // reject the lowest (2^64 mod n) values so the remainder is exactly uniform
@@ -213,7 +226,7 @@ std::int64_t Rng::range(std::int64_t lo, std::int64_t hi) {
   return lo + static_cast<std::int64_t>(below(static_cast<std::uint64_t>(hi - lo) + 1));
 }
 
-double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1p-53; }
+double Rng::uniform() { return unit_interval(xoshiro_next(s_)); }
 
 double Rng::uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
 
@@ -221,7 +234,7 @@ bool Rng::chance(double p) { return uniform() < p; }
 
 double Rng::normal() {
   double s = 0.0;
-  for (int i = 0; i < 12; ++i) s += uniform();
+  for (int i = 0; i < 12; ++i) s += unit_interval(xoshiro_next(s_));
   return s - 6.0;
 }
 
@@ -447,7 +460,7 @@ std::vector<std::string> classify(const RoutingCase& c) {
        masked = false, denormal = false, huge = false;
   const float huge_at = dtype_max_finite(c.dtype) / 16.0f;
   const float min_normal = dtype_min_normal(c.dtype);
-  std::vector<double> key(static_cast<std::size_t>(c.E));
+  std::vector<double> key(static_cast<std::size_t>(c.E)), sk(key.size()), sk_tmp(key.size());
   const bool rows_ok = static_cast<std::int64_t>(c.logits.size()) == c.T * c.E && c.k >= 1 && c.k <= c.E;
   for (std::int64_t t = 0; rows_ok && t < c.T; ++t) {
     const float* x = c.logits.data() + t * c.E;
@@ -461,16 +474,32 @@ std::vector<std::string> classify(const RoutingCase& c) {
       if (v != 0.0f && std::fabs(v) < min_normal) denormal = true;
       if (std::isfinite(v) && std::fabs(v) >= huge_at) huge = true;
       if (!(v == x[0])) all_same = false;
-      const double b = (c.family == Family::sigmoid_grouped && !c.bias.empty()) ? c.bias[static_cast<std::size_t>(e)] : 0.0;
-      key[static_cast<std::size_t>(e)] = selection_key(c.family, v, b);
     }
     masked = masked || all_masked;
     constant = constant || all_same;
-    if (c.k < c.E && (!tie || !near_tie)) {
-      std::vector<double> sk = key;
-      std::nth_element(sk.begin(), sk.begin() + c.k, sk.end(), std::greater<double>());
-      const double next = sk[static_cast<std::size_t>(c.k)];
-      const double vk = *std::min_element(sk.begin(), sk.begin() + c.k);
+    // near-tie-at-k is never set for sigmoid_grouped: once it has a tie, its keys are not needed
+    if (c.k < c.E && (!tie || !near_tie) && !(tie && c.family == Family::sigmoid_grouped)) {
+      if (c.family == Family::sigmoid_grouped) {
+        for (std::int64_t e = 0; e < c.E; ++e) {
+          const double b = c.bias.empty() ? 0.0 : c.bias[static_cast<std::size_t>(e)];
+          key[static_cast<std::size_t>(e)] = selection_key(c.family, x[e], b);
+        }
+      } else {  // selection_key: the logit, NaN -> -inf
+        for (std::int64_t e = 0; e < c.E; ++e) {
+          key[static_cast<std::size_t>(e)] = std::isnan(x[e]) ? -std::numeric_limits<double>::infinity() : x[e];
+        }
+      }
+      // vk: the k-th largest key; next: the (k+1)-th (vk again when more than k keys reach vk,
+      // else the largest key below vk). Which of 0 and -0 they are does not matter below.
+      std::copy(key.begin(), key.end(), sk.begin());
+      const double vk = row_select::kth_largest_any(sk.data(), sk_tmp.data(), key.size(), static_cast<std::size_t>(c.k));
+      std::size_t ge = 0;
+      double below = -std::numeric_limits<double>::infinity();
+      for (const double v : key) {
+        ge += v >= vk ? 1 : 0;
+        below = v < vk && v > below ? v : below;
+      }
+      const double next = ge > static_cast<std::size_t>(c.k) ? vk : below;
       if (vk == next) tie = true;
       if (c.family != Family::sigmoid_grouped && std::isfinite(vk) && vk != next &&
           static_cast<double>(next_in_dtype(static_cast<float>(next), c.dtype, true)) == vk) {

@@ -464,6 +464,9 @@ MergeResult merge_campaigns(const std::vector<std::string>& shard_paths, const M
   out["elapsed_s"] = elapsed;
   out["cases"] = cases;
   out["rows"] = rows;
+  // all shards together over the longest shard's time (the shards ran side by side)
+  const auto per_s = [&](std::int64_t n) { return elapsed > 0 ? json(static_cast<double>(n) / elapsed) : json(); };
+  out["throughput"] = {{"cases_per_s", per_s(cases)}, {"rows_per_s", per_s(rows)}};
   out["skipped"] = skipped;
   out["failures"] = failures.size();
   out["duplicate_failures"] = dups + m.cross_shard_duplicates;

@@ -324,7 +324,8 @@ WorkersOutcome run_worker_processes(const std::vector<WorkerProcess>& workers, c
         line << " started (totals as they save their state)";
       } else {
         line << ": cases " << cases << " (" << human_number(static_cast<double>(cases) / std::max(wall, 1e-9))
-             << "/s) rows " << human_number(static_cast<double>(rows)) << " failures " << sigs.size() << "   ";
+             << "/s) rows " << human_number(static_cast<double>(rows)) << " ("
+             << human_number(static_cast<double>(rows) / std::max(wall, 1e-9)) << "/s) failures " << sigs.size() << "   ";
       }
       log << line.str() << std::flush;
       progress_shown = true;

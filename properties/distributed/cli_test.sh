@@ -71,7 +71,7 @@ expect 2 "need a destination \(--into DIR\)" "$bin" merge s0.json s1.json s2.jso
 expect 2 "required|shards" "$bin" merge
 
 # ---- --workers: one process's campaign split over processes, merged back
-expect 1 "3 workers" "$bin" fuzz "${camp[@]}" --cases 240 --workers 3 --json workers.json --corpus c-workers
+expect 1 " s \([0-9.]+k? cases/s, [0-9.]+[kMG]? rows/s\), 3 workers" "$bin" fuzz "${camp[@]}" --cases 240 --workers 3 --json workers.json --corpus c-workers
 python3 "$equal" single.json workers.json || fail "--workers 3 differs from the single run"
 [[ "$(ls c-workers | wc -l)" == "$(ls c-single | wc -l)" ]] || fail "--workers saved $(ls c-workers | wc -l) corpus files, one process $(ls c-single | wc -l)"
 # A shard of a campaign in workers equals that shard in one process.
