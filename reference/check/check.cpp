@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -38,6 +39,13 @@ float nan_to_f32(double d) {
   std::uint32_t man = static_cast<std::uint32_t>((u >> 29) & 0x7fffffu);
   if (man == 0) man = 0x400000u;
   return f32_from_bits(static_cast<std::uint32_t>((u >> 32) & 0x80000000u) | 0x7f800000u | man);
+}
+
+/// A float64 with every digit it needs to read back exactly ("%.17g").
+std::string num17(double d) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", d);
+  return buf;
 }
 
 /// Element (t, e) position text for messages: "[t, e]" for 2-D, "[i]" for 1-D.
@@ -185,7 +193,7 @@ OwnedCheckProblem assemble_check_problem(const CheckArrays& in, const CheckInput
           f = static_cast<float>(d);
           if (static_cast<double>(f) != d) {
             throw ArrayFileError(L.origin, "values",
-                                 "logits" + at_text(L, i) + " = " + num(d) +
+                                 "logits" + at_text(L, i) + " = " + num17(d) +
                                      " (float64) is not exactly representable in float32 (nearest " + num(f) +
                                      "): moecheck judges float32, float16 and bfloat16 logits; save the logits the "
                                      "router read");
