@@ -2,8 +2,6 @@
 // command as a user runs it (real files on disk, the real executable, exit codes and listings).
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +15,7 @@
 
 #include "harness/core/case.hpp"
 #include "harness/core/generators.hpp"
+#include "properties/support/run_cli.hpp"
 #include "properties/support/temp_dir.hpp"
 #include "reference/check/arrays.hpp"
 #include "reference/check/check.hpp"
@@ -175,23 +174,9 @@ Routed scale_by_slot(Routed r) {
 
 // ---- running the executable --------------------------------------------------------------------
 
-struct CliRun {
-  int rc = -1;
-  std::string out;  ///< stdout and stderr
-};
+using moecheck_test::CliRun;
 
-CliRun run_cli(const std::string& args) {
-  CliRun r;
-  const std::string cmd = std::string(MOECHECK_EXE) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+CliRun run_cli(const std::string& args) { return moecheck_test::run_cli(MOECHECK_EXE, args); }
 
 class CheckCli : public ::testing::Test {
  protected:

@@ -560,3 +560,30 @@ TEST(CorpusV2, GeneratedCasesWithArbitraryNansReplayBitExactly) {
   }
   fs::remove_all(dir);
 }
+
+TEST(CorpusV2, CopyingAnEntryTakesItsSidecarAlong) {
+  const fs::path a = fs::temp_directory_path() / ("moecheck_sidecar_a_" + std::to_string(::getpid()));
+  const fs::path b = fs::temp_directory_path() / ("moecheck_sidecar_b_" + std::to_string(::getpid()));
+  fs::remove_all(a);
+  fs::remove_all(b);
+  const CorpusEntry e = big_entry(DType::f32, 8, 16, true);
+  const std::string path = write_corpus_entry(e, a.string(), 64);
+  const std::string text = read_bounded_file(path, kCorpusMaxFileBytes);
+  ASSERT_EQ(corpus_sidecar_names(text).size(), 1u);
+  EXPECT_TRUE(corpus_sidecar_names(format_corpus_entry(e)).empty());
+  fs::create_directories(b);
+  copy_corpus_sidecars(path, text, b.string());
+  copy_corpus_sidecars(path, text, b.string());  // again: the same bytes are there, nothing changes
+  std::ofstream(b / "copy.case") << text;
+  EXPECT_TRUE(identical_bits(read_corpus_file((b / "copy.case").string()).c.logits, e.c.logits));
+  // A different file of that name in the way is never replaced.
+  const fs::path theirs = b / corpus_sidecar_names(text)[0];
+  std::ofstream(theirs, std::ios::trunc) << "other";
+  EXPECT_THROW(copy_corpus_sidecars(path, text, b.string()), std::runtime_error);
+  EXPECT_EQ(read_bounded_file(theirs.string(), 100), "other");
+  // A missing source sidecar is named.
+  fs::remove(a / corpus_sidecar_names(text)[0]);
+  EXPECT_THROW(copy_corpus_sidecars(path, text, (b / "sub").string()), CorpusError);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
