@@ -52,7 +52,7 @@ struct CheckOutputsReport {
   bool ok() const { return !covered() || violations_total == 0; }
 };
 
-/// Judges `problem`'s outputs by `contract` (CONTRACTS.md): validates the problem (throws
+/// Judges `problem`'s outputs by `contract` (reference/CONTRACTS.md): validates the problem (throws
 /// RoutingError naming the first problem: k > E, non-finite per_expert_scale, bad groups...),
 /// decides whether the contract covers the input (outside_contract) and, when it does, runs the
 /// tie-aware oracle on every row. There is no poison check (the outputs were not written by
