@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <set>
 #include <string>
@@ -821,4 +822,82 @@ TEST_F(CheckCli, HelpDescribesTheCommand) {
                         "Exit status: 0"}) {
     EXPECT_NE(r.out.find(w), std::string::npos) << w << "\n" << r.out;
   }
+}
+
+TEST(ArrayFiles, MutatedFilesNeverCrash) {
+  // Arbitrary edits of valid files (truncation, flipped and inserted bytes) either decode or are
+  // an ArrayFileError; no other exception, no crash, no huge allocation.
+  std::map<std::string, HostArray> t;
+  t["logits"] = array_of(ElemType::f32, {3, 4}, std::vector<float>(12, 1.5f));
+  t["ids"] = array_of(ElemType::i64, {3, 2}, std::vector<std::int64_t>(6, 1));
+  const std::vector<std::string> seeds = {
+      format_npy(t["logits"]), format_npy(t["ids"]),
+      npy_bytes(3, "{'descr': '>f8', 'fortran_order': True, 'shape': (2, 2), }", std::string(32, '\x01')),
+      format_safetensors(t)};
+  std::uint64_t s = 2026;
+  int decoded = 0, rejected = 0;
+  for (int iter = 0; iter < 6000; ++iter) {
+    std::string b = seeds[static_cast<std::size_t>(iter) % seeds.size()];
+    const int edits = 1 + static_cast<int>(splitmix64(&s) % 4);
+    for (int i = 0; i < edits; ++i) {
+      const std::size_t pos = static_cast<std::size_t>(splitmix64(&s) % (b.size() + 1));
+      switch (splitmix64(&s) % 4) {
+        case 0: b.resize(pos); break;
+        case 1: if (pos < b.size()) b[pos] = static_cast<char>(splitmix64(&s)); break;
+        case 2: b.insert(pos, std::string(1, static_cast<char>(splitmix64(&s)))); break;
+        case 3: if (pos < b.size()) b[pos] = "0123456789(),:'{}[]\"-"[splitmix64(&s) % 21]; break;
+      }
+    }
+    try {
+      if (iter % seeds.size() == 3) {
+        parse_safetensors(b, "m.safetensors");
+      } else {
+        const HostArray a = parse_npy(b, "m.npy");
+        ASSERT_EQ(static_cast<std::int64_t>(a.bytes.size()), a.elements() * static_cast<std::int64_t>(elem_type_size(a.type)));
+      }
+      ++decoded;
+    } catch (const ArrayFileError&) {
+      ++rejected;
+    }
+  }
+  EXPECT_GT(rejected, 1000);
+  EXPECT_GT(decoded, 10);
+}
+
+TEST_F(CheckCli, GroupedFamilyWithBiasAndGroups) {
+  // sigmoid_grouped (DeepSeek-V3): bias, groups and routed scaling come from the flags.
+  const std::int64_t T = 40, E = 16;
+  const int k = 4;
+  std::uint64_t s = 31;
+  std::vector<float> logits, bias;
+  for (std::int64_t i = 0; i < T * E; ++i) logits.push_back(static_cast<float>(6.0 * unit(&s) - 3.0));
+  for (std::int64_t e = 0; e < E; ++e) bias.push_back(static_cast<float>(0.2 * unit(&s) - 0.1));
+  GatingView g{logits.data(), DType::f32, T, E, E, 1};
+  RoutingParams p;
+  p.family = Family::sigmoid_grouped;
+  p.k = k;
+  p.bias = bias.data();
+  p.n_group = 4;
+  p.topk_group = 2;
+  p.routed_scaling = 2.5f;
+  std::vector<double> w(static_cast<std::size_t>(T * k));
+  std::vector<std::int32_t> ids(w.size());
+  route_reference(g, p, w.data(), ids.data());
+  write_bytes(dir_ / "logits.npy", format_npy(array_of(ElemType::f32, {T, E}, logits)));
+  write_bytes(dir_ / "bias.npy", format_npy(array_of(ElemType::f32, {E}, bias)));
+  write_bytes(dir_ / "weights.npy", format_npy(array_of(ElemType::f64, {T, k}, w)));
+  write_bytes(dir_ / "ids.npy", format_npy(array_of(ElemType::i32, {T, k}, ids)));
+  const std::string args = "check --family sigmoid_grouped " + files("", false) + " --bias " + path("bias.npy");
+  CliRun r = run_cli(args + " --n-group 4 --topk-group 2 --routed-scaling 2.5");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("OK: 40 row(s)"), std::string::npos) << r.out;
+  r = run_cli(args + " --n-group 4 --topk-group 2 --routed-scaling 2");  // wrong multiplier: every weight off
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("FAIL: 40 of 40 row(s)"), std::string::npos) << r.out;
+  r = run_cli(args + " --n-group 3 --topk-group 2 --routed-scaling 2.5");  // E % n_group != 0
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_NE(r.out.find("n_group"), std::string::npos) << r.out;
+  r = run_cli("check --family gemma4 " + files("", false) + " --bias " + path("bias.npy"));
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_NE(r.out.find("bias applies to sigmoid_grouped only"), std::string::npos) << r.out;
 }
