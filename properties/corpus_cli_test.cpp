@@ -8,10 +8,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "harness/core/campaign.hpp"
 #include "harness/core/corpus.hpp"
+#include "harness/core/merge.hpp"
+#include "harness/core/target.hpp"
 #include "properties/support/run_cli.hpp"
 #include "properties/support/temp_dir.hpp"
 
@@ -147,4 +151,43 @@ TEST_F(CaseReplay, NanBitsThatChangeRankingReplayExactly) {
     EXPECT_EQ(lost.rc, 1) << lost.out;
     EXPECT_NE(lost.out.find("[plugin:nan_sign: pass]"), std::string::npos) << lost.out;
   }
+}
+
+TEST_F(CaseReplay, MergeCopiesSidecarsWithTheirEntries) {
+  // Two shards of a campaign (nothing found), one shard's corpus folder holding a sidecar entry:
+  // the merged corpus gets the entry and its sidecar, and the copy replays.
+  for (int i = 0; i < 2; ++i) {
+    CampaignOptions o;
+    o.seed = 3;
+    o.max_cases = 6;
+    o.shard_index = i;
+    o.shard_count = 2;
+    o.progress = false;
+    o.results_json = (dir_ / ("s" + std::to_string(i) + ".json")).string();
+    o.corpus_dir = (dir_ / ("corpus-s" + std::to_string(i))).string();
+    auto target = make_core_target("kernel:auto", TargetOptions{});
+    std::ostringstream log;
+    run_campaign(*target, o, log);
+  }
+  CorpusEntry e = entry(Family::softmax_topk, DType::f32, 300, 256, 4, {0xff800001u});
+  e.target = "kernel:warp_per_row";
+  e.signature = "merged";
+  write_corpus_entry(e, (dir_ / "corpus-s0").string());
+  MergeOptions mo;
+  mo.corpus_dirs = {(dir_ / "corpus-s0").string(), (dir_ / "corpus-s1").string()};
+  mo.into_dir = (dir_ / "merged").string();
+  const MergeResult m = merge_campaigns({(dir_ / "s0.json").string(), (dir_ / "s1.json").string()}, mo);
+  EXPECT_EQ(m.corpus_copied, 1);
+  const auto merged = list_corpus_paths({mo.into_dir});
+  ASSERT_EQ(merged.size(), 1u);
+  const std::string side = corpus_sidecar_names(read_bounded_file(merged[0], kCorpusMaxFileBytes)).at(0);
+  EXPECT_TRUE(fs::exists(fs::path(mo.into_dir) / side));
+  const CorpusEntry back = read_corpus_file(merged[0]);
+  EXPECT_EQ(back.c.logits.size(), e.c.logits.size());
+  const auto r = cli("replay " + mo.into_dir);
+  EXPECT_EQ(r.rc, 0) << r.out;
+  // Merging again copies nothing and changes nothing.
+  const MergeResult again = merge_campaigns({(dir_ / "s0.json").string(), (dir_ / "s1.json").string()}, mo);
+  EXPECT_EQ(again.corpus_copied, 0);
+  EXPECT_EQ(std::distance(fs::directory_iterator(mo.into_dir), fs::directory_iterator()), 2);
 }
