@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.hpp"
+#include "harness/cli/commands_check.hpp"
 #include "harness/cli/distributed.hpp"
 #include "harness/core/campaign.hpp"
 #include "harness/core/replay.hpp"
@@ -141,6 +142,11 @@ int run(int argc, char** argv) {
   replay->add_option("--contract", rp_contract,
                      "Judge every entry by this contract (built-in name or file) instead of its recorded one");
 
+  // ---- check -----------------------------------------------------------------------------
+  CheckCliOptions ck;
+  auto* check = app.add_subcommand("check", "Judge routing outputs computed elsewhere (.npy or safetensors files)");
+  add_check_options(check, ck);
+
   // ---- substitution ---------------------------------------------------------------------
   SubstitutionCliOptions sub;
   auto* substitution = app.add_subcommand(
@@ -227,6 +233,7 @@ int run(int argc, char** argv) {
       auto results = replay_paths(rp_paths, rp_target, make_target, rp_opt);
       return report_replay(results, rp_json, rp_junit, std::cout);
     }
+    if (check->parsed()) return run_check(ck, std::cout);
     if (substitution->parsed()) return run_substitution(sub, std::cout);
     if (mutants->parsed()) return run_mutants(mu, std::cout);
     if (report->parsed()) return run_report(rep, std::cout);

@@ -11,8 +11,15 @@
 
 namespace moecheck {
 
-/// Current corpus format version written by `write_corpus_entry`.
-constexpr int kCorpusFormatVersion = 1;
+/// Newest corpus format version this build reads and writes. The writer emits version 1
+/// unless the entry needs version 2 (a NaN other than the default quiet one, or a sidecar):
+/// see corpus_format_version.
+constexpr int kCorpusFormatVersion = 2;
+/// Oldest corpus format version this build reads.
+constexpr int kCorpusMinFormatVersion = 1;
+/// Cases with more logits than this are written with their logits in a binary sidecar file
+/// (version 2 `logits_file`) by write_corpus_entry.
+constexpr std::int64_t kCorpusSidecarElements = std::int64_t{1} << 16;
 /// Hard limits that keep hostile files from exhausting memory.
 constexpr std::int64_t kCorpusMaxElements = std::int64_t{1} << 26;  // 64 Mi logits
 constexpr std::int64_t kCorpusMaxFileBytes = std::int64_t{1} << 30;  // 1 GiB
@@ -70,10 +77,42 @@ bool has_utf8_bom(const std::string& text);
 /// .case and .subst readers.
 void reject_utf8_bom(const std::string& text, const std::string& origin);
 
-/// Serialises an entry (values as C99 hex floats, so they round-trip bit-exactly).
+/// The format version format_corpus_entry writes for `e`: 2 when a value is a NaN other than
+/// the default quiet NaN (bits 0x7fc00000: its sign or payload needs a `nan:0x...` token) or
+/// when `sidecar` is true; 1 otherwise (readable by builds that know only version 1).
+int corpus_format_version(const CorpusEntry& e, bool sidecar = false);
+/// Serialises an entry with its logits inline (values as C99 hex floats and NaN bit patterns,
+/// so they round-trip bit-exactly).
 std::string format_corpus_entry(const CorpusEntry& e);
-/// Parses the text of one entry. `origin` names the source in errors. Throws CorpusError.
-CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origin = "<memory>");
+
+/// An entry serialised as a `.case` text and, for large cases, a binary sidecar of its logits.
+struct CorpusFiles {
+  std::string text;           ///< the .case file
+  std::string sidecar_name;   ///< "" when the logits are inline; else a file name in the .case's folder
+  std::string sidecar_bytes;  ///< the sidecar's content
+};
+/// 64-bit FNV-1a hash of `bytes` (the sidecar checksum).
+std::uint64_t fnv1a64(const std::string& bytes);
+/// Serialises `e` for a file named `case_name`: logits inline when T * E <= sidecar_elements,
+/// else in a sidecar named "<case stem>.<checksum>.bin" (version 2 `logits_file`: the logits'
+/// bit patterns in the case's dtype, or in fp32 when a 16-bit pattern would not give back the
+/// same float bits).
+CorpusFiles format_corpus_files(const CorpusEntry& e, const std::string& case_name,
+                                std::int64_t sidecar_elements = kCorpusSidecarElements);
+
+/// Parses the text of one entry. `origin` names the source in errors. A `logits_file` sidecar
+/// is read from `sidecar_dir`, by default the folder of `origin` (the current folder when
+/// origin names none); its size and checksum are verified. Throws CorpusError.
+CorpusEntry parse_corpus_entry(const std::string& text, const std::string& origin = "<memory>",
+                               const std::string& sidecar_dir = "");
+/// The sidecar file names the entry text refers to (none, or the one `logits_file` names);
+/// unchecked beyond the name itself. For tools that copy corpus files (merge).
+std::vector<std::string> corpus_sidecar_names(const std::string& text);
+/// Copies the sidecar of the corpus file `case_path` (text `case_text`) into `into_dir` with
+/// write_file_once, unless a file of that name with the same bytes is there already. Throws
+/// CorpusError when the sidecar cannot be read and std::runtime_error when a different file
+/// of that name is in the way or the copy fails. Does nothing for entries without a sidecar.
+void copy_corpus_sidecars(const std::string& case_path, const std::string& case_text, const std::string& into_dir);
 /// The whole text of the regular file `path`, at most `max_bytes` long. Throws CorpusError
 /// (field "file") when it is not a regular file, cannot be sized, opened or fully read, or
 /// is larger than max_bytes.
@@ -85,9 +124,13 @@ CorpusEntry read_corpus_file(const std::string& path);
 std::string corpus_file_name(const CorpusEntry& e);
 /// Writes `e` to `dir/corpus_file_name(e)` with write_file_once (write_once.hpp), creating
 /// `dir`: readers never see a partial file, and an existing file (same target and signature,
-/// possibly written by a parallel shard at the same moment) is kept as it is. Returns the path
-/// written or the existing one. Throws std::runtime_error naming the path on I/O failure.
-std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir);
+/// possibly written by a parallel shard at the same moment) is kept as it is. A case of more
+/// than `sidecar_elements` logits gets a sidecar (format_corpus_files), published first, so a
+/// reader never sees a `.case` whose sidecar is missing; sidecar names carry their checksum, so
+/// an existing sidecar of that name holds the same bytes (checked). Returns the path written or
+/// the existing one. Throws std::runtime_error naming the path on I/O failure.
+std::string write_corpus_entry(const CorpusEntry& e, const std::string& dir,
+                               std::int64_t sidecar_elements = kCorpusSidecarElements);
 /// Expands files and folders into the list of "*.case" corpus files they name (see
 /// list_paths_with_extension).
 std::vector<std::string> list_corpus_paths(const std::vector<std::string>& paths, bool allow_empty = false);

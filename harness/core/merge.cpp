@@ -229,6 +229,7 @@ std::string place_corpus_file(const CorpusSource& src, const fs::path& into, boo
     ++m.corpus_present;
     return (into / name).string();
   }
+  copy_corpus_sidecars(src.path, src.bytes, into.string());  // before the .case that names it
   for (int k = 1; k < 100000; ++k) {
     const fs::path dest = into / (k == 1 ? name : stem + "-" + std::to_string(k) + ext.string());
     std::error_code ec;

@@ -507,11 +507,16 @@ def substituted_call(module: torch.nn.Module, tensors: dict, fn, *args):
     return torch.func.functional_call(wrapper, {"inner." + k: v for k, v in tensors.items()}, args)
 
 
-def check_outputs(logits: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
-                  scale: Optional[torch.Tensor] = None, *, family: str = "gemma4",
-                  compute: str = "f32") -> Verdict:
+def check_outputs(logits, weights, ids, scale=None, *, family: str = "gemma4", compute: str = "f32",
+                  contract: str = "") -> Verdict:
     """Judges routing outputs (weights [T, k], ids [T, k]) for logits [T, E] and scale [E] with the
-    tie-aware oracle (the C++ suite's check_routing)."""
+    tie-aware oracle (the C++ check_outputs, as `moecheck check` does), by `contract`: a built-in
+    name ("strict", "probability-ranked", "nan-zeroes-row", ...), a contract file or a one-line spec
+    ("" = strict). Takes torch tensors or NumPy arrays. An input outside the contract's domain is
+    not judged: the verdict is "skipped" (it passes) and its message says why."""
+    logits, weights, ids = (x if isinstance(x, torch.Tensor) else torch.as_tensor(x) for x in (logits, weights, ids))
+    if scale is not None and not isinstance(scale, torch.Tensor):
+        scale = torch.as_tensor(scale)
     if logits.dim() != 2:
         raise ValueError(f"logits must be [T, E], got shape {list(logits.shape)}")
     if logits.dtype not in NAME_BY_DTYPE:
@@ -525,8 +530,10 @@ def check_outputs(logits: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor
     if ids_cpu.dtype not in (torch.int32, torch.int64):
         ids_cpu = ids_cpu.to(torch.int64)
     rep = _core.check_outputs(family, NAME_BY_DTYPE[logits.dtype], int(T), int(E), k, as_f32_cpu(logits), s,
-                              as_f32_cpu(weights), ids_cpu, compute, 8)
+                              as_f32_cpu(weights), ids_cpu, compute, 8, contract)
     v = rep["violations"]
+    if rep["outside"]:  # not judged: the contract does not cover this input
+        return Verdict({"kind": "skipped", "check": "", "message": rep["text"], "report": rep})
     return Verdict({"kind": "pass" if rep["ok"] else "fail", "check": v[0]["check"] if v else "",
                     "message": v[0]["text"] if v else "", "report": rep})
 

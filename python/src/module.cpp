@@ -23,6 +23,7 @@
 #include "harness/core/generators.hpp"
 #include "harness/core/replay.hpp"
 #include "python_target.hpp"
+#include "reference/check/check.hpp"
 #include "reference/oracle.hpp"
 #include "values.hpp"
 
@@ -355,32 +356,47 @@ nb::dict evaluate_case(nb::object runner, const std::string& spec, const std::st
   return verdict_dict(v);
 }
 
-nb::dict check_outputs(const std::string& family, const std::string& dtype, std::int64_t T, std::int64_t E, int k,
+nb::dict check_given_outputs(const std::string& family, const std::string& dtype, std::int64_t T, std::int64_t E, int k,
                        const F32Array& logits, nb::object scale, const F32Array& weights, const CpuArray& ids,
-                       const std::string& compute, int max_violations) {
+                       const std::string& compute, int max_violations, const std::string& contract) {
   RoutingCase c = case_from_arrays(family, dtype, T, E, k, logits, scale);
   const std::int64_t n = T * k;
   if (static_cast<std::int64_t>(weights.size()) != n || static_cast<std::int64_t>(ids.size()) != n) {
     throw std::invalid_argument("weights and ids must have T * k = " + std::to_string(n) + " elements (got " +
                                 std::to_string(weights.size()) + " and " + std::to_string(ids.size()) + ")");
   }
-  std::vector<std::int32_t> id32(static_cast<std::size_t>(n));
+  // Ids keep their values (an id beyond the int32 range is reported as it is).
+  std::vector<std::int64_t> id64(static_cast<std::size_t>(n));
   if (ids.dtype() == nb::dtype<std::int32_t>()) {
-    if (n) std::memcpy(id32.data(), ids.data(), static_cast<std::size_t>(n) * sizeof(std::int32_t));
+    const auto* src = static_cast<const std::int32_t*>(ids.data());
+    for (std::int64_t i = 0; i < n; ++i) id64[static_cast<std::size_t>(i)] = src[i];
   } else if (ids.dtype() == nb::dtype<std::int64_t>()) {
-    const auto* src = static_cast<const std::int64_t*>(ids.data());
-    for (std::int64_t i = 0; i < n; ++i) {
-      id32[static_cast<std::size_t>(i)] = src[i] >= INT32_MIN && src[i] <= INT32_MAX ? static_cast<std::int32_t>(src[i]) : -1;
-    }
+    if (n) std::memcpy(id64.data(), ids.data(), static_cast<std::size_t>(n) * sizeof(std::int64_t));
   } else {
     throw std::invalid_argument("ids must be int32 or int64");
   }
   MaterializedCase m = materialize(c);
-  OracleOptions opt;
-  opt.precision = precision_or_throw(compute);
-  opt.max_violations = max_violations;
-  opt.check_poison = false;
-  return report_dict(check_routing(m.view, m.params, static_cast<const float*>(weights.data()), id32.data(), opt));
+  CheckProblem p;
+  p.logits = m.view;
+  p.params = m.params;
+  p.weights = static_cast<const float*>(weights.data());
+  p.ids = id64.data();
+  p.precision = precision_or_throw(compute);
+  const Contract ct = contract.empty() ? Contract{} : resolve_contract(contract);
+  CheckOutputsOptions o;
+  o.max_violations = max_violations;
+  const CheckOutputsReport r = moecheck::check_outputs(p, ct, o);
+  CheckReport cr;
+  cr.violations = r.violations;
+  cr.violations_total = r.violations_total;
+  cr.rows_checked = r.rows_checked;
+  cr.ties_at_kth = r.ties_at_kth;
+  nb::dict d = report_dict(cr);
+  d["contract"] = ct.name;
+  d["outside"] = r.outside;
+  d["violating_rows"] = r.violating_rows;
+  if (!r.covered()) d["text"] = "outside the contract " + ct.name + " (" + r.outside_key + "): " + r.outside;
+  return d;
 }
 
 // ---- corpus files -------------------------------------------------------------------------------
@@ -442,9 +458,10 @@ NB_MODULE(_core, m) {
         "(spec, or each entry's own target when spec is empty).");
   m.def("evaluate_case", &evaluate_case, "runner"_a, "spec"_a, "device"_a, "family"_a, "dtype"_a, "T"_a, "E"_a,
         "k"_a, "logits"_a, "scale"_a.none(), "compute"_a, "Runs the runner on one case and judges it (evaluate).");
-  m.def("check_outputs", &check_outputs, "family"_a, "dtype"_a, "T"_a, "E"_a, "k"_a, "logits"_a, "scale"_a.none(),
-        "weights"_a, "ids"_a, "compute"_a, "max_violations"_a,
-        "Judges given routing outputs with the tie-aware oracle (check_routing).");
+  m.def("check_outputs", &check_given_outputs, "family"_a, "dtype"_a, "T"_a, "E"_a, "k"_a, "logits"_a, "scale"_a.none(),
+        "weights"_a, "ids"_a, "compute"_a, "max_violations"_a, "contract"_a = "",
+        "Judges given routing outputs by a contract (built-in name, file or spec; '' = strict) with the "
+        "tie-aware oracle (check_outputs of reference/check/check.hpp).");
   m.def("read_case", &read_case, "path"_a, "Reads one .case file (ValueError names file, line and field).");
   m.def("list_cases", &list_cases, "paths"_a, "Expands files and folders into the .case files they hold.");
   m.def("values", &values, "seed"_a, "n"_a, "dtype"_a, "kind"_a,

@@ -342,6 +342,25 @@ def test_check_one_problem():
     assert not moecheck.check_outputs(g, w * 1.01, ids, s).passed
 
 
+def test_check_outputs_by_contract_from_numpy():
+    import math
+    import numpy as np
+    g = np.array([[1.0, 3.0, float("nan"), 0.5], [0.0, 2.0, 1.0, -1.0]], dtype=np.float32)
+    a, b = math.exp(2.0), math.exp(1.0)
+    w = np.array([[0.0, 0.0], [a / (a + b), b / (a + b)]], dtype=np.float32)  # row 0 zeroed: it has a NaN
+    ids = np.array([[0, 1], [1, 2]], dtype=np.int64)
+    strict = moecheck.check_outputs(g, w, ids, family="softmax_topk")
+    assert not strict.passed and "row 0" in strict.message
+    assert moecheck.check_outputs(g, w, ids, family="softmax_topk", contract="nan-zeroes-row").passed
+    outside = moecheck.check_outputs(g, w, ids, family="softmax_topk", contract="nan=zeroes-row max_elements=4")
+    assert outside.passed and outside.kind == "skipped" and "T*E" in outside.message
+    ids[1, 1] = 2 ** 40
+    v = moecheck.check_outputs(g, w, ids, family="softmax_topk", contract="nan-zeroes-row")
+    assert not v.passed and "id 1099511627776 outside [0, 4)" in v.message
+    with pytest.raises(ValueError, match="no-such"):
+        moecheck.check_outputs(g, w, ids, family="softmax_topk", contract="no-such")
+
+
 def test_argument_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown routing family 'gemma5'"):
         moecheck.fuzz(composite_router, family="gemma5", cases=1)
