@@ -212,12 +212,13 @@ int run(int argc, char** argv) {
         fz_workers.fuzz_args = fuzz_arguments(argc, argv);
         return run_fuzz_workers(fz_workers, fz, std::cout, std::cerr);
       }
+      // Before the target exists: a worker process it starts inherits the unblocked stop signals.
+      install_stop_handlers();
       TargetOptions topt;
       topt.mutant = fz_mutant;
       topt.isolate_plugins = !fz_no_isolation;
       auto target = make_target(spec, topt);
       if (fz_first >= 0) fz.first_index = fz_first;
-      install_stop_handlers();
       std::cerr << "moecheck fuzz: target " << target->spec() << " (mutant " << target->mutant() << ", device "
                 << target->device() << "), seed " << fz.seed << ", shard " << fz.shard_index << "/" << fz.shard_count
                 << ", budget " << (fz.seconds > 0 ? std::to_string(fz.seconds) + " s" : std::string("-")) << " / "

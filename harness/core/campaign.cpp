@@ -11,6 +11,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <csignal>
+#include <signal.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -377,8 +378,17 @@ std::string failure_signature(const Target& t, const std::string& check, const R
 void request_campaign_stop() { g_stop = 1; }
 
 void install_stop_handlers() {
+  g_stop = 0;
   std::signal(SIGINT, moecheck_on_signal);
   std::signal(SIGTERM, moecheck_on_signal);
+  // A `fuzz --workers` worker starts with both blocked (harness/core/workers.cpp) so that a stop
+  // forwarded while it is still starting up waits for these handlers instead of killing it
+  // before it can write its results; a pending one is delivered here.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_UNBLOCK, &stop, nullptr);
 }
 
 double effective_case_timeout(const CampaignOptions& opt) {
@@ -893,7 +903,12 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.expected_classes = expected_case_classes(gen);
   if (!r.restriction.empty()) log << "drawing only what " << target.spec() << " runs: " << r.restriction << "\n";
 
-  g_stop = 0;
+  // A stop requested before this point (a signal while the target was being built) is honoured
+  // by the loop below; the request is consumed when the campaign returns, so that the next
+  // campaign of the same process starts afresh.
+  struct ConsumeStop {
+    ~ConsumeStop() { g_stop = 0; }
+  } consume_stop;
   const std::int64_t cases_before = r.cases;
   const std::int64_t rows_before = r.rows;
   const auto t0 = run.t0;

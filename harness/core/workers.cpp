@@ -202,6 +202,14 @@ WorkersOutcome run_worker_processes(const std::vector<WorkerProcess>& workers, c
       continue;
     }
     if (pid == 0) {
+      // Stop signals stay blocked through exec until the worker's campaign has its handlers
+      // (install_stop_handlers unblocks them): a stop forwarded during start-up is then a
+      // graceful stop with results, not a kill. PR_SET_PDEATHSIG's SIGTERM waits the same way.
+      sigset_t stop;
+      sigemptyset(&stop);
+      sigaddset(&stop, SIGINT);
+      sigaddset(&stop, SIGTERM);
+      ::sigprocmask(SIG_BLOCK, &stop, nullptr);
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(127);  // the parent is already gone
       if (devnull >= 0) ::dup2(devnull, STDOUT_FILENO);

@@ -98,6 +98,25 @@ python3 -c 'import json,sys; d=json.load(open("int.json")); sys.exit(0 if d["int
 [[ "$rc" == 4 ]] || fail "interrupted --workers run exited $rc (expected 4): $(cat int.err)"
 echo "ok: Ctrl-C stopped workers $workers (exit $rc), results written"
 
+# Ctrl-C while the workers are still starting up (before their campaigns have signal handlers):
+# the stop waits for them (stop signals are blocked until then), so every worker still writes its
+# results and the run is "interrupted" (exit 4), never a worker killed by the forwarded SIGTERM.
+for attempt in 1 2 3; do
+  "$bin" fuzz --target kernel:auto --seed 7 --seconds 60 --workers 3 --no-progress --json early.json --corpus c-early \
+    >early.out 2>early.err &
+  parent=$!
+  for _ in $(seq 200); do [[ -n "$(pgrep -P "$parent")" ]] && break; sleep 0.005; done
+  kill -INT "$parent"
+  wait "$parent"
+  rc=$?
+  grep -q "killed by signal\|signal 15" early.err && fail "a worker was killed by the forwarded stop (attempt $attempt): $(cat early.err)"
+  [[ "$rc" == 4 ]] || fail "Ctrl-C during worker start-up exited $rc (expected 4; attempt $attempt): $(cat early.err)"
+  python3 -c 'import json,sys; d=json.load(open("early.json")); sys.exit(0 if d["interrupted"] else 1)' \
+    || fail "Ctrl-C during worker start-up wrote no interrupted results (attempt $attempt): $(cat early.err)"
+  rm -rf early.json c-early
+done
+echo "ok: Ctrl-C during worker start-up (3 times): exit 4, results written"
+
 # The parent killed outright: its workers die with it (their files stay in its TMPDIR folder).
 mkdir -p tmp
 TMPDIR="$work/tmp" "$bin" fuzz --target kernel:auto --seed 6 --seconds 60 --workers 2 --no-progress --corpus c-kill \

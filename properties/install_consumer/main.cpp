@@ -12,6 +12,7 @@
 
 #include <moecheck/harness/core/corpus.hpp>
 #include <moecheck/kernels/moecheck_plugin.h>
+#include <moecheck/reference/check/check.hpp>
 #include <moecheck/reference/contract.hpp>
 #include <moecheck/reference/routing.hpp>
 #include "reference/format.hpp"  // the form the installed headers include each other by
@@ -130,6 +131,43 @@ void corpus(const std::string& folder) {
 
 }  // namespace
 
+/// moecheck::check: outputs computed "elsewhere" (here: the reference rounded to fp32, then one
+/// planted wrong weight) judged through the check_outputs API.
+void check_api() {
+  using namespace moecheck;
+  const std::vector<float> logits = {0.5f, -1.0f, 2.0f, 0.0f, 1.5f, 3.0f,
+                                     -0.25f, 1.0f, 0.75f, -2.0f, 2.5f, 0.125f};
+  const std::vector<float> scale = {1.0f, 0.5f, 2.0f, 1.5f, 0.75f, 1.25f};
+  GatingView g;
+  g.data = logits.data();
+  g.dtype = DType::f32;
+  g.T = 2;
+  g.E = 6;
+  g.row_stride = 6;
+  g.col_stride = 1;
+  RoutingParams p;
+  p.family = Family::gemma4;
+  p.k = 2;
+  p.scale = scale.data();
+  std::vector<float> w;
+  std::vector<std::int32_t> ids32;
+  route_fp32(g, p, &w, &ids32);
+  std::vector<std::int64_t> ids(ids32.begin(), ids32.end());
+  CheckProblem problem;
+  problem.logits = g;
+  problem.params = p;
+  problem.weights = w.data();
+  problem.ids = ids.data();
+  CheckOutputsReport r = check_outputs(problem, resolve_contract("strict"));
+  expect(r.ok() && r.rows_checked == 2, "check_outputs: the reference's gemma4 outputs pass (" +
+                                            std::to_string(r.violations_total) + " violations)");
+  w[3] *= 1.01f;  // row 1, slot 1
+  r = check_outputs(problem, resolve_contract("strict"));
+  expect(!r.ok() && r.violating_rows == 1 && !r.violations.empty() && r.violations[0].row == 1,
+         "check_outputs: a weight 1% off is found in row 1 (" + std::to_string(r.violating_rows) +
+             " violating rows)");
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::cerr << "usage: moecheck_consumer <corpus folder>\n";
@@ -137,6 +175,7 @@ int main(int argc, char** argv) {
   }
   try {
     routing_and_oracle();
+    check_api();
     corpus(argv[1]);
   } catch (const std::exception& ex) {
     std::cout << "FAIL unexpected error: " << ex.what() << "\n";
