@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <deque>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -479,6 +480,10 @@ std::string campaign_summary(const CampaignResult& r) {
   os << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", outside contract '"
      << r.contract.name << "' " << r.outside_contract << ", failures " << r.failures.size() << " (+"
      << r.duplicate_failures << " duplicates) in " << r.elapsed_s << " s";
+  if (r.cases_per_s > 0 || r.rows_per_s > 0) {
+    os << " (" << human_number(r.cases_per_s) << " cases/s, " << human_number(r.rows_per_s) << " rows/s, checked on the "
+       << r.check_path << ")";
+  }
   if (r.aborted) os << " [aborted: " << r.abort_reason << "]";
   else if (r.interrupted) os << " [interrupted: resume with --resume --state FILE]";
   os << "\n";
@@ -590,7 +595,8 @@ struct CampaignRun {
     known.insert(rec.signature);
     rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() + " --seed " +
                  std::to_string(opt.seed) + generator_flags(opt.gen) + " --first-case " + std::to_string(index) +
-                 " --cases 1" + (contract == "strict" ? "" : " --contract '" + contract + "'");
+                 " --cases 1" + (contract == "strict" ? "" : " --contract '" + contract + "'") +
+                 (opt.host_check && target.device() == "cuda" ? " --host-check" : "");
     if (!opt.corpus_dir.empty()) {
       CorpusEntry e;
       e.c = shrunk;
@@ -889,8 +895,22 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.expected_classes = expected_case_classes(gen);
   if (!r.restriction.empty()) log << "drawing only what " << target.spec() << " runs: " << r.restriction << "\n";
 
+  // cuda:<variant> targets: counter-generated cases judged on the device (device_check.hpp).
+  std::unique_ptr<DeviceChecker> device;
+  std::deque<DeviceCaseOutcome> pending;
+  if (!opt.host_check && target.device() == "cuda") {
+    DeviceCheckOptions dco;
+    dco.checker_mutant = opt.checker_mutant;
+    dco.sample_one_in = opt.sample_one_in;
+    std::string why;
+    device = make_device_checker(target, dco, &why);
+    if (device) r.check_path = "device";
+    else log << "checking on the host: " << why << "\n";
+  }
+
   g_stop = 0;
   const std::int64_t cases_before = r.cases;
+  const std::int64_t rows_before = r.rows;
   const auto t0 = run.t0;
   auto last_progress = t0, last_state = t0;
   auto seconds_since = [](Clock::time_point a) {
@@ -951,17 +971,85 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     if (opt.max_failures > 0 && static_cast<int>(r.failures.size()) >= opt.max_failures) break;
     if (r.next_index > kMaxCaseIndex) break;  // the index space is spent
 
-    const std::int64_t index = r.next_index;
-    const std::uint64_t seed = case_seed(opt.seed, index);
-    RoutingCase c = generate_case(seed, gen);
-    r.next_index += opt.shard_count;
+    std::int64_t index = r.next_index;
+    std::uint64_t seed = case_seed(opt.seed, index);
+    RoutingCase c;
+    Verdict v;
+    std::optional<DeviceCaseOutcome> dev;  // the device path's outcome of this case
+    if (device) {
+      if (pending.empty()) {
+        const std::int64_t left =
+            opt.max_cases > 0 ? opt.max_cases - (r.cases + r.skipped + r.outside_contract) : kMaxCampaignCases;
+        // The batch runs in-process like a call to the code under test: the watchdog sees it.
+        RoutingCase placeholder;  // what a hang in the batch is recorded as: its first case, shape only
+        placeholder = counter_case_without_logits(counter_shape(seed, gen).shape, 0);
+        placeholder.T = 0;
+        placeholder.seed = seed;
+        ac.in_flight = &placeholder;
+        ac.in_flight_is_candidate = false;
+        ac.in_flight_index = index;
+        ac.in_flight_seed = seed;
+        ac.call_start.store(Clock::now().time_since_epoch().count());
+        ac.call_seq.fetch_add(1);
+        ac.in_call.store(true);
+        ac.mu.unlock();
+        std::vector<DeviceCaseOutcome> batch;
+        try {
+          batch = device->run_batch(opt.seed, index, opt.shard_count, std::max<std::int64_t>(left, 1), gen, oracle);
+        } catch (...) {
+          ac.in_call.store(false);
+          ac.mu.lock();
+          ac.in_flight = nullptr;
+          throw;
+        }
+        ac.in_call.store(false);
+        ac.mu.lock();
+        ac.in_flight = nullptr;
+        pending.assign(std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
+      }
+      dev = std::move(pending.front());
+      pending.pop_front();
+      index = dev->index;
+      seed = dev->seed;
+      using K = DeviceCaseOutcome::Kind;
+      if (dev->kind == K::skipped) v.kind = Verdict::Kind::skipped;
+      if (dev->kind == K::outside_contract) {
+        v.kind = Verdict::Kind::outside_contract;
+        v.outside_key = dev->outside_key;
+      }
+      if (dev->kind == K::pass) c = std::move(dev->c);
+      if (dev->kind == K::host_path || dev->kind == K::fail || dev->kind == K::disagreement) {
+        c = build_counter_case(dev->shape.shape, dev->shape.value_seed);
+        c.seed = seed;
+      }
+      if (dev->kind == K::disagreement) {
+        v.kind = Verdict::Kind::fail;
+        v.check = dev->check;
+        v.message = dev->message;
+      }
+    } else {
+      c = generate_case(seed, gen);
+    }
+    r.next_index = index + opt.shard_count;
 
-    ac.in_flight = &c;
-    ac.in_flight_is_candidate = false;
-    ac.in_flight_index = index;
-    ac.in_flight_seed = seed;
-    Verdict v = evaluate(guarded, c, oracle);
-    ac.in_flight = nullptr;
+    using DK = DeviceCaseOutcome::Kind;
+    if (!dev || dev->kind == DK::host_path || dev->kind == DK::fail) {
+      ac.in_flight = &c;
+      ac.in_flight_is_candidate = false;
+      ac.in_flight_index = index;
+      ac.in_flight_seed = seed;
+      v = evaluate(guarded, c, oracle);
+      ac.in_flight = nullptr;
+    }
+    if (dev && dev->kind == DK::fail && v.kind == Verdict::Kind::pass) {
+      // The host re-run of the case passed: a failure the host oracle confirmed on the device's
+      // outputs stands (a kernel that is not deterministic); an unconfirmed one is a disagreement.
+      v.kind = Verdict::Kind::fail;
+      v.check = dev->confirmed ? dev->check : std::string(kCheckerDisagreement);
+      v.message = dev->confirmed ? dev->message + " (on the device run; the host re-run of the case passed)"
+                                 : "the device checker flagged case #" + std::to_string(index) + " (" + dev->message +
+                                       ") and the host evaluation of it passes";
+    }
     if (v.kind == Verdict::Kind::abandoned) {
       r.next_index = index;  // not judged: a resumed campaign runs it again
       if (g_stop) {
@@ -983,13 +1071,17 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     }
     ++r.cases;
     r.rows += c.T;
-    for (const auto& cls : classify(c)) ++r.classes[cls];
+    const bool device_tags = dev && dev->kind == DK::pass;  // its logits stayed on the device
+    for (const auto& cls : device_tags ? dev->classes : classify(c)) ++r.classes[cls];
 
-    if (v.failed()) {
+    if (v.failed() && v.check == kCheckerDisagreement) {
+      // A checker bug: recorded as found (the case is the counter case), never shrunk.
+      run.record_failure(v.check, v.message, seed, index, c, c, 0, 0, ", not shrunk");
+    } else if (v.failed()) {
       PendingShrink& ps = ac.shrink;
       ps = PendingShrink{true, v.check, v.message, seed, index, c, c, 0, 0};
       const std::string check = v.check;
-      std::int64_t hint = v.report.violations.empty() ? -1 : v.report.violations.front().row;
+      std::int64_t hint = v.report.violations.empty() ? (dev ? dev->row : -1) : v.report.violations.front().row;
       const Clock::time_point shrink_end =
           opt.shrink_seconds > 0 ? after(Clock::now(), opt.shrink_seconds) : Clock::time_point::max();
       shrinking = true;
@@ -1030,7 +1122,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       log << "\r[" << std::fixed << std::setprecision(1) << r.elapsed_s << "s";
       if (opt.seconds > 0) log << "/" << opt.seconds << "s";
       log << "] cases " << r.cases << " (" << human_number(static_cast<double>(r.cases - cases_before) / rs)
-          << "/s) rows " << human_number(static_cast<double>(r.rows)) << " failures " << r.failures.size()
+          << "/s) rows " << human_number(static_cast<double>(r.rows)) << " ("
+          << human_number(static_cast<double>(r.rows - rows_before) / rs) << "/s) failures " << r.failures.size()
           << "   " << std::flush;
       log.unsetf(std::ios::fixed);
     }
@@ -1041,6 +1134,12 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   }
   watchdog.reset();
   r.elapsed_s = run.elapsed();
+  {
+    const double own = std::max(r.elapsed_s - run.elapsed_before, 1e-9);
+    r.cases_per_s = static_cast<double>(r.cases - cases_before) / own;
+    r.rows_per_s = static_cast<double>(r.rows - rows_before) / own;
+  }
+  if (device) r.device_check = device->stats();
   if (opt.progress) log << "\n";
   run.write_outputs();
   return r;
@@ -1082,6 +1181,19 @@ std::string campaign_json(const CampaignResult& r) {
   j["generator"] = {{"families", drawn_families}, {"dtypes", drawn_dtypes}, {"max_T", r.drawn.max_T},
                     {"max_E", r.drawn.max_E}, {"max_k", r.drawn.max_k}, {"restriction", r.restriction}};
   j["expected_classes"] = r.expected_classes;
+  j["rates"] = {{"cases_per_s", r.cases_per_s}, {"rows_per_s", r.rows_per_s}};
+  {
+    nlohmann::json check = {{"path", r.check_path}};
+    if (r.check_path == "device") {
+      const DeviceCheckStats& d = r.device_check;
+      check["device"] = {{"batches", d.batches},           {"cases", d.device_cases},
+                         {"rows", d.device_rows},          {"flagged_rows", d.flagged_rows},
+                         {"confirmed_rows", d.confirmed_rows}, {"host_checked_rows", d.sampled_rows},
+                         {"disagreements", d.disagreements}, {"device_seconds", d.device_seconds},
+                         {"host_seconds", d.host_seconds}};
+    }
+    j["check"] = check;
+  }
   j["classes"] = r.classes;
   nlohmann::json list = nlohmann::json::array();
   for (const auto& f : r.failures) list.push_back(failure_json(f, r));
