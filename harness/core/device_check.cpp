@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "harness/core/campaign.hpp"
 #include "harness/core/targets_internal.hpp"
@@ -78,6 +79,26 @@ struct DeviceBuf {
   }
 };
 
+/// Runs fn(i) for i in [0, n) on up to hardware_concurrency threads (serially for small n).
+/// fn must only write to its own i.
+template <class Fn>
+void parallel_for(std::size_t n, const Fn& fn) {
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t workers = std::min<std::size_t>({static_cast<std::size_t>(hw), n / 32, 32});
+  if (workers <= 1) {
+    for (std::size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(workers);
+  for (std::size_t w = 0; w < workers; ++w) {
+    pool.emplace_back([&, w] {
+      for (std::size_t i = w; i < n; i += workers) fn(i);
+    });
+  }
+  for (auto& t : pool) t.join();
+}
+
 std::string cuda_text(const char* what, cudaError_t e) {
   return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
 }
@@ -112,6 +133,35 @@ class DeviceCheckerImpl final : public DeviceChecker {
   std::vector<DeviceCaseOutcome> run_batch(std::uint64_t campaign_seed, std::int64_t first, std::int64_t step,
                                            std::int64_t max_cases, const GenConfig& gen,
                                            const OracleOptions& oracle) override {
+    return run_impl(
+        [&](std::int64_t j, DeviceCaseOutcome& o) {
+          const std::int64_t index = first + j * step;
+          if (index > kMaxCaseIndex) return false;
+          o.index = index;
+          o.seed = case_seed(campaign_seed, index);
+          o.shape = counter_shape(o.seed, gen);
+          return true;
+        },
+        max_cases, oracle);
+  }
+
+  std::vector<DeviceCaseOutcome> run_cases(const std::vector<DeviceCaseRequest>& cases,
+                                           const OracleOptions& oracle) override {
+    if (cases.empty()) return {};
+    return run_impl(
+        [&](std::int64_t j, DeviceCaseOutcome& o) {
+          const DeviceCaseRequest& q = cases[static_cast<std::size_t>(j)];
+          o.index = q.index;
+          o.seed = q.seed;
+          o.shape = q.shape;
+          return true;
+        },
+        static_cast<std::int64_t>(cases.size()), oracle);
+  }
+
+ private:
+  template <class Next>
+  std::vector<DeviceCaseOutcome> run_impl(const Next& next, std::int64_t max_cases, const OracleOptions& oracle) {
     std::vector<DeviceCaseOutcome> out;
     std::vector<checker::BatchCase> batch;
     std::vector<std::size_t> slot_outcome;
@@ -119,12 +169,8 @@ class DeviceCheckerImpl final : public DeviceChecker {
     const Precision prec = target_.precision();
     const bool device_semantics = oracle.contract.strict_semantics() && prec.select_band_ulps == 0.0;
     for (std::int64_t j = 0; j < std::max<std::int64_t>(max_cases, 1); ++j) {
-      const std::int64_t index = first + j * step;
-      if (index > kMaxCaseIndex) break;
       DeviceCaseOutcome o;
-      o.index = index;
-      o.seed = case_seed(campaign_seed, index);
-      o.shape = counter_shape(o.seed, gen);
+      if (!next(j, o)) break;
       const CaseShape& s = o.shape.shape;
       o.c = counter_case_without_logits(s, o.shape.value_seed);
       o.c.seed = o.seed;
@@ -198,7 +244,6 @@ class DeviceCheckerImpl final : public DeviceChecker {
     return out;
   }
 
- private:
   /// The device part of a batch; "" or the CUDA error.
   std::string run_device(const std::vector<checker::BatchCase>& batch, std::int64_t rows, std::int64_t storage_bytes,
                          std::int64_t elems, std::int64_t out_elems, std::int64_t scale_elems, const Precision& prec) {
@@ -328,13 +373,35 @@ class DeviceCheckerImpl final : public DeviceChecker {
     const std::uint32_t* classes = host_counters_.data() + 2;
     const std::uint32_t* case_fails = host_counters_.data() + 2 + n;
     std::vector<char> forced_seen(n, 0);
-    std::vector<int> confirmations(n, 0);
     const auto bad_slot = [&](const checker::RowRecord& r) {
       return r.case_slot < 0 || static_cast<std::size_t>(r.case_slot) >= n ||
              (r.row >= batch[static_cast<std::size_t>(r.case_slot)].desc.T);
     };
+    // The host oracle on every flagged row (at most 8 per case) and every sampled row, in
+    // parallel; the verdicts are then applied in list order.
+    std::vector<char> judge_fail(host_fails_.size(), 0);
+    {
+      std::vector<int> per_case(n, 0);
+      for (std::size_t i = 0; i < host_fails_.size(); ++i) {
+        const checker::RowRecord& r = host_fails_[i];
+        if (bad_slot(r) || r.code == checker::kCheckGuard || r.row < 0) continue;
+        judge_fail[i] = per_case[static_cast<std::size_t>(r.case_slot)]++ < 8;
+      }
+    }
+    std::vector<std::string> fail_verdict(host_fails_.size()), fail_check(host_fails_.size());
+    std::vector<std::string> sample_verdict(host_samples_.size()), sample_check(host_samples_.size());
+    parallel_for(host_fails_.size() + host_samples_.size(), [&](std::size_t i) {
+      const bool flagged = i < host_fails_.size();
+      const std::size_t at = flagged ? i : i - host_fails_.size();
+      const checker::RowRecord& r = flagged ? host_fails_[at] : host_samples_[at];
+      if (flagged ? !judge_fail[at] : (bad_slot(r) || r.row < 0)) return;
+      const std::size_t slot = static_cast<std::size_t>(r.case_slot);
+      (flagged ? fail_verdict : sample_verdict)[at] = host_row_verdict(
+          out[slot_outcome[slot]], batch[slot].desc, r, oracle, prec, &(flagged ? fail_check : sample_check)[at]);
+    });
     // flagged rows: confirmed by the host oracle, or a disagreement
-    for (const checker::RowRecord& r : host_fails_) {
+    for (std::size_t fi = 0; fi < host_fails_.size(); ++fi) {
+      const checker::RowRecord& r = host_fails_[fi];
       if (bad_slot(r)) continue;
       const std::size_t slot = static_cast<std::size_t>(r.case_slot);
       DeviceCaseOutcome& o = out[slot_outcome[slot]];
@@ -347,11 +414,10 @@ class DeviceCheckerImpl final : public DeviceChecker {
         }
         continue;
       }
-      if (confirmations[slot] >= 8) continue;  // the case fails either way
-      ++confirmations[slot];
+      if (!judge_fail[fi]) continue;  // beyond 8 rows of one case: the case fails either way
       ++stats_.sampled_rows;
-      std::string check;
-      const std::string host = host_row_verdict(o, batch[slot].desc, r, oracle, prec, &check);
+      const std::string& check = fail_check[fi];
+      const std::string& host = fail_verdict[fi];
       if (host.empty()) {
         disagree(o, r.row, std::string("the device flags it (") + checker::check_code_name(r.code) +
                                ", slot " + std::to_string(r.slot) + ") and the host oracle passes it");
@@ -367,7 +433,8 @@ class DeviceCheckerImpl final : public DeviceChecker {
       }
     }
     // sampled rows: the host oracle must reach the same verdict
-    for (const checker::RowRecord& r : host_samples_) {
+    for (std::size_t si = 0; si < host_samples_.size(); ++si) {
+      const checker::RowRecord& r = host_samples_[si];
       if (bad_slot(r) || r.row < 0) continue;
       const std::size_t slot = static_cast<std::size_t>(r.case_slot);
       DeviceCaseOutcome& o = out[slot_outcome[slot]];
@@ -377,8 +444,7 @@ class DeviceCheckerImpl final : public DeviceChecker {
         forced_seen[slot] = 1;
       }
       ++stats_.sampled_rows;
-      std::string check;
-      const std::string host = host_row_verdict(o, d, r, oracle, prec, &check);
+      const std::string& host = sample_verdict[si];
       const bool device_fail = r.code != checker::kCheckOk;
       if (host.empty() == !device_fail) continue;
       disagree(o, r.row,

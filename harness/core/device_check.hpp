@@ -63,6 +63,14 @@ struct DeviceCheckStats {
   double host_seconds = 0;            ///< wall time of host confirmation and sampling
 };
 
+/// One explicitly given case (benchmarks, tests): its index and seed (recorded in the outcome)
+/// and its counter shape.
+struct DeviceCaseRequest {
+  std::int64_t index = 0;
+  std::uint64_t seed = 0;
+  CounterShape shape;
+};
+
 /// The device checker of one campaign (owns its device buffers and stream).
 class DeviceChecker {
  public:
@@ -74,6 +82,10 @@ class DeviceChecker {
   virtual std::vector<DeviceCaseOutcome> run_batch(std::uint64_t campaign_seed, std::int64_t first,
                                                    std::int64_t step, std::int64_t max_cases,
                                                    const GenConfig& gen, const OracleOptions& oracle) = 0;
+  /// run_batch for the given cases, in order: returns the outcomes of the leading cases that fit
+  /// one batch (at least one case).
+  virtual std::vector<DeviceCaseOutcome> run_cases(const std::vector<DeviceCaseRequest>& cases,
+                                                   const OracleOptions& oracle) = 0;
   virtual const DeviceCheckStats& stats() const = 0;
 };
 
