@@ -8,3 +8,10 @@ if(MOECHECK_HAVE_CUDA)
                     LIBS moecheck::harness_core moecheck::kernel_checker moecheck::kernel_mutants moecheck::reference
                     LABELS gpu TIMEOUT 900)
 endif()
+
+# The checker's kernels build with the plain nvcc line every kernels/*.cu builds with (no other flag).
+add_test(NAME kernels_plain_nvcc_checker
+         COMMAND ${CMAKE_COMMAND} "-DNVCC=${CMAKE_CUDA_COMPILER}" -DROOT=${PROJECT_SOURCE_DIR} -DSRC=checker/checker.cu
+                 -DOUT=${CMAKE_CURRENT_BINARY_DIR}/plain_nvcc/checker.o
+                 -P ${PROJECT_SOURCE_DIR}/properties/plain_nvcc.cmake)
+set_tests_properties(kernels_plain_nvcc_checker PROPERTIES LABELS quick TIMEOUT 900 SKIP_REGULAR_EXPRESSION "SKIPPED:")
