@@ -168,61 +168,94 @@ class DeviceCheckerImpl final : public DeviceChecker {
     std::int64_t rows = 0, elems = 0, storage_bytes = 0, out_elems = 0, scale_elems = 0;
     const Precision prec = target_.precision();
     const bool device_semantics = oracle.contract.strict_semantics() && prec.select_band_ulps == 0.0;
-    for (std::int64_t j = 0; j < std::max<std::int64_t>(max_cases, 1); ++j) {
+    // Cases are prepared in parallel chunks (shape, scale, domain and contract checks), then
+    // packed in index order until the batch is full; prepared cases beyond it are dropped.
+    struct Prepared {
       DeviceCaseOutcome o;
-      if (!next(j, o)) break;
-      const CaseShape& s = o.shape.shape;
-      o.c = counter_case_without_logits(s, o.shape.value_seed);
-      o.c.seed = o.seed;
-      if (std::string why = target_.unsupported(o.c); !why.empty()) {
-        o.kind = DeviceCaseOutcome::Kind::skipped;
-        o.message = why;
+      bool drawn = false;
+      bool batchable = false;
+    };
+    const std::int64_t total = std::max<std::int64_t>(max_cases, 1);
+    bool full = false;
+    for (std::int64_t j0 = 0; j0 < total && !full;) {
+      const std::int64_t chunk = std::min<std::int64_t>(total - j0, 512);
+      std::vector<Prepared> prep(static_cast<std::size_t>(chunk));
+      parallel_for(prep.size(), [&](std::size_t i) {
+        Prepared& p = prep[i];
+        DeviceCaseOutcome& o = p.o;
+        if (!next(j0 + static_cast<std::int64_t>(i), o)) return;
+        p.drawn = true;
+        const CaseShape& s = o.shape.shape;
+        try {
+          o.c = counter_case_without_logits(s, o.shape.value_seed);
+        } catch (const std::exception& e) {  // e.g. a value family counter generation lacks
+          o.kind = DeviceCaseOutcome::Kind::host_path;
+          o.message = e.what();
+          return;
+        }
+        o.c.seed = o.seed;
+        if (std::string why = target_.unsupported(o.c); !why.empty()) {
+          o.kind = DeviceCaseOutcome::Kind::skipped;
+          o.message = why;
+          return;
+        }
+        const int dummy = 0;
+        GatingView g{nullptr, s.dtype, s.T, s.E, o.c.row_stride(), o.c.col_stride()};
+        if (std::string why = outside_contract(oracle.contract, g, &o.outside_key); !why.empty()) {
+          o.kind = DeviceCaseOutcome::Kind::outside_contract;
+          o.message = why;
+          return;
+        }
+        bool valid = true;
+        try {
+          g.data = &dummy;  // validate_routing only checks that it is set
+          validate_routing(g, o.c.params());
+        } catch (const RoutingError&) {
+          valid = false;
+        }
+        const bool softmax = s.family == Family::gemma4 || s.family == Family::softmax_topk ||
+                             s.family == Family::softmax_topk_raw;
+        if (!valid || !device_semantics || !softmax || s.k > checker::kRecordMaxK) {
+          o.kind = DeviceCaseOutcome::Kind::host_path;
+          return;
+        }
+        p.batchable = true;
+      });
+      j0 += chunk;
+      for (Prepared& p : prep) {
+        if (!p.drawn) {
+          full = true;
+          break;
+        }
+        DeviceCaseOutcome& o = p.o;
+        if (!p.batchable) {
+          out.push_back(std::move(o));
+          continue;
+        }
+        const CaseShape& s = o.shape.shape;
+        const checker::CounterCaseDesc d = counter_desc(s, o.shape.value_seed);
+        if (!batch.empty() && (rows + s.T > opt_.max_batch_rows || elems + d.storage_elems > opt_.max_batch_elements ||
+                               static_cast<std::int64_t>(batch.size()) >= opt_.max_batch_cases)) {
+          full = true;  // this case starts the next batch
+          break;
+        }
+        checker::BatchCase b;
+        b.desc = d;
+        b.storage_byte = (storage_bytes + 255) / 256 * 256;
+        b.storage_begin = elems;
+        b.out_begin = out_elems;
+        b.scale_begin = scale_elems;
+        b.has_scale = (s.family == Family::gemma4 && !o.c.scale.empty()) ? 1 : 0;
+        b.row_begin = rows;
+        storage_bytes = b.storage_byte + d.storage_elems * static_cast<std::int64_t>(dtype_size(s.dtype));
+        elems += d.storage_elems;
+        out_elems += s.T * s.k + 2 * checker::kCkGuardElements;
+        scale_elems += b.has_scale ? s.E : 0;
+        rows += s.T;
+        batch.push_back(b);
+        slot_outcome.push_back(out.size());
         out.push_back(std::move(o));
-        continue;
       }
-      const int dummy = 0;
-      GatingView g{nullptr, s.dtype, s.T, s.E, o.c.row_stride(), o.c.col_stride()};
-      if (std::string why = outside_contract(oracle.contract, g, &o.outside_key); !why.empty()) {
-        o.kind = DeviceCaseOutcome::Kind::outside_contract;
-        o.message = why;
-        out.push_back(std::move(o));
-        continue;
-      }
-      bool valid = true;
-      try {
-        g.data = &dummy;  // validate_routing only checks that it is set
-        validate_routing(g, o.c.params());
-      } catch (const RoutingError&) {
-        valid = false;
-      }
-      const bool softmax = s.family == Family::gemma4 || s.family == Family::softmax_topk ||
-                           s.family == Family::softmax_topk_raw;
-      if (!valid || !device_semantics || !softmax || s.k > checker::kRecordMaxK) {
-        o.kind = DeviceCaseOutcome::Kind::host_path;
-        out.push_back(std::move(o));
-        continue;
-      }
-      const checker::CounterCaseDesc d = counter_desc(s, o.shape.value_seed);
-      if (!batch.empty() && (rows + s.T > opt_.max_batch_rows || elems + d.storage_elems > opt_.max_batch_elements ||
-                             static_cast<std::int64_t>(batch.size()) >= opt_.max_batch_cases)) {
-        break;  // this case starts the next batch
-      }
-      checker::BatchCase b;
-      b.desc = d;
-      b.storage_byte = (storage_bytes + 255) / 256 * 256;
-      b.storage_begin = elems;
-      b.out_begin = out_elems;
-      b.scale_begin = scale_elems;
-      b.has_scale = (s.family == Family::gemma4 && !o.c.scale.empty()) ? 1 : 0;
-      b.row_begin = rows;
-      storage_bytes = b.storage_byte + d.storage_elems * static_cast<std::int64_t>(dtype_size(s.dtype));
-      elems += d.storage_elems;
-      out_elems += s.T * s.k + 2 * checker::kCkGuardElements;
-      scale_elems += b.has_scale ? s.E : 0;
-      rows += s.T;
-      batch.push_back(b);
-      slot_outcome.push_back(out.size());
-      out.push_back(std::move(o));
     }
     if (batch.empty()) return out;
     const auto t0 = Clock::now();
@@ -466,9 +499,12 @@ class DeviceCheckerImpl final : public DeviceChecker {
         o.check = "unconfirmed";
         o.message = std::to_string(case_fails[slot]) + " row(s) flagged by the device checker";
       }
+    }
+    parallel_for(n, [&](std::size_t slot) {  // coverage tags: shape and scale here, values from the device
+      DeviceCaseOutcome& o = out[slot_outcome[slot]];
       o.classes = classify(o.c);
       add_class_tags(classes[slot], &o.classes);
-    }
+    });
   }
 
   Target& target_;

@@ -305,7 +305,8 @@ MOECHECK_CG_HD float counter_logit(const CounterCaseDesc& c, std::int64_t t, std
     case CgValues::near_ties: {
       const CgPlateau p = cg_plateau(c, t);
       const std::int64_t pos = (e + p.offset) % c.E;
-      const double mag = cg_mul(cg_add(0.5, cg_normal(vk, col, 0) < 0 ? -cg_normal(vk, col, 0) : cg_normal(vk, col, 0)), sigma);
+      const double n = cg_normal(vk, col, 0);
+      const double mag = cg_mul(cg_add(0.5, n < 0 ? -n : n), sigma);  // >= sigma / 2 away from P
       if (static_cast<CgValues>(c.values) == CgValues::near_ties) {
         if (pos == c.k - 1) return p.P;
         if (pos == c.k) return cg_next_in_dtype(p.P, d, false);
