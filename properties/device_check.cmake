@@ -1,7 +1,7 @@
 # Device-side checking of cuda:<variant> campaigns (harness/core/device_check.hpp): the counter
 # generator and the device row oracle on the CPU (quick), the device batches on a GPU (gpu).
 moecheck_add_test(device_check_test SOURCES device_check_test.cpp
-                  LIBS moecheck::harness_core moecheck::kernels moecheck::reference LABELS quick)
+                  LIBS moecheck::harness_core moecheck::kernels moecheck::reference nlohmann_json::nlohmann_json LABELS quick)
 
 if(MOECHECK_HAVE_CUDA)
   moecheck_add_test(device_check_gpu_test SOURCES device_check_gpu_test.cpp

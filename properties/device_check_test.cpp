@@ -9,16 +9,24 @@
 //    reaches the host oracle's verdict on every row of correct and of planted-bug kernel outputs
 //    (host emulation), and its class bits equal classify(); its planted bug passes wrong weights.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "harness/core/campaign.hpp"
 #include "harness/core/counter_case.hpp"
+#include "harness/core/merge.hpp"
 #include "harness/core/device_check.hpp"
 #include "harness/core/generators.hpp"
 #include "kernels/checker/row_check.hpp"
@@ -383,6 +391,49 @@ TEST(CounterGen, SampledRowsAtLeastOnePerCaseAndAboutOneInAThousand) {
     rows += d.T;
   }
   EXPECT_NEAR(static_cast<double>(sampled - 200) / static_cast<double>(rows), 1e-3, 3e-4);
+}
+
+TEST(CampaignRates, ResultsCarryRatesAndCheckPathAndMergeSumsThem) {
+  // Two real shards of a host campaign; the second one's "check" is then rewritten as a device
+  // path document would be, to check that merge sums the device counters and marks the mix.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("moecheck_rates_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto target = make_core_target("kernel:auto", {});
+  std::vector<std::string> paths;
+  for (int i = 0; i < 2; ++i) {
+    CampaignOptions co;
+    co.seed = 5;
+    co.max_cases = 40;
+    co.shard_index = i;
+    co.shard_count = 2;
+    co.progress = false;
+    co.results_json = (dir / ("s" + std::to_string(i) + ".json")).string();
+    std::ostringstream log;
+    const CampaignResult r = run_campaign(*target, co, log);
+    EXPECT_EQ(r.check_path, "host");
+    EXPECT_GT(r.rows_per_s, 0.0);
+    EXPECT_GT(r.cases_per_s, 0.0);
+    EXPECT_NE(campaign_summary(r).find("rows/s, checked on the host"), std::string::npos) << campaign_summary(r);
+    paths.push_back(co.results_json);
+  }
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(paths[1]));
+  ASSERT_TRUE(j.contains("rates") && j["rates"].contains("rows_per_s"));
+  EXPECT_EQ(j["check"]["path"], "host");
+  j["check"] = {{"path", "device"},
+                {"device", {{"batches", 2}, {"cases", 40}, {"rows", 900}, {"flagged_rows", 3}, {"confirmed_rows", 3},
+                            {"host_checked_rows", 45}, {"disagreements", 1}, {"device_seconds", 0.5},
+                            {"host_seconds", 0.25}}}};
+  std::ofstream(paths[1]) << j.dump(1);
+  const MergeResult m = merge_campaigns(paths, {});
+  const nlohmann::json merged = nlohmann::json::parse(m.json);
+  EXPECT_EQ(merged["check"]["path"], "mixed");
+  EXPECT_EQ(merged["check"]["device"]["rows"], 900);
+  EXPECT_EQ(merged["check"]["device"]["disagreements"], 1);
+  EXPECT_NEAR(merged["rates"]["rows_per_s"].get<double>(),
+              static_cast<double>(merged["rows"].get<std::int64_t>()) / merged["elapsed_s"].get<double>(), 1e-6);
+  EXPECT_EQ(m.campaign.device_check.disagreements, 1);
+  fs::remove_all(dir);
 }
 
 TEST(CounterGen, RejectsUnknownFamilies) {
