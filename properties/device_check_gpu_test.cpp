@@ -18,6 +18,7 @@
 #include "harness/core/campaign.hpp"
 #include "harness/core/counter_case.hpp"
 #include "harness/core/device_check.hpp"
+#include "harness/core/mutation.hpp"
 #include "kernels/checker/checker.hpp"
 #include "kernels/routing_mutants.hpp"
 #include "reference/oracle.hpp"
@@ -222,7 +223,9 @@ TEST_F(DeviceCheckGpu, DeviceCheckerAgreesWithHostOracleOnEveryRowOfCorrectAndMu
           << ck::check_code_name(r.code) << " host " << rep.str();
       host_fail += rep.ok() ? 0 : 1;
     }
-    if (mutant == kernels::Mutant::none) EXPECT_EQ(host_fail, 0);
+    if (mutant == kernels::Mutant::none) {
+      EXPECT_EQ(host_fail, 0);
+    }
     std::printf("  %-20s rows %lld, failing rows %lld (device = host on every row)\n", kernels::mutant_name(mutant),
                 static_cast<long long>(batch.rows), static_cast<long long>(host_fail));
   }
@@ -268,6 +271,35 @@ TEST_F(DeviceCheckGpu, PlantedKernelBugsAreFoundAndConfirmedOnTheDevicePath) {
   }
 }
 
+TEST_F(DeviceCheckGpu, KillMatrixOnTheDevicePath) {
+  // Every planted kernel bug, with the kill matrix's own per-mutant campaign settings
+  // (kernel_mutant_campaign), on cuda:auto through the device checker (short shrinks). Each one
+  // must be found, never as a checker-disagreement. shared_race needs racing warps the draw may
+  // not produce within its capped budget: reported, not required (kernel_gpu_test kills it).
+  for (kernels::Mutant m : kernel_mutants()) {
+    MutationOptions mo;
+    mo.cases = 400;
+    mo.cuda = true;
+    CampaignOptions co = kernel_mutant_campaign(m, mo);
+    co.max_failures = 1;
+    co.shrink_attempts = 60;
+    co.shrink_seconds = 5;
+    TargetOptions topt;
+    topt.mutant = kernels::mutant_name(m);
+    auto target = make_core_target("cuda:auto", topt);
+    std::ostringstream log;
+    const CampaignResult r = run_campaign(*target, co, log);
+    EXPECT_EQ(r.check_path, "device");
+    EXPECT_EQ(r.device_check.disagreements, 0) << kernels::mutant_name(m);
+    std::printf("  %-18s %s after %lld cases: %s\n", kernels::mutant_name(m), r.failures.empty() ? "SURVIVED" : "killed",
+                static_cast<long long>(r.failures.empty() ? r.cases : r.failures.front().case_index + 1),
+                r.failures.empty() ? "-" : (r.failures.front().check + " " + r.failures.front().message).c_str());
+    if (m == kernels::Mutant::shared_race) continue;
+    ASSERT_FALSE(r.failures.empty()) << kernels::mutant_name(m) << "\n" << log.str();
+    EXPECT_NE(r.failures.front().check, kCheckerDisagreement) << kernels::mutant_name(m);
+  }
+}
+
 TEST_F(DeviceCheckGpu, PlantedCheckerBugIsCaughtByTheHostSample) {
   // The device checker that accepts any weight passes skip_renormalise's wrong weights; the host
   // re-check of the sampled rows disagrees: a checker-disagreement failure, never silence.
@@ -277,7 +309,7 @@ TEST_F(DeviceCheckGpu, PlantedCheckerBugIsCaughtByTheHostSample) {
   for (const auto& f : r.failures) disagreement = disagreement || f.check == kCheckerDisagreement;
   EXPECT_TRUE(disagreement) << campaign_summary(r);
   EXPECT_GT(r.device_check.disagreements, 0);
-  // the correct checker on the correct kernel: no disagreement even with the planted switch off
+  // the planted checker on the correct kernel: nothing to accept wrongly, no failure
   const CampaignResult ok = device_campaign("none", ck::kCheckerAcceptsAnyWeight, 2000);
   EXPECT_TRUE(ok.failures.empty()) << campaign_summary(ok);
 }

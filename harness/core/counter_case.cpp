@@ -76,7 +76,8 @@ checker::CounterCaseDesc counter_desc(const CaseShape& shape, std::uint64_t valu
 }
 
 void counter_row(const checker::CounterCaseDesc& d, std::int64_t t, float* out) {
-  for (std::int64_t e = 0; e < d.E; ++e) out[e] = checker::counter_logit(d, t, e);
+  const checker::CgRow row = checker::cg_row(d, t);
+  for (std::int64_t e = 0; e < d.E; ++e) out[e] = checker::counter_logit_in(d, row, e);
 }
 
 RoutingCase counter_case_without_logits(const CaseShape& s, std::uint64_t value_seed) {

@@ -289,11 +289,31 @@ MOECHECK_CG_HD CgPlateau cg_plateau(const CounterCaseDesc& c, std::int64_t t) {
   return p;
 }
 
-/// The logical value (exact in the dtype) of row t, column e of a counter case.
-MOECHECK_CG_HD float counter_logit(const CounterCaseDesc& c, std::int64_t t, std::int64_t e) {
+/// What every value of one row shares: its keys and (ties, near-ties) its plateau.
+struct CgRow {
+  std::int64_t t;
+  std::uint64_t vk;  ///< value stream key of the row
+  std::uint64_t rk;  ///< row stream key of the row (constant, inf and nan families; else 0)
+  CgPlateau plateau;
+};
+
+MOECHECK_CG_HD CgRow cg_row(const CounterCaseDesc& c, std::int64_t t) {
+  CgRow r{};
+  r.t = t;
+  r.vk = cg_row_key(c.value_seed, kStreamValue, static_cast<std::uint64_t>(t));
+  const CgValues v = static_cast<CgValues>(c.values);
+  if (v == CgValues::constant || v == CgValues::inf || v == CgValues::nan) {
+    r.rk = cg_row_key(c.value_seed, kStreamRow, static_cast<std::uint64_t>(t));
+  }
+  if (v == CgValues::ties || v == CgValues::near_ties) r.plateau = cg_plateau(c, t);
+  return r;
+}
+
+/// The logical value (exact in the dtype) of column e of a row (cg_row) of a counter case.
+MOECHECK_CG_HD float counter_logit_in(const CounterCaseDesc& c, const CgRow& row, std::int64_t e) {
   const std::int32_t d = c.dtype;
   const double sigma = cg_sigma(c.sigma_index);
-  const std::uint64_t vk = cg_row_key(c.value_seed, kStreamValue, static_cast<std::uint64_t>(t));
+  const std::uint64_t vk = row.vk;
   const std::uint64_t col = static_cast<std::uint64_t>(e);
   const auto normal_value = [&]() { return cg_rnd(cg_mul(cg_normal(vk, col, 0), sigma), d); };
   const float inf = cg_bits_float(0x7f800000u);
@@ -303,7 +323,7 @@ MOECHECK_CG_HD float counter_logit(const CounterCaseDesc& c, std::int64_t t, std
       return normal_value();
     case CgValues::ties:
     case CgValues::near_ties: {
-      const CgPlateau p = cg_plateau(c, t);
+      const CgPlateau& p = row.plateau;
       const std::int64_t pos = (e + p.offset) % c.E;
       const double n = cg_normal(vk, col, 0);
       const double mag = cg_mul(cg_add(0.5, n < 0 ? -n : n), sigma);  // >= sigma / 2 away from P
@@ -317,7 +337,7 @@ MOECHECK_CG_HD float counter_logit(const CounterCaseDesc& c, std::int64_t t, std
       return cg_rnd(pos < p.start ? cg_add(p.P, mag) : cg_add(p.P, -mag), d);
     }
     case CgValues::constant: {
-      const std::uint64_t rk = cg_row_key(c.value_seed, kStreamRow, static_cast<std::uint64_t>(t));
+      const std::uint64_t rk = row.rk;
       float v = cg_rnd(cg_mul(cg_normal(rk, 0, 1), sigma), d);
       if (cg_u01(cg_draw(rk, 0, 7)) < 0.2) v = 0.0f;
       if (cg_u01(cg_draw(rk, 0, 8)) < 0.1) v = cg_max_finite(d);
@@ -332,7 +352,7 @@ MOECHECK_CG_HD float counter_logit(const CounterCaseDesc& c, std::int64_t t, std
       return normal_value();
     }
     case CgValues::inf: {
-      const std::uint64_t rk = cg_row_key(c.value_seed, kStreamRow, static_cast<std::uint64_t>(t));
+      const std::uint64_t rk = row.rk;
       const double r = cg_u01(cg_draw(rk, 0, 0));
       if (r < 0.15) return -inf;
       if (r < 0.3) {
@@ -346,7 +366,7 @@ MOECHECK_CG_HD float counter_logit(const CounterCaseDesc& c, std::int64_t t, std
       return normal_value();
     }
     case CgValues::nan: {
-      const std::uint64_t rk = cg_row_key(c.value_seed, kStreamRow, static_cast<std::uint64_t>(t));
+      const std::uint64_t rk = row.rk;
       const double r = cg_u01(cg_draw(rk, 0, 0));
       if (r < 0.15) return nan;
       if (r < 0.3) return cg_u01(cg_draw(vk, col, 6)) < 0.5 ? nan : -inf;
@@ -380,6 +400,11 @@ MOECHECK_CG_HD float counter_logit(const CounterCaseDesc& c, std::int64_t t, std
     default:
       return nan;
   }
+}
+
+/// The logical value (exact in the dtype) of row t, column e of a counter case.
+MOECHECK_CG_HD float counter_logit(const CounterCaseDesc& c, std::int64_t t, std::int64_t e) {
+  return counter_logit_in(c, cg_row(c, t), e);
 }
 
 /// per_expert_scale[e] of a counter case (1 for the "ones" family).
