@@ -436,6 +436,47 @@ TEST(CampaignRates, ResultsCarryRatesAndCheckPathAndMergeSumsThem) {
   fs::remove_all(dir);
 }
 
+TEST(CampaignRates, ResumeKeepsTheCheckingPath) {
+  // A state recorded on the device path cannot be resumed on the host path (the paths draw
+  // different cases), and a malformed "check" is named.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("moecheck_resume_path_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto target = make_core_target("kernel:auto", {});
+  CampaignOptions co;
+  co.seed = 9;
+  co.max_cases = 20;
+  co.progress = false;
+  co.state_file = (dir / "state.json").string();
+  std::ostringstream log;
+  run_campaign(*target, co, log);
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(co.state_file));
+  ASSERT_EQ(j["check"]["path"], "host");
+  co.resume = true;
+  co.max_cases = 30;
+  EXPECT_NO_THROW(run_campaign(*target, co, log));  // same path: resumes
+  j = nlohmann::json::parse(std::ifstream(co.state_file));
+  j["check"]["path"] = "device";
+  std::ofstream(co.state_file) << j.dump(1);
+  try {
+    run_campaign(*target, co, log);
+    ADD_FAILURE() << "resumed a device-path state on the host path";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("was checked on the device and this run would check on the host"),
+              std::string::npos)
+        << e.what();
+  }
+  j["check"] = 5;
+  std::ofstream(co.state_file) << j.dump(1);
+  try {
+    run_campaign(*target, co, log);
+    ADD_FAILURE() << "accepted a malformed check field";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'check'"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 TEST(CounterGen, RejectsUnknownFamilies) {
   EXPECT_THROW(counter_desc(shape_of(Family::gemma4, DType::f32, 1, 4, 1, "bogus"), 1), RoutingError);
   EXPECT_THROW(counter_desc(shape_of(Family::gemma4, DType::f32, 1, 4, 1, "normal", Layout::contiguous, 0, "bogus"), 1),

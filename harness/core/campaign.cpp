@@ -220,6 +220,26 @@ void restore_state(const std::string& path, CampaignResult& r) {
     }
   }
   r.duplicate_failures = j.contains("duplicate_failures") ? integer(j, "duplicate_failures", 0, kMax) : 0;
+  if (j.contains("check")) {  // the checking path and the device checker's counters so far
+    const nlohmann::json& cj = j.at("check");
+    if (!cj.is_object() || !cj.contains("path") || !cj.at("path").is_string()) {
+      throw bad("check", "must be an object with a string 'path', got " + quote_value(cj.dump()));
+    }
+    r.check_path = cj.at("path").get<std::string>();
+    if (cj.contains("device")) {
+      const nlohmann::json& d = cj.at("device");
+      DeviceCheckStats& s = r.device_check;
+      s.batches = integer(d, "batches", 0, kMax, "check.device");
+      s.device_cases = integer(d, "cases", 0, kMax, "check.device");
+      s.device_rows = integer(d, "rows", 0, kMax, "check.device");
+      s.flagged_rows = integer(d, "flagged_rows", 0, kMax, "check.device");
+      s.confirmed_rows = integer(d, "confirmed_rows", 0, kMax, "check.device");
+      s.sampled_rows = integer(d, "host_checked_rows", 0, kMax, "check.device");
+      s.disagreements = integer(d, "disagreements", 0, kMax, "check.device");
+      s.device_seconds = d.value("device_seconds", 0.0);
+      s.host_seconds = d.value("host_seconds", 0.0);
+    }
+  }
   const nlohmann::json& elapsed = need(j, "elapsed_s");
   if (!elapsed.is_number() || !(elapsed.get<double>() >= 0) || !std::isfinite(elapsed.get<double>())) {
     throw bad("elapsed_s", "must be a finite number >= 0, got " + quote_value(elapsed.dump()));
@@ -904,9 +924,35 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     dco.sample_one_in = opt.sample_one_in;
     std::string why;
     device = make_device_checker(target, dco, &why);
-    if (device) r.check_path = "device";
-    else log << "checking on the host: " << why << "\n";
+    if (!device) log << "checking on the host: " << why << "\n";
   }
+  {
+    // A resumed campaign keeps its checking path: the two paths generate different cases.
+    const std::string path = device ? "device" : "host";
+    if (opt.resume && r.check_path != path) {
+      throw std::invalid_argument("--resume: state file '" + opt.state_file + "' was checked on the " + r.check_path +
+                                  " and this run would check on the " + path +
+                                  (path == "host" ? "" : " (add --host-check)") +
+                                  ": the two paths draw different cases");
+    }
+    r.check_path = path;
+  }
+  const DeviceCheckStats device_before = r.device_check;
+  const auto sync_device_stats = [&] {  // the results' counters: the resumed ones plus this run's
+    if (!device) return;
+    const DeviceCheckStats& now = device->stats();
+    DeviceCheckStats& d = r.device_check;
+    d = device_before;
+    d.batches += now.batches;
+    d.device_cases += now.device_cases;
+    d.device_rows += now.device_rows;
+    d.flagged_rows += now.flagged_rows;
+    d.confirmed_rows += now.confirmed_rows;
+    d.sampled_rows += now.sampled_rows;
+    d.disagreements += now.disagreements;
+    d.device_seconds += now.device_seconds;
+    d.host_seconds += now.host_seconds;
+  };
 
   g_stop = 0;
   const std::int64_t cases_before = r.cases;
@@ -1129,6 +1175,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     }
     if (seconds_since(last_state) >= 5.0) {
       last_state = Clock::now();
+      sync_device_stats();
       run.save_state();
     }
   }
@@ -1139,7 +1186,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     r.cases_per_s = static_cast<double>(r.cases - cases_before) / own;
     r.rows_per_s = static_cast<double>(r.rows - rows_before) / own;
   }
-  if (device) r.device_check = device->stats();
+  sync_device_stats();
   if (opt.progress) log << "\n";
   run.write_outputs();
   return r;
