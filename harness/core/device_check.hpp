@@ -94,7 +94,9 @@ struct DeviceCheckOptions {
   int checker_mutant = 0;            ///< parse_checker_mutant
   std::uint32_t sample_one_in = 1000;  ///< host-sample rate (plus one row per case)
   std::int64_t max_batch_rows = std::int64_t{1} << 22;
-  std::int64_t max_batch_elements = std::int64_t{1} << 26;
+  /// Gating elements of a batch, gaps of padded and strided layouts included (2^28: at most
+  /// 1 GiB of fp32 storage; a batch of 2^20 rows of E = 256 fits).
+  std::int64_t max_batch_elements = std::int64_t{1} << 28;
   std::int64_t max_batch_cases = 4096;
 };
 
