@@ -194,6 +194,12 @@ void run_timed(benchmark::State& state, cudaStream_t stream, const LaunchFn& lau
 void run_timed_graph(benchmark::State& state, cudaStream_t stream, const LaunchFn& replay,
                      int launches_per_replay, double bytes, std::int64_t rows);
 
+#if defined(MOECHECK_BENCH_CAMPAIGN)
+/// Registers BM_Campaign/path:<device|host>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time: campaign
+/// throughput on each checking path (campaign_bench.cpp).
+void register_campaign_benchmarks();
+#endif
+
 #if defined(MOECHECK_WITH_TORCH_CUDA)
 /// Registers BM_Composite/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time (composite_bench.cpp).
 void register_composite_benchmarks();

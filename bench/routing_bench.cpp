@@ -4,6 +4,8 @@
 //   BM_Copy/bytes:<N>/manual_time                          copy ceiling (N bytes read + N written)
 //   BM_Route/variant:<v>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   launch_routing, gemma4 family
 //   BM_Composite/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   LibTorch composite (when linked)
+//   BM_Campaign/path:<p>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   campaign throughput per
+//                                                          checking path (campaign_bench.cpp)
 // Times are per launch, measured with CUDA events (UseManualTime; one benchmark iteration
 // is one launch, timed in batches of about 1 ms). BM_Route replays each batch from a CUDA
 // graph (device time per launch, without the host's launch rate; the counter
@@ -431,6 +433,9 @@ void register_benchmarks(std::size_t copy_bytes_n) {
   }
 #if defined(MOECHECK_WITH_TORCH_CUDA)
   register_composite_benchmarks();
+#endif
+#if defined(MOECHECK_BENCH_CAMPAIGN)
+  register_campaign_benchmarks();
 #endif
 }
 

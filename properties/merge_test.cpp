@@ -166,8 +166,8 @@ TEST(Merge, ShardsOfAPlantedMutantCampaignMergeIntoTheSingleRun) {
   // The merged rate is the shards' totals over the longest shard's time, not shard 0's rate.
   const double elapsed = doc["elapsed_s"].get<double>();
   ASSERT_GT(elapsed, 0.0);
-  EXPECT_DOUBLE_EQ(doc["throughput"]["cases_per_s"].get<double>(), doc["cases"].get<double>() / elapsed);
-  EXPECT_DOUBLE_EQ(doc["throughput"]["rows_per_s"].get<double>(), doc["rows"].get<double>() / elapsed);
+  EXPECT_DOUBLE_EQ(doc["rates"]["cases_per_s"].get<double>(), doc["cases"].get<double>() / elapsed);
+  EXPECT_DOUBLE_EQ(doc["rates"]["rows_per_s"].get<double>(), doc["rows"].get<double>() / elapsed);
   const std::string html = reports::render_campaign_html(doc);
   EXPECT_NE(html.find(std::to_string(single.failures.size()) + " failures found"), std::string::npos);
   // JUnit lists every kept failure.

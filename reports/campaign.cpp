@@ -218,6 +218,18 @@ std::string render_campaign_html(const json& c) {
   out += card("rows", esc(count_text(c, "rows")));
   out += card("cases/s", esc(fmt_rate(cases, elapsed)));
   out += card("rows/s", esc(fmt_rate(rows, elapsed)));
+  const json& check = object_field(c, "check");
+  if (!check.empty()) {  // the checking path (DESIGN.md "Device checker")
+    const json& dev = object_field(check, "device");
+    const auto disagreements = dev.empty() ? std::nullopt : number_field(dev, "disagreements");
+    std::string text = esc(display_field(check, "path"));
+    if (!dev.empty()) {
+      text += "<br>" + esc(count_text(dev, "rows")) + " rows judged on the device, " +
+              esc(count_text(dev, "host_checked_rows")) + " re-judged on the host, " +
+              esc(count_text(dev, "disagreements")) + " disagreements";
+    }
+    out += card("checked on", text, disagreements && *disagreements > 0 ? "bad" : "");
+  }
   out += card("failures", esc(display(json(static_cast<long long>(n_fail)))), n_fail > 0 ? "bad" : "good");
   out += card("interrupted", interrupted ? "yes" : "no", interrupted ? "bad" : "");
   const json& generator = object_field(c, "generator");

@@ -115,6 +115,13 @@ int run(int argc, char** argv) {
   fuzz->add_option("--contract", fz_contract,
                    "Contract the target is judged by: a built-in name (strict, probability-ranked, nan-zeroes-row, "
                    "dense-probability-nan-zeroes-row, nan-propagates) or a contract file (default: the target's own)");
+  fuzz->add_flag("--host-check", fz.host_check,
+                 "cuda:<variant> targets: generate and judge every case on the host (default: counter-generated "
+                 "cases judged by the fp64 device checker, flagged rows and a sample confirmed on the host)");
+  std::string fz_checker_mutant = "none";
+  fuzz->add_option("--checker-mutant", fz_checker_mutant,
+                   "Planted device-checker bug (none, accepts-any-weight): shows that the host sample catches it")
+      ->capture_default_str();
   fuzz->add_flag("--no-progress", fz_no_progress, "No progress line");
   fuzz->add_flag("--no-isolation", fz_no_isolation, "Run host plugins in-process (no fork per case)");
   FuzzWorkersRequest fz_workers;
@@ -190,6 +197,7 @@ int run(int argc, char** argv) {
       apply_generator_lists(fz_dtypes, fz_families, fz.gen);
       apply_layout_list(fz_layouts, fz.gen);
       if (!fz_contract.empty()) fz.contract = resolve_contract(fz_contract);
+      fz.checker_mutant = parse_checker_mutant(fz_checker_mutant);
       if (fz.seconds <= 0 && fz.max_cases <= 0) fz.seconds = 60;  // default budget
       if (!fz_plugin.empty()) fz_target = "plugin:" + fz_plugin;
       const std::string spec = resolve_target(fz_target, fz_device);

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <signal.h>
 #include <cstdio>
+#include <deque>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -220,6 +221,26 @@ void restore_state(const std::string& path, CampaignResult& r) {
     }
   }
   r.duplicate_failures = j.contains("duplicate_failures") ? integer(j, "duplicate_failures", 0, kMax) : 0;
+  if (j.contains("check")) {  // the checking path and the device checker's counters so far
+    const nlohmann::json& cj = j.at("check");
+    if (!cj.is_object() || !cj.contains("path") || !cj.at("path").is_string()) {
+      throw bad("check", "must be an object with a string 'path', got " + quote_value(cj.dump()));
+    }
+    r.check_path = cj.at("path").get<std::string>();
+    if (cj.contains("device")) {
+      const nlohmann::json& d = cj.at("device");
+      DeviceCheckStats& s = r.device_check;
+      s.batches = integer(d, "batches", 0, kMax, "check.device");
+      s.device_cases = integer(d, "cases", 0, kMax, "check.device");
+      s.device_rows = integer(d, "rows", 0, kMax, "check.device");
+      s.flagged_rows = integer(d, "flagged_rows", 0, kMax, "check.device");
+      s.confirmed_rows = integer(d, "confirmed_rows", 0, kMax, "check.device");
+      s.sampled_rows = integer(d, "host_checked_rows", 0, kMax, "check.device");
+      s.disagreements = integer(d, "disagreements", 0, kMax, "check.device");
+      s.device_seconds = d.value("device_seconds", 0.0);
+      s.host_seconds = d.value("host_seconds", 0.0);
+    }
+  }
   const nlohmann::json& elapsed = need(j, "elapsed_s");
   if (!elapsed.is_number() || !(elapsed.get<double>() >= 0) || !std::isfinite(elapsed.get<double>())) {
     throw bad("elapsed_s", "must be a finite number >= 0, got " + quote_value(elapsed.dump()));
@@ -489,9 +510,9 @@ std::string campaign_summary(const CampaignResult& r) {
   os << "cases " << r.cases << ", rows " << r.rows << ", skipped " << r.skipped << ", outside contract '"
      << r.contract.name << "' " << r.outside_contract << ", failures " << r.failures.size() << " (+"
      << r.duplicate_failures << " duplicates) in " << r.elapsed_s << " s";
-  if (r.elapsed_s > 0) {
-    os << " (" << human_number(static_cast<double>(r.cases) / r.elapsed_s) << " cases/s, "
-       << human_number(static_cast<double>(r.rows) / r.elapsed_s) << " rows/s)";
+  if (r.cases_per_s > 0 || r.rows_per_s > 0) {
+    os << " (" << human_number(r.cases_per_s) << " cases/s, " << human_number(r.rows_per_s) << " rows/s, checked on the "
+       << r.check_path << ")";
   }
   if (r.aborted) os << " [aborted: " << r.abort_reason << "]";
   else if (r.interrupted) os << " [interrupted: resume with --resume --state FILE]";
@@ -604,7 +625,8 @@ struct CampaignRun {
     known.insert(rec.signature);
     rec.replay = "moecheck fuzz --target " + target.spec() + " --mutant " + target.mutant() + " --seed " +
                  std::to_string(opt.seed) + generator_flags(opt.gen) + " --first-case " + std::to_string(index) +
-                 " --cases 1" + (contract == "strict" ? "" : " --contract '" + contract + "'");
+                 " --cases 1" + (contract == "strict" ? "" : " --contract '" + contract + "'") +
+                 (opt.host_check && target.device() == "cuda" ? " --host-check" : "");
     if (!opt.corpus_dir.empty()) {
       CorpusEntry e;
       e.c = shrunk;
@@ -909,6 +931,45 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   struct ConsumeStop {
     ~ConsumeStop() { g_stop = 0; }
   } consume_stop;
+  // cuda:<variant> targets: counter-generated cases judged on the device (device_check.hpp).
+  std::unique_ptr<DeviceChecker> device;
+  std::deque<DeviceCaseOutcome> pending;
+  if (!opt.host_check && target.device() == "cuda") {
+    DeviceCheckOptions dco;
+    dco.checker_mutant = opt.checker_mutant;
+    dco.sample_one_in = opt.sample_one_in;
+    std::string why;
+    device = make_device_checker(target, dco, &why);
+    if (!device) log << "checking on the host: " << why << "\n";
+  }
+  {
+    // A resumed campaign keeps its checking path: the two paths generate different cases.
+    const std::string path = device ? "device" : "host";
+    if (opt.resume && r.check_path != path) {
+      throw std::invalid_argument("--resume: state file '" + opt.state_file + "' was checked on the " + r.check_path +
+                                  " and this run would check on the " + path +
+                                  (path == "host" ? "" : " (add --host-check)") +
+                                  ": the two paths draw different cases");
+    }
+    r.check_path = path;
+  }
+  const DeviceCheckStats device_before = r.device_check;
+  const auto sync_device_stats = [&] {  // the results' counters: the resumed ones plus this run's
+    if (!device) return;
+    const DeviceCheckStats& now = device->stats();
+    DeviceCheckStats& d = r.device_check;
+    d = device_before;
+    d.batches += now.batches;
+    d.device_cases += now.device_cases;
+    d.device_rows += now.device_rows;
+    d.flagged_rows += now.flagged_rows;
+    d.confirmed_rows += now.confirmed_rows;
+    d.sampled_rows += now.sampled_rows;
+    d.disagreements += now.disagreements;
+    d.device_seconds += now.device_seconds;
+    d.host_seconds += now.host_seconds;
+  };
+
   const std::int64_t cases_before = r.cases;
   const std::int64_t rows_before = r.rows;
   const auto t0 = run.t0;
@@ -971,17 +1032,85 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     if (opt.max_failures > 0 && static_cast<int>(r.failures.size()) >= opt.max_failures) break;
     if (r.next_index > kMaxCaseIndex) break;  // the index space is spent
 
-    const std::int64_t index = r.next_index;
-    const std::uint64_t seed = case_seed(opt.seed, index);
-    RoutingCase c = generate_case(seed, gen);
-    r.next_index += opt.shard_count;
+    std::int64_t index = r.next_index;
+    std::uint64_t seed = case_seed(opt.seed, index);
+    RoutingCase c;
+    Verdict v;
+    std::optional<DeviceCaseOutcome> dev;  // the device path's outcome of this case
+    if (device) {
+      if (pending.empty()) {
+        const std::int64_t left =
+            opt.max_cases > 0 ? opt.max_cases - (r.cases + r.skipped + r.outside_contract) : kMaxCampaignCases;
+        // The batch runs in-process like a call to the code under test: the watchdog sees it.
+        RoutingCase placeholder;  // what a hang in the batch is recorded as: its first case, shape only
+        placeholder = counter_case_without_logits(counter_shape(seed, gen).shape, 0);
+        placeholder.T = 0;
+        placeholder.seed = seed;
+        ac.in_flight = &placeholder;
+        ac.in_flight_is_candidate = false;
+        ac.in_flight_index = index;
+        ac.in_flight_seed = seed;
+        ac.call_start.store(Clock::now().time_since_epoch().count());
+        ac.call_seq.fetch_add(1);
+        ac.in_call.store(true);
+        ac.mu.unlock();
+        std::vector<DeviceCaseOutcome> batch;
+        try {
+          batch = device->run_batch(opt.seed, index, opt.shard_count, std::max<std::int64_t>(left, 1), gen, oracle);
+        } catch (...) {
+          ac.in_call.store(false);
+          ac.mu.lock();
+          ac.in_flight = nullptr;
+          throw;
+        }
+        ac.in_call.store(false);
+        ac.mu.lock();
+        ac.in_flight = nullptr;
+        pending.assign(std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
+      }
+      dev = std::move(pending.front());
+      pending.pop_front();
+      index = dev->index;
+      seed = dev->seed;
+      using K = DeviceCaseOutcome::Kind;
+      if (dev->kind == K::skipped) v.kind = Verdict::Kind::skipped;
+      if (dev->kind == K::outside_contract) {
+        v.kind = Verdict::Kind::outside_contract;
+        v.outside_key = dev->outside_key;
+      }
+      if (dev->kind == K::pass) c = std::move(dev->c);
+      if (dev->kind == K::host_path || dev->kind == K::fail || dev->kind == K::disagreement) {
+        c = build_counter_case(dev->shape.shape, dev->shape.value_seed);
+        c.seed = seed;
+      }
+      if (dev->kind == K::disagreement) {
+        v.kind = Verdict::Kind::fail;
+        v.check = dev->check;
+        v.message = dev->message;
+      }
+    } else {
+      c = generate_case(seed, gen);
+    }
+    r.next_index = index + opt.shard_count;
 
-    ac.in_flight = &c;
-    ac.in_flight_is_candidate = false;
-    ac.in_flight_index = index;
-    ac.in_flight_seed = seed;
-    Verdict v = evaluate(guarded, c, oracle);
-    ac.in_flight = nullptr;
+    using DK = DeviceCaseOutcome::Kind;
+    if (!dev || dev->kind == DK::host_path || dev->kind == DK::fail) {
+      ac.in_flight = &c;
+      ac.in_flight_is_candidate = false;
+      ac.in_flight_index = index;
+      ac.in_flight_seed = seed;
+      v = evaluate(guarded, c, oracle);
+      ac.in_flight = nullptr;
+    }
+    if (dev && dev->kind == DK::fail && v.kind == Verdict::Kind::pass) {
+      // The host re-run of the case passed: a failure the host oracle confirmed on the device's
+      // outputs stands (a kernel that is not deterministic); an unconfirmed one is a disagreement.
+      v.kind = Verdict::Kind::fail;
+      v.check = dev->confirmed ? dev->check : std::string(kCheckerDisagreement);
+      v.message = dev->confirmed ? dev->message + " (on the device run; the host re-run of the case passed)"
+                                 : "the device checker flagged case #" + std::to_string(index) + " (" + dev->message +
+                                       ") and the host evaluation of it passes";
+    }
     if (v.kind == Verdict::Kind::abandoned) {
       r.next_index = index;  // not judged: a resumed campaign runs it again
       if (g_stop) {
@@ -1003,13 +1132,17 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     }
     ++r.cases;
     r.rows += c.T;
-    for (const auto& cls : classify(c)) ++r.classes[cls];
+    const bool device_tags = dev && dev->kind == DK::pass;  // its logits stayed on the device
+    for (const auto& cls : device_tags ? dev->classes : classify(c)) ++r.classes[cls];
 
-    if (v.failed()) {
+    if (v.failed() && v.check == kCheckerDisagreement) {
+      // A checker bug: recorded as found (the case is the counter case), never shrunk.
+      run.record_failure(v.check, v.message, seed, index, c, c, 0, 0, ", not shrunk");
+    } else if (v.failed()) {
       PendingShrink& ps = ac.shrink;
       ps = PendingShrink{true, v.check, v.message, seed, index, c, c, 0, 0};
       const std::string check = v.check;
-      std::int64_t hint = v.report.violations.empty() ? -1 : v.report.violations.front().row;
+      std::int64_t hint = v.report.violations.empty() ? (dev ? dev->row : -1) : v.report.violations.front().row;
       const Clock::time_point shrink_end =
           opt.shrink_seconds > 0 ? after(Clock::now(), opt.shrink_seconds) : Clock::time_point::max();
       shrinking = true;
@@ -1057,11 +1190,18 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     }
     if (seconds_since(last_state) >= 5.0) {
       last_state = Clock::now();
+      sync_device_stats();
       run.save_state();
     }
   }
   watchdog.reset();
   r.elapsed_s = run.elapsed();
+  {
+    const double own = std::max(r.elapsed_s - run.elapsed_before, 1e-9);
+    r.cases_per_s = static_cast<double>(r.cases - cases_before) / own;
+    r.rows_per_s = static_cast<double>(r.rows - rows_before) / own;
+  }
+  sync_device_stats();
   if (opt.progress) log << "\n";
   run.write_outputs();
   return r;
@@ -1085,11 +1225,6 @@ std::string campaign_json(const CampaignResult& r) {
   j["elapsed_s"] = r.elapsed_s;
   j["cases"] = r.cases;
   j["rows"] = r.rows;
-  // judged cases and rows per second of elapsed_s (null before any time has passed)
-  const auto per_s = [&](std::int64_t n) {
-    return r.elapsed_s > 0 ? nlohmann::json(static_cast<double>(n) / r.elapsed_s) : nlohmann::json();
-  };
-  j["throughput"] = {{"cases_per_s", per_s(r.cases)}, {"rows_per_s", per_s(r.rows)}};
   j["skipped"] = r.skipped;
   j["contract"] = {{"name", r.contract.name}, {"spec", contract_spec(r.contract)},
                    {"description", describe_contract(r.contract)}};
@@ -1108,6 +1243,19 @@ std::string campaign_json(const CampaignResult& r) {
   j["generator"] = {{"families", drawn_families}, {"dtypes", drawn_dtypes}, {"max_T", r.drawn.max_T},
                     {"max_E", r.drawn.max_E}, {"max_k", r.drawn.max_k}, {"restriction", r.restriction}};
   j["expected_classes"] = r.expected_classes;
+  j["rates"] = {{"cases_per_s", r.cases_per_s}, {"rows_per_s", r.rows_per_s}};
+  {
+    nlohmann::json check = {{"path", r.check_path}};
+    if (r.check_path == "device") {
+      const DeviceCheckStats& d = r.device_check;
+      check["device"] = {{"batches", d.batches},           {"cases", d.device_cases},
+                         {"rows", d.device_rows},          {"flagged_rows", d.flagged_rows},
+                         {"confirmed_rows", d.confirmed_rows}, {"host_checked_rows", d.sampled_rows},
+                         {"disagreements", d.disagreements}, {"device_seconds", d.device_seconds},
+                         {"host_seconds", d.host_seconds}};
+    }
+    j["check"] = check;
+  }
   j["classes"] = r.classes;
   nlohmann::json list = nlohmann::json::array();
   for (const auto& f : r.failures) list.push_back(failure_json(f, r));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "harness/core/corpus.hpp"
+#include "harness/core/device_check.hpp"
 #include "harness/core/generators.hpp"
 #include "harness/core/target.hpp"
 
@@ -46,6 +47,12 @@ struct CampaignOptions {
   /// Contract the target is judged by (--contract), narrowed to the target's declared domain;
   /// unset: the contract the target declares (effective_contract).
   std::optional<Contract> contract;
+  /// cuda:<variant> targets are checked on the device (device_check.hpp: counter-generated cases,
+  /// the fp64 device oracle, host confirmation and sampling) unless this is set (--host-check):
+  /// then every case is generated, copied and judged on the host as for any other target.
+  bool host_check = false;
+  int checker_mutant = 0;             ///< planted device-checker bug (parse_checker_mutant)
+  std::uint32_t sample_one_in = 1000; ///< device path: host re-check rate (plus one row per case)
 };
 
 /// One unique failure, shrunk and (when corpus_dir is set) saved.
@@ -92,6 +99,12 @@ struct CampaignResult {
   int shrink_attempts = 0;         ///< candidate evaluations per shrink (JSON "limits")
   std::map<std::string, std::int64_t> classes;
   std::vector<FailureRecord> failures;
+  /// "device" when the rows were judged by the device checker (counter-generated cases), "host"
+  /// otherwise. JSON "check".
+  std::string check_path = "host";
+  DeviceCheckStats device_check;      ///< device path counters (JSON "check.device")
+  /// Cases and rows judged per second of this run (JSON "rates"; a resumed run counts its own part).
+  double cases_per_s = 0, rows_per_s = 0;
 };
 
 /// The generator config a campaign of `target` draws from: `cfg` restricted to the target's

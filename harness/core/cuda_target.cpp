@@ -47,6 +47,9 @@ class CudaKernelTarget final : public Target {
   std::string unsupported(const RoutingCase& c) const override { return kernel_unsupported(c, variant_); }
   Domain domain() const override { return kernel_domain(variant_); }
 
+  kernels::Variant variant() const { return variant_; }
+  kernels::Mutant kernel_mutant() const { return mutant_; }
+
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     const std::size_t n = static_cast<std::size_t>(m.view.T * m.params.k);
     const std::size_t guard = static_cast<std::size_t>(kOutputGuardElements);
@@ -118,6 +121,14 @@ std::unique_ptr<Target> make_cuda_kernel_target(const std::string& spec, kernels
   return std::make_unique<CudaKernelTarget>(v, m);
 }
 
+bool cuda_kernel_target_info(const Target& t, kernels::Variant* v, kernels::Mutant* m) {
+  const auto* k = dynamic_cast<const CudaKernelTarget*>(&t);
+  if (k == nullptr) return false;
+  *v = k->variant();
+  *m = k->kernel_mutant();
+  return true;
+}
+
 bool cuda_device_available() {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
@@ -151,6 +162,7 @@ std::unique_ptr<Target> make_cuda_kernel_target(const std::string& spec, kernels
   throw std::invalid_argument("target '" + spec + "' needs the CUDA kernels; this build has none "
                               "(configure with MOECHECK_CUDA=ON)");
 }
+bool cuda_kernel_target_info(const Target&, kernels::Variant*, kernels::Mutant*) { return false; }
 bool cuda_device_available() { return false; }
 int cuda_device_count() { return 0; }
 std::string cuda_device_name() { return ""; }

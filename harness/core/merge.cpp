@@ -128,6 +128,25 @@ CampaignResult result_from_doc(const json& j, const std::string& origin) {
     r.restriction = rd.get_or<std::string>(*gen, "restriction", "generator.restriction", "");
   }
   r.expected_classes = rd.get_or<std::vector<std::string>>(j, "expected_classes", "expected_classes", {});
+  if (const json* rates = find_pointer(j, "/rates")) {
+    r.cases_per_s = rd.get_or<double>(*rates, "cases_per_s", "rates.cases_per_s", 0.0);
+    r.rows_per_s = rd.get_or<double>(*rates, "rows_per_s", "rates.rows_per_s", 0.0);
+  }
+  if (const json* check = find_pointer(j, "/check")) {
+    r.check_path = rd.get_or<std::string>(*check, "path", "check.path", "host");
+    if (const json* d = find_pointer(*check, "/device")) {
+      DeviceCheckStats& s = r.device_check;
+      s.batches = rd.get_or<std::int64_t>(*d, "batches", "check.device.batches", 0);
+      s.device_cases = rd.get_or<std::int64_t>(*d, "cases", "check.device.cases", 0);
+      s.device_rows = rd.get_or<std::int64_t>(*d, "rows", "check.device.rows", 0);
+      s.flagged_rows = rd.get_or<std::int64_t>(*d, "flagged_rows", "check.device.flagged_rows", 0);
+      s.confirmed_rows = rd.get_or<std::int64_t>(*d, "confirmed_rows", "check.device.confirmed_rows", 0);
+      s.sampled_rows = rd.get_or<std::int64_t>(*d, "host_checked_rows", "check.device.host_checked_rows", 0);
+      s.disagreements = rd.get_or<std::int64_t>(*d, "disagreements", "check.device.disagreements", 0);
+      s.device_seconds = rd.get_or<double>(*d, "device_seconds", "check.device.device_seconds", 0.0);
+      s.host_seconds = rd.get_or<double>(*d, "host_seconds", "check.device.host_seconds", 0.0);
+    }
+  }
   if (const json* lim = find_pointer(j, "/limits")) {
     r.max_failures = rd.get_or<int>(*lim, "max_failures", "limits.max_failures", 0);
     r.shrink_attempts = rd.get_or<int>(*lim, "shrink_attempts", "limits.shrink_attempts", 0);
@@ -465,15 +484,48 @@ MergeResult merge_campaigns(const std::vector<std::string>& shard_paths, const M
   out["elapsed_s"] = elapsed;
   out["cases"] = cases;
   out["rows"] = rows;
-  // all shards together over the longest shard's time (the shards ran side by side)
-  const auto per_s = [&](std::int64_t n) { return elapsed > 0 ? json(static_cast<double>(n) / elapsed) : json(); };
-  out["throughput"] = {{"cases_per_s", per_s(cases)}, {"rows_per_s", per_s(rows)}};
   out["skipped"] = skipped;
   out["failures"] = failures.size();
   out["duplicate_failures"] = dups + m.cross_shard_duplicates;
   out["interrupted"] = interrupted;
   out["next_index"] = next_index;
   out["classes"] = classes;
+  // Rates of the merged campaign (its shards run side by side: per second of the longest one) and
+  // the checking path with the device checker's counters summed ("mixed" when shards differ).
+  if (elapsed > 0) {
+    out["rates"] = {{"cases_per_s", static_cast<double>(cases) / elapsed},
+                    {"rows_per_s", static_cast<double>(rows) / elapsed}};
+  }
+  {
+    std::string path;
+    DeviceCheckStats sum;
+    bool device = false;
+    for (const Input* in : used) {
+      const CampaignResult& r = in->r;
+      path = path.empty() || path == r.check_path ? r.check_path : std::string("mixed");
+      if (r.check_path != "device") continue;
+      device = true;
+      const DeviceCheckStats& d = r.device_check;
+      sum.batches += d.batches;
+      sum.device_cases += d.device_cases;
+      sum.device_rows += d.device_rows;
+      sum.flagged_rows += d.flagged_rows;
+      sum.confirmed_rows += d.confirmed_rows;
+      sum.sampled_rows += d.sampled_rows;
+      sum.disagreements += d.disagreements;
+      sum.device_seconds += d.device_seconds;
+      sum.host_seconds += d.host_seconds;
+    }
+    json check = {{"path", path.empty() ? std::string("host") : path}};
+    if (device) {
+      check["device"] = {{"batches", sum.batches},         {"cases", sum.device_cases},
+                         {"rows", sum.device_rows},        {"flagged_rows", sum.flagged_rows},
+                         {"confirmed_rows", sum.confirmed_rows}, {"host_checked_rows", sum.sampled_rows},
+                         {"disagreements", sum.disagreements}, {"device_seconds", sum.device_seconds},
+                         {"host_seconds", sum.host_seconds}};
+    }
+    out["check"] = check;
+  }
   if (out.contains("device") && out["device"].is_object() && !device_names.empty()) {
     std::string names;
     for (const auto& n : device_names) names += (names.empty() ? "" : ", ") + n;

@@ -137,7 +137,8 @@ struct Verdict {
   Kind kind = Kind::pass;
   std::string outside_key;  ///< outside_contract: short reason category ("layout transposed", ...)
   std::string check;    ///< failing check: "selection", "weight", "unwritten", "crash", "timeout",
-                        ///< "out-of-bounds-write", "rejected-valid", "accepted-invalid", ...
+                        ///< "out-of-bounds-write", "rejected-valid", "accepted-invalid",
+                        ///< "checker-disagreement" (device checker vs host oracle), ...
                         ///< (empty when passing)
   std::string message;  ///< first violation / error, one line
   CheckReport report;   ///< full oracle report (when the implementation ran)

@@ -22,6 +22,9 @@ kernels::Mutant parse_mutant_or_throw(const std::string& name);
 /// "cuda:<variant>" target; throws std::invalid_argument in builds without CUDA or without a device.
 std::unique_ptr<Target> make_cuda_kernel_target(const std::string& spec, kernels::Variant v,
                                                 kernels::Mutant m);
+/// True when `t` is a "cuda:<variant>" target; *v and *m receive its variant and mutant (the
+/// device checker, harness/core/device_check.cpp, launches the same kernel).
+bool cuda_kernel_target_info(const Target& t, kernels::Variant* v, kernels::Mutant* m);
 /// "plugin:<path>" target (dlopen); throws std::invalid_argument naming the problem.
 /// Its spec() is "plugin:<descriptor name>".
 std::unique_ptr<Target> make_plugin_target(const std::string& path, bool isolate);

@@ -1,0 +1,547 @@
+// moecheck device-side checking: implementation of harness/core/device_check.hpp.
+#include "harness/core/device_check.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "harness/core/campaign.hpp"
+#include "harness/core/targets_internal.hpp"
+#include "kernels/checker/row_check.hpp"
+
+#ifdef MOECHECK_HAVE_CUDA_KERNELS
+#include <cuda_runtime_api.h>
+
+#include "kernels/checker/checker.hpp"
+#include "kernels/routing_mutants.hpp"
+#endif
+
+namespace moecheck {
+
+const std::vector<std::string>& checker_mutant_names() {
+  static const std::vector<std::string> v = {"none", "accepts-any-weight"};  // index = CheckerMutant
+  return v;
+}
+
+int parse_checker_mutant(const std::string& name) {
+  const auto& all = checker_mutant_names();
+  const auto it = std::find(all.begin(), all.end(), name);
+  if (it == all.end()) {
+    std::string list;
+    for (const auto& n : all) list += (list.empty() ? "" : ", ") + n;
+    throw std::invalid_argument("--checker-mutant '" + name + "': unknown (known: " + list + ")");
+  }
+  return static_cast<int>(it - all.begin());
+}
+
+const char* outcome_kind_name(DeviceCaseOutcome::Kind k) {
+  switch (k) {
+    case DeviceCaseOutcome::Kind::pass: return "pass";
+    case DeviceCaseOutcome::Kind::skipped: return "skipped";
+    case DeviceCaseOutcome::Kind::outside_contract: return "outside-contract";
+    case DeviceCaseOutcome::Kind::host_path: return "host-path";
+    case DeviceCaseOutcome::Kind::fail: return "fail";
+    case DeviceCaseOutcome::Kind::disagreement: return "disagreement";
+  }
+  return "unknown";
+}
+
+#ifdef MOECHECK_HAVE_CUDA_KERNELS
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// Growable device allocation.
+struct DeviceBuf {
+  void* ptr = nullptr;
+  std::size_t cap = 0;
+  DeviceBuf() = default;
+  DeviceBuf(const DeviceBuf&) = delete;
+  DeviceBuf& operator=(const DeviceBuf&) = delete;
+  ~DeviceBuf() {
+    if (ptr) cudaFree(ptr);
+  }
+  cudaError_t ensure(std::size_t bytes) {
+    if (bytes <= cap && ptr) return cudaSuccess;
+    if (ptr) cudaFree(ptr);
+    ptr = nullptr;
+    cap = 0;
+    const std::size_t want = std::max<std::size_t>(bytes + bytes / 2, 4096);
+    const cudaError_t e = cudaMalloc(&ptr, want);
+    if (e == cudaSuccess) cap = want;
+    return e;
+  }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr);
+  }
+};
+
+/// Runs fn(i) for i in [0, n) on up to hardware_concurrency threads (serially for small n).
+/// fn must only write to its own i.
+template <class Fn>
+void parallel_for(std::size_t n, const Fn& fn) {
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t workers = std::min<std::size_t>({static_cast<std::size_t>(hw), n / 32, 32});
+  if (workers <= 1) {
+    for (std::size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(workers);
+  for (std::size_t w = 0; w < workers; ++w) {
+    pool.emplace_back([&, w] {
+      for (std::size_t i = w; i < n; i += workers) fn(i);
+    });
+  }
+  for (auto& t : pool) t.join();
+}
+
+std::string cuda_text(const char* what, cudaError_t e) {
+  return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+
+/// Value-dependent classify() tags of a ClassBit set.
+void add_class_tags(std::uint32_t bits, std::vector<std::string>* tags) {
+  static const std::pair<std::uint32_t, const char*> names[] = {
+      {checker::kClassTie, "tie-at-k"},   {checker::kClassNearTie, "near-tie-at-k"},
+      {checker::kClassConstant, "constant-row"}, {checker::kClassHasInf, "has-inf"},
+      {checker::kClassHasPosInf, "has-pos-inf"}, {checker::kClassHasNan, "has-nan"},
+      {checker::kClassMasked, "masked-row"}, {checker::kClassDenormal, "denormal"},
+      {checker::kClassHuge, "huge"}};
+  for (const auto& [bit, name] : names) {
+    if (bits & bit) tags->push_back(name);
+  }
+}
+
+class DeviceCheckerImpl final : public DeviceChecker {
+ public:
+  DeviceCheckerImpl(Target& target, kernels::Variant v, kernels::Mutant m, const DeviceCheckOptions& opt)
+      : target_(target), variant_(v), mutant_(m), opt_(opt) {
+    if (cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking) != cudaSuccess) {
+      cudaGetLastError();
+      throw std::invalid_argument("device checker: cannot create a stream");
+    }
+  }
+  ~DeviceCheckerImpl() override {
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+  const DeviceCheckStats& stats() const override { return stats_; }
+
+  std::vector<DeviceCaseOutcome> run_batch(std::uint64_t campaign_seed, std::int64_t first, std::int64_t step,
+                                           std::int64_t max_cases, const GenConfig& gen,
+                                           const OracleOptions& oracle) override {
+    return run_impl(
+        [&](std::int64_t j, DeviceCaseOutcome& o) {
+          const std::int64_t index = first + j * step;
+          if (index > kMaxCaseIndex) return false;
+          o.index = index;
+          o.seed = case_seed(campaign_seed, index);
+          o.shape = counter_shape(o.seed, gen);
+          return true;
+        },
+        max_cases, oracle);
+  }
+
+  std::vector<DeviceCaseOutcome> run_cases(const std::vector<DeviceCaseRequest>& cases,
+                                           const OracleOptions& oracle) override {
+    if (cases.empty()) return {};
+    return run_impl(
+        [&](std::int64_t j, DeviceCaseOutcome& o) {
+          const DeviceCaseRequest& q = cases[static_cast<std::size_t>(j)];
+          o.index = q.index;
+          o.seed = q.seed;
+          o.shape = q.shape;
+          return true;
+        },
+        static_cast<std::int64_t>(cases.size()), oracle);
+  }
+
+ private:
+  template <class Next>
+  std::vector<DeviceCaseOutcome> run_impl(const Next& next, std::int64_t max_cases, const OracleOptions& oracle) {
+    std::vector<DeviceCaseOutcome> out;
+    std::vector<checker::BatchCase> batch;
+    std::vector<std::size_t> slot_outcome;
+    std::int64_t rows = 0, elems = 0, storage_bytes = 0, out_elems = 0, scale_elems = 0;
+    const Precision prec = target_.precision();
+    const bool device_semantics = oracle.contract.strict_semantics() && prec.select_band_ulps == 0.0;
+    // Cases are prepared in parallel chunks (shape, scale, domain and contract checks), then
+    // packed in index order until the batch is full; prepared cases beyond it are dropped.
+    struct Prepared {
+      DeviceCaseOutcome o;
+      bool drawn = false;
+      bool batchable = false;
+    };
+    const std::int64_t total = std::max<std::int64_t>(max_cases, 1);
+    bool full = false;
+    for (std::int64_t j0 = 0; j0 < total && !full;) {
+      const std::int64_t chunk = std::min<std::int64_t>(total - j0, 512);
+      std::vector<Prepared> prep(static_cast<std::size_t>(chunk));
+      parallel_for(prep.size(), [&](std::size_t i) {
+        Prepared& p = prep[i];
+        DeviceCaseOutcome& o = p.o;
+        if (!next(j0 + static_cast<std::int64_t>(i), o)) return;
+        p.drawn = true;
+        const CaseShape& s = o.shape.shape;
+        try {
+          o.c = counter_case_without_logits(s, o.shape.value_seed);
+        } catch (const std::exception& e) {  // e.g. a value family counter generation lacks
+          o.kind = DeviceCaseOutcome::Kind::host_path;
+          o.message = e.what();
+          return;
+        }
+        o.c.seed = o.seed;
+        if (std::string why = target_.unsupported(o.c); !why.empty()) {
+          o.kind = DeviceCaseOutcome::Kind::skipped;
+          o.message = why;
+          return;
+        }
+        const int dummy = 0;
+        GatingView g{nullptr, s.dtype, s.T, s.E, o.c.row_stride(), o.c.col_stride()};
+        if (std::string why = outside_contract(oracle.contract, g, &o.outside_key); !why.empty()) {
+          o.kind = DeviceCaseOutcome::Kind::outside_contract;
+          o.message = why;
+          return;
+        }
+        bool valid = true;
+        try {
+          g.data = &dummy;  // validate_routing only checks that it is set
+          validate_routing(g, o.c.params());
+        } catch (const RoutingError&) {
+          valid = false;
+        }
+        const bool softmax = s.family == Family::gemma4 || s.family == Family::softmax_topk ||
+                             s.family == Family::softmax_topk_raw;
+        if (!valid || !device_semantics || !softmax || s.k > checker::kRecordMaxK) {
+          o.kind = DeviceCaseOutcome::Kind::host_path;
+          return;
+        }
+        p.batchable = true;
+      });
+      j0 += chunk;
+      for (Prepared& p : prep) {
+        if (!p.drawn) {
+          full = true;
+          break;
+        }
+        DeviceCaseOutcome& o = p.o;
+        if (!p.batchable) {
+          out.push_back(std::move(o));
+          continue;
+        }
+        const CaseShape& s = o.shape.shape;
+        const checker::CounterCaseDesc d = counter_desc(s, o.shape.value_seed);
+        if (!batch.empty() && (rows + s.T > opt_.max_batch_rows || elems + d.storage_elems > opt_.max_batch_elements ||
+                               static_cast<std::int64_t>(batch.size()) >= opt_.max_batch_cases)) {
+          full = true;  // this case starts the next batch
+          break;
+        }
+        checker::BatchCase b;
+        b.desc = d;
+        b.storage_byte = (storage_bytes + 255) / 256 * 256;
+        b.storage_begin = elems;
+        b.out_begin = out_elems;
+        b.scale_begin = scale_elems;
+        b.has_scale = (s.family == Family::gemma4 && !o.c.scale.empty()) ? 1 : 0;
+        b.row_begin = rows;
+        storage_bytes = b.storage_byte + d.storage_elems * static_cast<std::int64_t>(dtype_size(s.dtype));
+        elems += d.storage_elems;
+        out_elems += s.T * s.k + 2 * checker::kCkGuardElements;
+        scale_elems += b.has_scale ? s.E : 0;
+        rows += s.T;
+        batch.push_back(b);
+        slot_outcome.push_back(out.size());
+        out.push_back(std::move(o));
+      }
+    }
+    if (batch.empty()) return out;
+    const auto t0 = Clock::now();
+    std::string error = run_device(batch, rows, storage_bytes, elems, out_elems, scale_elems, prec);
+    const auto t1 = Clock::now();
+    stats_.device_seconds += std::chrono::duration<double>(t1 - t0).count();
+    if (!error.empty()) {
+      for (std::size_t i : slot_outcome) {
+        out[i].kind = DeviceCaseOutcome::Kind::host_path;
+        out[i].message = error;
+      }
+      return out;
+    }
+    ++stats_.batches;
+    stats_.device_cases += static_cast<std::int64_t>(batch.size());
+    stats_.device_rows += rows;
+    judge_on_host(batch, slot_outcome, out, oracle, prec);
+    stats_.host_seconds += std::chrono::duration<double>(Clock::now() - t1).count();
+    return out;
+  }
+
+  /// The device part of a batch; "" or the CUDA error.
+  std::string run_device(const std::vector<checker::BatchCase>& batch, std::int64_t rows, std::int64_t storage_bytes,
+                         std::int64_t elems, std::int64_t out_elems, std::int64_t scale_elems, const Precision& prec) {
+    const std::size_t n = batch.size();
+    fail_cap_ = 4096;
+    sample_cap_ = static_cast<std::uint32_t>(std::min<std::int64_t>(
+        static_cast<std::int64_t>(n) + rows / 250 + 4096, std::int64_t{1} << 24));
+    cudaError_t e;
+#define MOECHECK_DC_TRY(call, what)          \
+  if ((e = (call)) != cudaSuccess) {         \
+    cudaGetLastError();                      \
+    cudaStreamSynchronize(stream_);          \
+    cudaGetLastError();                      \
+    return cuda_text(what, e);               \
+  }
+    MOECHECK_DC_TRY(storage_.ensure(static_cast<std::size_t>(storage_bytes) + 256), "cudaMalloc(storage)");
+    MOECHECK_DC_TRY(weights_.ensure(static_cast<std::size_t>(out_elems) * sizeof(float)), "cudaMalloc(weights)");
+    MOECHECK_DC_TRY(ids_.ensure(static_cast<std::size_t>(out_elems) * sizeof(std::int32_t)), "cudaMalloc(ids)");
+    MOECHECK_DC_TRY(scale_.ensure(static_cast<std::size_t>(scale_elems) * sizeof(float) + 4), "cudaMalloc(scale)");
+    MOECHECK_DC_TRY(cases_.ensure(n * sizeof(checker::BatchCase)), "cudaMalloc(cases)");
+    MOECHECK_DC_TRY(fails_.ensure(fail_cap_ * sizeof(checker::RowRecord)), "cudaMalloc(fails)");
+    MOECHECK_DC_TRY(samples_.ensure(sample_cap_ * sizeof(checker::RowRecord)), "cudaMalloc(samples)");
+    MOECHECK_DC_TRY(counters_.ensure((2 + 2 * n) * sizeof(std::uint32_t)), "cudaMalloc(counters)");
+    MOECHECK_DC_TRY(cudaMemcpyAsync(cases_.ptr, batch.data(), n * sizeof(checker::BatchCase), cudaMemcpyHostToDevice,
+                                    stream_),
+                    "cudaMemcpy(cases)");
+    MOECHECK_DC_TRY(cudaMemsetAsync(counters_.ptr, 0, (2 + 2 * n) * sizeof(std::uint32_t), stream_),
+                    "cudaMemset(counters)");
+    const auto* cases = cases_.as<checker::BatchCase>();
+    MOECHECK_DC_TRY(checker::launch_counter_generate(cases, static_cast<std::int32_t>(n), elems, out_elems, scale_elems,
+                                                     storage_.as<std::uint8_t>(), weights_.as<float>(),
+                                                     ids_.as<std::int32_t>(), scale_.as<float>(), stream_),
+                    "launch_counter_generate");
+    for (const checker::BatchCase& b : batch) {
+      const checker::CounterCaseDesc& d = b.desc;
+      if (d.T == 0) continue;
+      kernels::RoutingArgs a;
+      a.gating = storage_.as<std::uint8_t>() + b.storage_byte;
+      a.dtype = static_cast<kernels::GatingType>(d.dtype);
+      a.T = d.T;
+      a.E = d.E;
+      a.k = d.k;
+      a.row_stride = d.row_stride;
+      a.col_stride = d.col_stride;
+      a.scale = b.has_scale ? scale_.as<float>() + b.scale_begin : nullptr;
+      a.family = static_cast<kernels::KernelFamily>(d.family);
+      a.weights = weights_.as<float>() + b.out_begin + checker::kCkGuardElements;
+      a.ids = ids_.as<std::int32_t>() + b.out_begin + checker::kCkGuardElements;
+      MOECHECK_DC_TRY(kernels::launch_routing_mutant(a, variant_, stream_, mutant_), "launch_routing");
+    }
+    checker::CheckLaunch p;
+    p.cases = cases;
+    p.n_cases = static_cast<std::int32_t>(n);
+    p.rows_total = rows;
+    p.storage = storage_.as<std::uint8_t>();
+    p.weights = weights_.as<float>();
+    p.ids = ids_.as<std::int32_t>();
+    p.scale = scale_.as<float>();
+    p.precision.compute_eps = prec.compute_eps;
+    p.precision.exp_ulps = prec.exp_ulps;
+    p.precision.min_normal = prec.min_normal;
+    p.mutant = opt_.checker_mutant;
+    p.sample_one_in = opt_.sample_one_in;
+    p.fails = fails_.as<checker::RowRecord>();
+    p.fail_capacity = fail_cap_;
+    p.samples = samples_.as<checker::RowRecord>();
+    p.sample_capacity = sample_cap_;
+    auto* counters = counters_.as<std::uint32_t>();
+    p.fail_count = counters;
+    p.sample_count = counters + 1;
+    p.case_classes = counters + 2;
+    p.case_fail_count = counters + 2 + n;
+    MOECHECK_DC_TRY(checker::launch_device_check(p, stream_), "launch_device_check");
+    host_counters_.resize(2 + 2 * n);
+    MOECHECK_DC_TRY(cudaMemcpyAsync(host_counters_.data(), counters_.ptr, host_counters_.size() * sizeof(std::uint32_t),
+                                    cudaMemcpyDeviceToHost, stream_),
+                    "cudaMemcpy(counters)");
+    MOECHECK_DC_TRY(cudaStreamSynchronize(stream_), "kernel execution");
+    const std::uint32_t nf = std::min(host_counters_[0], fail_cap_);
+    const std::uint32_t ns = std::min(host_counters_[1], sample_cap_);
+    host_fails_.resize(nf);
+    host_samples_.resize(ns);
+    if (nf) {
+      MOECHECK_DC_TRY(cudaMemcpy(host_fails_.data(), fails_.ptr, nf * sizeof(checker::RowRecord), cudaMemcpyDeviceToHost),
+                      "cudaMemcpy(flagged rows)");
+    }
+    if (ns) {
+      MOECHECK_DC_TRY(cudaMemcpy(host_samples_.data(), samples_.ptr, ns * sizeof(checker::RowRecord),
+                                 cudaMemcpyDeviceToHost),
+                      "cudaMemcpy(sampled rows)");
+    }
+#undef MOECHECK_DC_TRY
+    return {};
+  }
+
+  /// Host oracle on one row of a batch case with the device's outputs: "" when it passes, else
+  /// the first violation (its row set to t); *check receives the check name.
+  std::string host_row_verdict(const DeviceCaseOutcome& o, const checker::CounterCaseDesc& d,
+                               const checker::RowRecord& rec, const OracleOptions& oracle, const Precision& prec,
+                               std::string* check) {
+    const RoutingCase row = counter_row_case(o.c, d, rec.row);
+    const MaterializedCase m = materialize(row);
+    OracleOptions opt = oracle;
+    opt.precision = prec;
+    opt.max_violations = 1;
+    const CheckReport rep = check_routing(m.view, m.params, rec.weights, rec.ids, opt);
+    if (rep.ok()) return {};
+    Violation v = rep.violations.front();
+    v.row = rec.row;
+    *check = v.check;
+    return v.str();
+  }
+
+  void disagree(DeviceCaseOutcome& o, std::int64_t row, const std::string& what) {
+    ++stats_.disagreements;
+    if (o.kind == DeviceCaseOutcome::Kind::disagreement) return;
+    o.kind = DeviceCaseOutcome::Kind::disagreement;
+    o.check = kCheckerDisagreement;
+    o.row = row;
+    o.message = "device checker and host oracle disagree on row " + std::to_string(row) + " of case #" +
+                std::to_string(o.index) + ": " + what;
+  }
+
+  void judge_on_host(const std::vector<checker::BatchCase>& batch, const std::vector<std::size_t>& slot_outcome,
+                     std::vector<DeviceCaseOutcome>& out, const OracleOptions& oracle, const Precision& prec) {
+    const std::size_t n = batch.size();
+    const std::uint32_t* classes = host_counters_.data() + 2;
+    const std::uint32_t* case_fails = host_counters_.data() + 2 + n;
+    std::vector<char> forced_seen(n, 0);
+    const auto bad_slot = [&](const checker::RowRecord& r) {
+      return r.case_slot < 0 || static_cast<std::size_t>(r.case_slot) >= n ||
+             (r.row >= batch[static_cast<std::size_t>(r.case_slot)].desc.T);
+    };
+    // The host oracle on every flagged row (at most 8 per case) and every sampled row, in
+    // parallel; the verdicts are then applied in list order.
+    std::vector<char> judge_fail(host_fails_.size(), 0);
+    {
+      std::vector<int> per_case(n, 0);
+      for (std::size_t i = 0; i < host_fails_.size(); ++i) {
+        const checker::RowRecord& r = host_fails_[i];
+        if (bad_slot(r) || r.code == checker::kCheckGuard || r.row < 0) continue;
+        judge_fail[i] = per_case[static_cast<std::size_t>(r.case_slot)]++ < 8;
+      }
+    }
+    std::vector<std::string> fail_verdict(host_fails_.size()), fail_check(host_fails_.size());
+    std::vector<std::string> sample_verdict(host_samples_.size()), sample_check(host_samples_.size());
+    parallel_for(host_fails_.size() + host_samples_.size(), [&](std::size_t i) {
+      const bool flagged = i < host_fails_.size();
+      const std::size_t at = flagged ? i : i - host_fails_.size();
+      const checker::RowRecord& r = flagged ? host_fails_[at] : host_samples_[at];
+      if (flagged ? !judge_fail[at] : (bad_slot(r) || r.row < 0)) return;
+      const std::size_t slot = static_cast<std::size_t>(r.case_slot);
+      (flagged ? fail_verdict : sample_verdict)[at] = host_row_verdict(
+          out[slot_outcome[slot]], batch[slot].desc, r, oracle, prec, &(flagged ? fail_check : sample_check)[at]);
+    });
+    // flagged rows: confirmed by the host oracle, or a disagreement
+    for (std::size_t fi = 0; fi < host_fails_.size(); ++fi) {
+      const checker::RowRecord& r = host_fails_[fi];
+      if (bad_slot(r)) continue;
+      const std::size_t slot = static_cast<std::size_t>(r.case_slot);
+      DeviceCaseOutcome& o = out[slot_outcome[slot]];
+      ++stats_.flagged_rows;
+      if (r.code == checker::kCheckGuard || r.row < 0) {
+        if (o.kind == DeviceCaseOutcome::Kind::pass) {
+          o.kind = DeviceCaseOutcome::Kind::fail;
+          o.check = checker::check_code_name(checker::kCheckGuard);
+          o.message = "device checker: a guard element around the outputs changed";
+        }
+        continue;
+      }
+      if (!judge_fail[fi]) continue;  // beyond 8 rows of one case: the case fails either way
+      ++stats_.sampled_rows;
+      const std::string& check = fail_check[fi];
+      const std::string& host = fail_verdict[fi];
+      if (host.empty()) {
+        disagree(o, r.row, std::string("the device flags it (") + checker::check_code_name(r.code) +
+                               ", slot " + std::to_string(r.slot) + ") and the host oracle passes it");
+        continue;
+      }
+      ++stats_.confirmed_rows;
+      if (o.kind == DeviceCaseOutcome::Kind::pass || (o.kind == DeviceCaseOutcome::Kind::fail && !o.confirmed)) {
+        o.kind = DeviceCaseOutcome::Kind::fail;
+        o.confirmed = true;
+        o.check = check;
+        o.message = host;
+        o.row = r.row;
+      }
+    }
+    // sampled rows: the host oracle must reach the same verdict
+    for (std::size_t si = 0; si < host_samples_.size(); ++si) {
+      const checker::RowRecord& r = host_samples_[si];
+      if (bad_slot(r) || r.row < 0) continue;
+      const std::size_t slot = static_cast<std::size_t>(r.case_slot);
+      DeviceCaseOutcome& o = out[slot_outcome[slot]];
+      const checker::CounterCaseDesc& d = batch[slot].desc;
+      const std::uint64_t rk = checker::cg_row_key(d.value_seed, checker::kStreamSample, 0);
+      if (static_cast<std::int64_t>(checker::cg_draw(rk, 0, 0) % static_cast<std::uint64_t>(d.T)) == r.row) {
+        forced_seen[slot] = 1;
+      }
+      ++stats_.sampled_rows;
+      const std::string& host = sample_verdict[si];
+      const bool device_fail = r.code != checker::kCheckOk;
+      if (host.empty() == !device_fail) continue;
+      disagree(o, r.row,
+               device_fail ? std::string("the device flags it (") + checker::check_code_name(r.code) +
+                                 ") and the host oracle passes it"
+                           : "the device passes it and the host oracle fails it: " + host);
+    }
+    const bool samples_complete = host_counters_[1] <= sample_cap_;
+    for (std::size_t slot = 0; slot < n; ++slot) {
+      DeviceCaseOutcome& o = out[slot_outcome[slot]];
+      const checker::CounterCaseDesc& d = batch[slot].desc;
+      if (samples_complete && d.T > 0 && !forced_seen[slot]) {
+        const std::uint64_t rk = checker::cg_row_key(d.value_seed, checker::kStreamSample, 0);
+        disagree(o, static_cast<std::int64_t>(checker::cg_draw(rk, 0, 0) % static_cast<std::uint64_t>(d.T)),
+                 "the device checker returned no verdict for this sampled row");
+      }
+      if (o.kind == DeviceCaseOutcome::Kind::pass && case_fails[slot] > 0) {
+        o.kind = DeviceCaseOutcome::Kind::fail;  // flagged rows beyond the list: the host evaluation decides
+        o.check = "unconfirmed";
+        o.message = std::to_string(case_fails[slot]) + " row(s) flagged by the device checker";
+      }
+    }
+    parallel_for(n, [&](std::size_t slot) {  // coverage tags: shape and scale here, values from the device
+      DeviceCaseOutcome& o = out[slot_outcome[slot]];
+      o.classes = classify(o.c);
+      add_class_tags(classes[slot], &o.classes);
+    });
+  }
+
+  Target& target_;
+  kernels::Variant variant_;
+  kernels::Mutant mutant_;
+  DeviceCheckOptions opt_;
+  cudaStream_t stream_ = nullptr;
+  DeviceBuf storage_, weights_, ids_, scale_, cases_, fails_, samples_, counters_;
+  std::uint32_t fail_cap_ = 0, sample_cap_ = 0;
+  std::vector<std::uint32_t> host_counters_;
+  std::vector<checker::RowRecord> host_fails_, host_samples_;
+  DeviceCheckStats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<DeviceChecker> make_device_checker(Target& target, const DeviceCheckOptions& opt, std::string* why) {
+  kernels::Variant v;
+  kernels::Mutant m;
+  if (!cuda_kernel_target_info(target, &v, &m)) {
+    if (why) *why = "target " + target.spec() + " is not a cuda:<variant> target";
+    return nullptr;
+  }
+  if (!cuda_device_available()) {
+    if (why) *why = "no usable CUDA device";
+    return nullptr;
+  }
+  return std::make_unique<DeviceCheckerImpl>(target, v, m, opt);
+}
+
+#else  // no CUDA kernels in this build
+
+std::unique_ptr<DeviceChecker> make_device_checker(Target& target, const DeviceCheckOptions&, std::string* why) {
+  if (why) *why = "this build has no CUDA kernels (target " + target.spec() + ")";
+  return nullptr;
+}
+
+#endif
+
+}  // namespace moecheck

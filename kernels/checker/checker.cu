@@ -1,0 +1,172 @@
+// moecheck device checker: the batch kernels of kernels/checker/checker.hpp.
+#include "kernels/checker/checker.hpp"
+
+namespace moecheck::checker {
+namespace {
+
+constexpr int kThreads = 256;
+
+/// Case of flat index i: the last case whose `begin(case)` <= i (prefixes ascend).
+template <class Begin>
+__device__ int find_case(const BatchCase* cases, int n, std::int64_t i, Begin begin) {
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (begin(cases[mid]) <= i) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+__global__ void generate_storage_kernel(const BatchCase* cases, int n, std::int64_t total, std::uint8_t* storage) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int c = find_case(cases, n, i, [](const BatchCase& b) { return b.storage_begin; });
+    const BatchCase& b = cases[c];
+    const std::int64_t local = i - b.storage_begin;
+    const std::uint32_t bits = counter_storage_bits(b.desc, local);
+    if (b.desc.dtype == 0) {
+      reinterpret_cast<std::uint32_t*>(storage + b.storage_byte)[local] = bits;
+    } else {
+      reinterpret_cast<std::uint16_t*>(storage + b.storage_byte)[local] = static_cast<std::uint16_t>(bits);
+    }
+  }
+}
+
+__global__ void generate_outputs_kernel(const BatchCase* cases, int n, std::int64_t total, float* weights,
+                                        std::int32_t* ids) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int c = find_case(cases, n, i, [](const BatchCase& b) { return b.out_begin; });
+    const BatchCase& b = cases[c];
+    const std::int64_t local = i - b.out_begin;
+    const std::int64_t body = b.desc.T * b.desc.k;
+    const bool guard = local < kCkGuardElements || local >= kCkGuardElements + body;
+    weights[i] = __uint_as_float(guard ? kCkGuardWeightBits : kCkPoisonWeightBits);
+    ids[i] = guard ? kCkGuardId : kCkPoisonId;
+  }
+}
+
+__global__ void generate_scale_kernel(const BatchCase* cases, int n, std::int64_t total, float* scale) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int c = find_case(cases, n, i, [](const BatchCase& b) { return b.scale_begin; });
+    scale[i] = counter_scale(cases[c].desc, i - cases[c].scale_begin);
+  }
+}
+
+__device__ void store_record(RowRecord* list, std::uint32_t capacity, std::uint32_t* count, int case_slot,
+                             std::int32_t code, std::int64_t row, std::int32_t slot, int k, const float* w,
+                             const std::int32_t* id) {
+  const std::uint32_t at = atomicAdd(count, 1u);
+  if (at >= capacity) return;
+  RowRecord& r = list[at];
+  r.case_slot = case_slot;
+  r.code = code;
+  r.row = row;
+  r.slot = slot;
+  r.k = k;
+  for (int j = 0; j < kRecordMaxK; ++j) {
+    r.weights[j] = (w && j < k) ? w[j] : 0.0f;
+    r.ids[j] = (id && j < k) ? id[j] : 0;
+  }
+}
+
+__global__ void check_rows_kernel(CheckLaunch p) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < p.rows_total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int c = find_case(p.cases, p.n_cases, i, [](const BatchCase& b) { return b.row_begin; });
+    const BatchCase& b = p.cases[c];
+    const CounterCaseDesc& d = b.desc;
+    const std::int64_t t = i - b.row_begin;
+    const std::uint8_t* base = p.storage + b.storage_byte;
+    const std::int64_t row_off = t * d.row_stride;
+    const std::int64_t cs = d.col_stride;
+    const std::int32_t dt = d.dtype;
+    const auto x = [&](std::int32_t e) -> float {
+      const std::int64_t at = row_off + e * cs;
+      if (dt == 0) return reinterpret_cast<const float*>(base)[at];
+      return cg_bits_value(reinterpret_cast<const std::uint16_t*>(base)[at], dt);
+    };
+    const std::int64_t out = b.out_begin + kCkGuardElements + t * d.k;
+    const float* w = p.weights + out;
+    const std::int32_t* id = p.ids + out;
+    const float* scale = b.has_scale ? p.scale + b.scale_begin : nullptr;
+    const RowVerdict v = check_softmax_row(d.family, dt, d.E, d.k, x, scale, w, id, p.precision, p.mutant);
+    if (v.classes) atomicOr(p.case_classes + c, v.classes);
+    if (v.code != kCheckOk) {
+      atomicAdd(p.case_fail_count + c, 1u);
+      store_record(p.fails, p.fail_capacity, p.fail_count, c, v.code, t, v.slot, d.k, w, id);
+    }
+    if (counter_sampled_row(d, t, p.sample_one_in)) {
+      store_record(p.samples, p.sample_capacity, p.sample_count, c, v.code, t, v.slot, d.k, w, id);
+    }
+  }
+}
+
+/// One block per case: the guards before and after its weights and ids.
+__global__ void check_guards_kernel(CheckLaunch p) {
+  const int c = blockIdx.x;
+  if (c >= p.n_cases) return;
+  const BatchCase& b = p.cases[c];
+  const std::int64_t body = b.desc.T * b.desc.k;
+  __shared__ int damaged;
+  if (threadIdx.x == 0) damaged = 0;
+  __syncthreads();
+  for (int g = threadIdx.x; g < 2 * kCkGuardElements; g += blockDim.x) {
+    const std::int64_t local = g < kCkGuardElements ? g : kCkGuardElements + body + (g - kCkGuardElements);
+    const std::int64_t at = b.out_begin + local;
+    if (__float_as_uint(p.weights[at]) != kCkGuardWeightBits || p.ids[at] != kCkGuardId) atomicOr(&damaged, 1);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && damaged) {
+    atomicAdd(p.case_fail_count + c, 1u);
+    store_record(p.fails, p.fail_capacity, p.fail_count, c, kCheckGuard, -1, -1, 0, nullptr, nullptr);
+  }
+}
+
+int blocks_for(std::int64_t n) {
+  const std::int64_t b = (n + kThreads - 1) / kThreads;
+  return static_cast<int>(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
+}
+
+}  // namespace
+
+cudaError_t launch_counter_generate(const BatchCase* cases, std::int32_t n_cases, std::int64_t storage_total,
+                                    std::int64_t out_total, std::int64_t scale_total, std::uint8_t* storage,
+                                    float* weights, std::int32_t* ids, float* scale, cudaStream_t stream) {
+  if (n_cases <= 0) return cudaSuccess;
+  if (cases == nullptr || (storage_total > 0 && storage == nullptr) ||
+      (out_total > 0 && (weights == nullptr || ids == nullptr)) || (scale_total > 0 && scale == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
+  if (storage_total > 0) {
+    generate_storage_kernel<<<blocks_for(storage_total), kThreads, 0, stream>>>(cases, n_cases, storage_total, storage);
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
+  if (out_total > 0) {
+    generate_outputs_kernel<<<blocks_for(out_total), kThreads, 0, stream>>>(cases, n_cases, out_total, weights, ids);
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
+  if (scale_total > 0) {
+    generate_scale_kernel<<<blocks_for(scale_total), kThreads, 0, stream>>>(cases, n_cases, scale_total, scale);
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
+cudaError_t launch_device_check(const CheckLaunch& p, cudaStream_t stream) {
+  if (p.n_cases <= 0) return cudaSuccess;
+  if (p.cases == nullptr || p.fail_count == nullptr || p.sample_count == nullptr || p.case_classes == nullptr ||
+      p.case_fail_count == nullptr || p.weights == nullptr || p.ids == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.rows_total > 0) {
+    check_rows_kernel<<<blocks_for(p.rows_total), kThreads, 0, stream>>>(p);
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
+  check_guards_kernel<<<p.n_cases, 128, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace moecheck::checker
