@@ -938,47 +938,34 @@ struct HostRowOut {
   }
 };
 
-/// One row, one thread. Src: scan(f) / scan_full(f) call f(raw, base, n) for consecutive
-/// batches of B = thread_batch(KB) elements in expert order (raw[j] = bits of expert
-/// base + j, 16-bit types in the low half; j >= n is padding); scan streams the row for the
-/// selection, scan_full again for the all-expert sum (cfg.want_full only). Out: store(slot,
-/// w, id) for slots < k, weight(slot) / id(slot) read a stored slot back (the softmax term
-/// is stored first, then replaced by its weight), scale(p) loads a per-expert scale.
-/// Selection: top = the KB largest entries, descending = the winners of the k rounds of the
-/// other variants. Mutants: off_by_one_k / drop_tied_expert (slot k-1 repeats slot k-2),
-/// nan_duplicates (slots after the first NaN repeat it) as in select_rounds; the weight
-/// epilogue is finish_rows' (same terms, same pairwise sum over kpad slots, same guard,
-/// divide and scale), the all-expert sum is taken in expert order relative to top[0].
-/// skip_partial_warp is applied by the callers (rows of a last partial 32-row tile are
-/// skipped), grid_overflow by the launcher; cfg.E_valid is not used.
-#if defined(__CUDACC__)
-#pragma nv_exec_check_disable
-#endif
-template <class Tr, int KB, class Src, class Out>
-MOECHECK_HD inline void thread_row(Src& src, const RowConfig& cfg, Mutant m, Out& out) {
+/// One selection step of the thread variant: the n <= Bt raw elements raw[0..n) (experts
+/// base, base + 1, ..; 16-bit types in the low half) become ThreadCodec entries, are sorted
+/// and merged into the descending list top (KB entries); raw[j >= n] is padding.
+template <class Tr, int KB, int Bt>
+MOECHECK_HD inline void thread_select_batch(typename Tr::Entry* top, const std::uint32_t* raw, int base, int n,
+                                            bool keep_nan) {
   using Entry = typename Tr::Entry;
-  constexpr int B = thread_batch(KB);
-  const bool keep_nan = m == Mutant::nan_duplicates;
-  const bool fp16 = m == Mutant::fp16_accumulation;
-  const int k = cfg.k;
-  Entry top[KB];
+  Entry b[Bt];
 MOECHECK_UNROLL
-  for (int j = 0; j < KB; ++j) top[j] = 0;
-  src.scan([&](const std::uint32_t* raw, int base, int n) {
-    Entry b[B];
-MOECHECK_UNROLL
-    for (int j = 0; j + 1 < B; j += 2) {
-      Entry e0, e1;
-      thread_entry_pair<Tr>(raw[j], raw[j + 1], base + j, keep_nan, e0, e1);
-      b[j] = j < n ? e0 : Entry(0);
-      b[j + 1] = j + 1 < n ? e1 : Entry(0);
-    }
-    if constexpr (B % 2 == 1) {
-      b[B - 1] = B - 1 < n ? ThreadCodec<Tr>::encode(thread_entry<Tr>(raw[B - 1], base + B - 1, keep_nan)) : Entry(0);
-    }
-    sort_desc<B, CompareExchangeOnce>(b);
-    merge_topk<KB, B>(top, b);
-  });
+  for (int j = 0; j + 1 < Bt; j += 2) {
+    Entry e0, e1;
+    thread_entry_pair<Tr>(raw[j], raw[j + 1], base + j, keep_nan, e0, e1);
+    b[j] = j < n ? e0 : Entry(0);
+    b[j + 1] = j + 1 < n ? e1 : Entry(0);
+  }
+  if constexpr (Bt % 2 == 1) {
+    b[Bt - 1] = Bt - 1 < n ? ThreadCodec<Tr>::encode(thread_entry<Tr>(raw[Bt - 1], base + Bt - 1, keep_nan)) : Entry(0);
+  }
+  sort_desc<Bt, CompareExchangeOnce>(b);
+  merge_topk<KB, Bt>(top, b);
+}
+
+/// The selected list of the thread variant after its selection: decoded (ThreadCodec) and
+/// with the planted selection bugs applied: off_by_one_k / drop_tied_expert (slot k-1 repeats
+/// slot k-2), nan_duplicates (slots after the first NaN repeat it), as in select_rounds.
+template <class Tr, int KB>
+MOECHECK_HD inline void thread_fix_top(typename Tr::Entry* top, int k, Mutant m) {
+  using Entry = typename Tr::Entry;
 MOECHECK_UNROLL
   for (int j = 0; j < KB; ++j) top[j] = ThreadCodec<Tr>::decode(top[j]);
   // (Selects on constant slots with the slot tested through a bit mask: a test j == k - 1 lets
@@ -1005,19 +992,60 @@ MOECHECK_UNROLL
       seen = seen || nan_here;
     }
   }
-  const float mx = Tr::value(top[0]);
+}
+
+/// The all-expert sum of the thread variant: softmax terms relative to mx in expert order
+/// (Src::scan_full: batches of B = thread_batch(KB) elements).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, int KB, class Src>
+MOECHECK_HD inline float thread_full_sum(Src& src, float mx, Mutant m) {
+  constexpr int B = thread_batch(KB);
+  const bool keep_nan = m == Mutant::nan_duplicates;
+  const bool fp16 = m == Mutant::fp16_accumulation;
   float full = 0.0f;
-  if (cfg.want_full) {
-    src.scan_full([&](const std::uint32_t* raw, int base, int n) {
+  src.scan_full([&](const std::uint32_t* raw, int base, int n) {
 MOECHECK_UNROLL
-      for (int j = 0; j < B; ++j) {
-        if (j < n) {
-          const float x = Tr::value(thread_entry<Tr>(raw[j], base + j, keep_nan));
-          full = accumulate(full, softmax_term(x, mx), fp16);
-        }
+    for (int j = 0; j < B; ++j) {
+      if (j < n) {
+        const float x = Tr::value(thread_entry<Tr>(raw[j], base + j, keep_nan));
+        full = accumulate(full, softmax_term(x, mx), fp16);
       }
-    });
-  }
+    }
+  });
+  return full;
+}
+
+/// One row, one thread. Src: scan(f) / scan_full(f) call f(raw, base, n) for consecutive
+/// batches of B = thread_batch(KB) elements in expert order (raw[j] = bits of expert
+/// base + j, 16-bit types in the low half; j >= n is padding); scan streams the row for the
+/// selection, scan_full again for the all-expert sum (cfg.want_full only). Out: store(slot,
+/// w, id) for slots < k, weight(slot) / id(slot) read a stored slot back (the softmax term
+/// is stored first, then replaced by its weight), scale(p) loads a per-expert scale.
+/// Selection: top = the KB largest entries, descending = the winners of the k rounds of the
+/// other variants. Mutants: thread_fix_top; the weight epilogue is finish_rows' (same terms,
+/// same pairwise sum over kpad slots, same guard, divide and scale), the all-expert sum is
+/// taken in expert order relative to top[0] (thread_full_sum). skip_partial_warp is applied
+/// by the callers (rows of a last partial 32-row tile are skipped), grid_overflow by the
+/// launcher; cfg.E_valid is not used. group_row computes the same outputs with S lanes.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, int KB, class Src, class Out>
+MOECHECK_HD inline void thread_row(Src& src, const RowConfig& cfg, Mutant m, Out& out) {
+  using Entry = typename Tr::Entry;
+  constexpr int B = thread_batch(KB);
+  const bool keep_nan = m == Mutant::nan_duplicates;
+  const bool fp16 = m == Mutant::fp16_accumulation;
+  const int k = cfg.k;
+  Entry top[KB];
+MOECHECK_UNROLL
+  for (int j = 0; j < KB; ++j) top[j] = 0;
+  src.scan([&](const std::uint32_t* raw, int base, int n) { thread_select_batch<Tr, KB, B>(top, raw, base, n, keep_nan); });
+  thread_fix_top<Tr, KB>(top, k, m);
+  const float mx = Tr::value(top[0]);
+  const float full = cfg.want_full ? thread_full_sum<Tr, KB>(src, mx, m) : 0.0f;
   float e[KB], s[KB];
 MOECHECK_UNROLL
   for (int j = 0; j < KB; ++j) {
@@ -1045,6 +1073,159 @@ MOECHECK_NO_UNROLL
     if (cfg.scale != nullptr) w = mul_rn(w, out.scale(cfg.scale + (m == Mutant::scale_by_slot ? j : id)));
     out.store(j, w, id);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Thread variant, lane groups: S lanes of a warp share a row (same outputs as thread_row)
+// ---------------------------------------------------------------------------------------
+
+/// Lanes per row the thread variant's launcher uses for T rows of E experts of `bytes`-byte
+/// elements, top-list bucket KB, on a device of `sms` multiprocessors, when the rows can be
+/// read in 16-byte units (contiguous, aligned, E * bytes % 16 == 0; otherwise 1):
+///  * 1 (one thread per row) once T >= sms * 512: 16 warps of rows per multiprocessor keep
+///    the memory system busy, and a lane group only adds merge work;
+///  * otherwise the smallest power of two S <= 32 with T * S >= sms * 512, at most one lane
+///    per 16-byte unit of a row, and at least KB / 2 (a lane holds at most two output slots).
+MOECHECK_HD constexpr int thread_lanes_per_row(int E, int bytes, int KB, std::int64_t T, int sms) {
+  const std::int64_t want = static_cast<std::int64_t>(sms) * 512;
+  if (T >= want) return 1;
+  int s = 1;
+  while (s < 32 && T * s < want) s *= 2;
+  const int units = E * bytes / 16;
+  while (s > 1 && s > units) s /= 2;
+  return s < KB / 2 ? KB / 2 : s;
+}
+
+/// Output slots a lane of a group of S lanes owns (KB / min(S, KB): 1 or 2 for S >= KB / 2).
+MOECHECK_HD constexpr int group_slots_per_lane(int KB, int S) { return S >= KB ? 1 : KB / S; }
+
+/// The entry at dynamic position j of a list held in registers (a select chain: constant
+/// register indices, no local memory on the device).
+template <int KB, class Entry>
+MOECHECK_HD inline Entry select_at(const Entry* list, int j) {
+  Entry r = list[0];
+MOECHECK_UNROLL
+  for (int i = 1; i < KB; ++i) r = i == j ? list[i] : r;
+  return r;
+}
+
+/// One row per group of S lanes (S a power of two, 2..32; groups are aligned blocks of S
+/// lanes of the warp, lane g = lane % S of its group), same outputs as thread_row for every
+/// family and mutant. Ctx: warp context (HostWarp: 32 lanes; device: the calling lane), every
+/// lane of the warp takes part (collectives). Per held lane i: lsrc[i].scan(f) calls f(raw,
+/// base, n) for the lane's share of the row in batches of LaneSrc::kBatch consecutive experts
+/// (any subset, every expert of the row in exactly one lane of the group), rsrc[i] is a
+/// thread_row source of the whole row (scan_full: the all-expert sum, cfg.want_full only),
+/// out[i] the row's output (store(slot, w, id)); a lane with out[i].active() false stores
+/// nothing.
+/// Algorithm: each lane selects the KB largest entries of its share (thread_select_batch),
+/// log2(S) butterfly steps merge the partner lane's list (lane ^ o) into the lane's own
+/// (merge_topk; both partners obtain the top KB of the union, which is unique), so every lane
+/// holds thread_row's list. Then lane g owns slots [g * P, g * P + P), P =
+/// group_slots_per_lane: its terms, a pairwise sum over its P slots and a butterfly over
+/// KB / P lanes (add is commutative, so the butterfly's sums equal thread_row's pairwise
+/// tree bit for bit), the guard, divide and scale of thread_row.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, int KB, class Ctx, class LaneSrc, class RowSrc, class Out>
+MOECHECK_HD inline void group_row(const Ctx& ctx, int S, LaneSrc* lsrc, RowSrc* rsrc, const RowConfig& cfg,
+                                  Mutant m, Out* out) {
+  using Entry = typename Tr::Entry;
+  constexpr int N = Ctx::N;
+  constexpr int Bt = LaneSrc::kBatch;
+  const bool keep_nan = m == Mutant::nan_duplicates;
+  const bool fp16 = m == Mutant::fp16_accumulation;
+  const int k = cfg.k;
+  Entry top[N][KB];
+  ctx.each([&](int i) {
+MOECHECK_UNROLL
+    for (int j = 0; j < KB; ++j) top[i][j] = 0;
+    lsrc[i].scan([&](const std::uint32_t* raw, int base, int n) {
+      thread_select_batch<Tr, KB, Bt>(top[i], raw, base, n, keep_nan);
+    });
+  });
+  for (int o = 1; o < S; o <<= 1) {
+    int src[N];
+    ctx.each([&](int i) { src[i] = ctx.lane(i) ^ o; });
+    Entry other[N][KB];
+MOECHECK_UNROLL
+    for (int j = 0; j < KB; ++j) {
+      Entry col[N], got[N];
+      ctx.each([&](int i) { col[i] = top[i][j]; });
+      ctx.shfl(got, col, src);
+      ctx.each([&](int i) { other[i][j] = got[i]; });
+    }
+    ctx.each([&](int i) { merge_topk<KB, KB>(top[i], other[i]); });
+  }
+  const int P = group_slots_per_lane(KB, S);
+  float e[N][2], s[N], mxs[N];
+  ctx.each([&](int i) {
+    thread_fix_top<Tr, KB>(top[i], k, m);
+    mxs[i] = Tr::value(top[i][0]);
+    const int g = ctx.lane(i) & (S - 1);
+MOECHECK_UNROLL
+    for (int q = 0; q < 2; ++q) {
+      const int j = g * P + q;
+      e[i][q] = q < P && j < k ? softmax_term(Tr::value(select_at<KB>(top[i], j)), mxs[i]) : 0.0f;
+    }
+    s[i] = P == 2 ? accumulate(e[i][0], e[i][1], fp16) : e[i][0];
+  });
+  ctx.xor_sum(s, KB / P, fp16);
+  ctx.each([&](int i) {
+    float d = cfg.want_full ? thread_full_sum<Tr, KB>(rsrc[i], mxs[i], m) : s[i];
+    if (d == 0.0f && m != Mutant::zero_sum_divide) d = 1.0f;
+    const int g = ctx.lane(i) & (S - 1);
+MOECHECK_UNROLL
+    for (int q = 0; q < 2; ++q) {
+      const int j = g * P + q;
+      if (q < P && j < k && out[i].active()) {
+        const std::int32_t id = static_cast<std::int32_t>(entry_index(select_at<KB>(top[i], j)));
+        float w = div_rn(e[i][q], d);
+        if (cfg.scale != nullptr) w = mul_rn(w, out[i].scale(cfg.scale + (m == Mutant::scale_by_slot ? j : id)));
+        out[i].store(j, w, id);
+      }
+    }
+  });
+}
+
+/// Host share of lane g of a group of S lanes: the row's 16-byte units g, g + S, g + 2S, ..
+/// (16 / bytes consecutive experts each; the row is contiguous and E * bytes % 16 == 0), in
+/// batches of Bt experts (Bt divides the unit).
+template <class Tr, int Bt>
+struct HostLaneSource {
+  static constexpr int kBatch = Bt;
+  static constexpr int UE = 16 / Tr::kBytes;
+  static_assert(UE % Bt == 0, "batches lie inside a unit");
+  const unsigned char* row = nullptr;
+  int units = 0;
+  int S = 1;
+  int g = 0;
+  template <class F>
+  void scan(F&& f) const {
+    for (int u = g; u < units; u += S) {
+      for (int b0 = 0; b0 < UE; b0 += Bt) {
+        std::uint32_t raw[Bt];
+        for (int j = 0; j < Bt; ++j) {
+          const unsigned char* p = row + (static_cast<std::int64_t>(u) * UE + b0 + j) * Tr::kBytes;
+          if constexpr (Tr::kBytes == 4) {
+            std::memcpy(&raw[j], p, 4);
+          } else {
+            std::uint16_t h;
+            std::memcpy(&h, p, 2);
+            raw[j] = h;
+          }
+        }
+        f(static_cast<const std::uint32_t*>(raw), u * UE + b0, Bt);
+      }
+    }
+  }
+};
+
+/// Batch of a lane group's share: thread_batch(KB), at most one 16-byte unit.
+template <class Tr>
+MOECHECK_HD constexpr int group_batch(int KB) {
+  return thread_batch(KB) < 16 / Tr::kBytes ? thread_batch(KB) : 16 / Tr::kBytes;
 }
 
 }  // namespace moecheck::kernels::row

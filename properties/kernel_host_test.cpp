@@ -568,6 +568,141 @@ TEST(Emulation, NamesAndHeuristic) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Thread variant, lane groups (row::group_row): S lanes per row, same outputs as thread_row
+// ---------------------------------------------------------------------------------------
+
+/// Output of one row of a host lane group.
+struct HostGroupOut {
+  float* w = nullptr;
+  std::int32_t* ids = nullptr;
+  bool on = false;
+  bool active() const { return on; }
+  static float scale(const float* p) { return *p; }
+  void store(int slot, float wv, std::int32_t id) const {
+    w[slot] = wv;
+    ids[slot] = id;
+  }
+};
+
+/// Runs row::group_row with the 32-lane host warp, 32 / S rows per warp (the device kernel's
+/// row assignment; lanes past the last row compute a copy of it and store nothing), on a
+/// contiguous problem whose rows are whole 16-byte units. skip_partial_warp: the rows of the
+/// last partial 32-row tile are left unwritten, as in the kernel.
+template <class Tr, int KB>
+Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m) {
+  Output o;
+  const std::size_t n = static_cast<std::size_t>(p.c.T) * static_cast<std::size_t>(p.c.k);
+  o.w.resize(n);
+  o.ids.resize(n);
+  moecheck::poison_outputs(o.w.data(), o.ids.data(), static_cast<std::int64_t>(n));
+  const K::RoutingArgs a = p.host_args(o.w.data(), o.ids.data());
+  const K::Mutant rm = K::mutant_is_gpu_only(m) ? K::Mutant::none : m;
+  const R::RowConfig cfg = R::make_row_config(a.E, a.k, a.family, a.scale, rm);
+  const std::int64_t rows = rm == K::Mutant::skip_partial_warp ? a.T - a.T % 32 : a.T;
+  const int rpw = 32 / S;
+  const auto* base = static_cast<const unsigned char*>(a.gating);
+  const R::HostWarp ctx;
+  for (std::int64_t r0 = 0; r0 < rows; r0 += rpw) {
+    R::HostLaneSource<Tr, R::group_batch<Tr>(KB)> ls[32];
+    R::HostRowSource<Tr, R::thread_batch(KB)> rs[32];
+    HostGroupOut out[32];
+    for (int l = 0; l < 32; ++l) {
+      const std::int64_t r = r0 + l / S;
+      const std::int64_t rr = r < rows ? r : rows - 1;
+      const unsigned char* rp = base + rr * a.row_stride * Tr::kBytes;
+      ls[l] = {rp, a.E * Tr::kBytes / 16, S, l % S};
+      rs[l] = {rp, a.E, 1};
+      out[l] = {a.weights + rr * a.k, a.ids + rr * a.k, r < rows};
+    }
+    R::group_row<Tr, KB>(ctx, S, ls, rs, cfg, rm, out);
+  }
+  return o;
+}
+
+Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m) {
+  return R::with_traits_and_bucket<K::kMaxK>(K::GatingType(gating_type(p.c.dtype)), R::thread_bucket(p.c.k), Output{},
+                                             [&](auto tr, auto kb) {
+                                               return run_lane_groups<decltype(tr), decltype(kb)::value>(p, S, m);
+                                             });
+}
+
+TEST(Emulation, ThreadLaneGroupsMatchThreadPerRow) {
+  // Every lane count the launcher may use (2..32, at least KB / 2), every k bucket, every
+  // family and dtype, rows of 1 to 256 units, partial last warps, and every CPU-visible
+  // mutant: the same bits as the one-thread-per-row emulation.
+  std::uint64_t seed = 9100;
+  int compared = 0;
+  for (int k : {1, 2, 3, 4, 8, 13, 16, 32}) {
+    for (int E : {8, 32, 64, 128, 256, 512, 2048}) {
+      if (k > E) continue;
+      for (int dt = 0; dt < 3; ++dt) {
+        ++seed;
+        const auto dtype = static_cast<DType>(dt);
+        if (E * static_cast<int>(moecheck::dtype_size(dtype)) % 16 != 0) continue;
+        const Family fam = static_cast<Family>(seed % 3);
+        const auto p = make_problem(seed, dtype, 37 + static_cast<std::int64_t>(seed % 5), E, k, fam,
+                                    Layout::contiguous, kMixedValues, scale_family_for(seed));
+        const Output want = run_host(p, K::Variant::thread_per_row);
+        ASSERT_EQ(want.status, K::ArgStatus::ok) << want.message;
+        const int kb = R::thread_bucket(k);
+        for (int S = kb / 2 < 2 ? 2 : kb / 2; S <= 32; S *= 2) {
+          ASSERT_TRUE(same_bits(run_lane_groups(p, S, K::Mutant::none), want))
+              << "S = " << S << "\n" << replay(p, K::Variant::thread_per_row);
+          ++compared;
+        }
+      }
+    }
+  }
+  EXPECT_GT(compared, 300);
+}
+
+TEST(Emulation, ThreadLaneGroupsMatchUnderEveryMutant) {
+  std::uint64_t seed = 9300;
+  for (int i = 1; i < static_cast<int>(K::Mutant::count_); ++i) {
+    const auto m = static_cast<K::Mutant>(i);
+    for (int dt = 0; dt < 3; ++dt) {
+      for (int k : {4, 8, 32}) {
+        ++seed;
+        const auto p = make_problem(seed, static_cast<DType>(dt), 70, 64, k, static_cast<Family>(seed % 3),
+                                    Layout::contiguous, kMixedValues, scale_family_for(seed));
+        const Output want = run_host(p, K::Variant::thread_per_row, m);
+        ASSERT_EQ(want.status, K::ArgStatus::ok) << want.message;
+        for (int S : {2, 4, 8, 16, 32}) {
+          if (S < R::thread_bucket(k) / 2) continue;
+          const Output got = run_lane_groups(p, S, m);
+          ASSERT_EQ(got.ids, want.ids) << "S = " << S << "\n" << replay(p, K::Variant::thread_per_row, m);
+          for (std::size_t j = 0; j < got.w.size(); ++j) {
+            const bool both_nan = std::isnan(got.w[j]) && std::isnan(want.w[j]);
+            ASSERT_TRUE(both_nan || std::memcmp(&got.w[j], &want.w[j], 4) == 0)
+                << "slot " << j << " S = " << S << "\n" << replay(p, K::Variant::thread_per_row, m);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Emulation, ThreadLanesHeuristic) {
+  // 132 multiprocessors (H100 / H200): one thread per row from 132 * 512 rows on; below, lane
+  // groups that give about 67584 threads, one 16-byte unit per lane at most, >= KB / 2.
+  EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 250000, 132), 1);
+  EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 67584, 132), 1);
+  EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 16384, 132), 8);
+  EXPECT_EQ(R::thread_lanes_per_row(256, 4, 8, 16384, 132), 8);
+  EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 2048, 132), 16);  // 16 units per row
+  EXPECT_EQ(R::thread_lanes_per_row(2048, 4, 8, 2048, 132), 32);
+  EXPECT_EQ(R::thread_lanes_per_row(64, 2, 4, 1, 132), 8);
+  EXPECT_EQ(R::thread_lanes_per_row(8, 2, 32, 1, 132), 16);      // KB / 2 over the one unit
+  for (int KB : {1, 2, 4, 8, 16, 32}) {
+    for (std::int64_t T : {1, 64, 1024, 16384, 65536, 250000}) {
+      const int s = R::thread_lanes_per_row(512, 2, KB, T, 132);
+      EXPECT_TRUE(s >= 1 && s <= 32 && (s & (s - 1)) == 0) << s;
+      EXPECT_TRUE(s == 1 || s >= KB / 2) << s;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // Planted bugs: each CPU-visible mutant is rejected by the oracle on its designated problem
 // (for every variant), and the correct kernel passes the same problem.
 // ---------------------------------------------------------------------------------------
