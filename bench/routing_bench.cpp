@@ -4,7 +4,8 @@
 //   BM_Copy/bytes:<N>/manual_time                          copy ceiling (N bytes read + N written)
 //   BM_Route/variant:<v>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   launch_routing, gemma4 family
 //     (v: warp_per_row, block_per_row, thread_per_row, auto, or thread_single: thread_per_row
-//     with one thread per row at every T, launch_thread_per_row_lanes(a, 1, ..))
+//     with one thread per row at every T, launch_thread_per_row_lanes(a, 1, ..), or
+//     thread_lanes<N>: N lanes per row, registered for each N in MOECHECK_BENCH_LANES)
 //   BM_Composite/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   LibTorch composite (when linked)
 // Times are per launch, measured with CUDA events (UseManualTime; one benchmark iteration
 // is one launch, timed in batches of about 1 ms). BM_Route replays each batch from a CUDA
@@ -29,6 +30,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -425,6 +427,24 @@ std::string bench_variant_name(const BenchKernel& k) {
   return k.v == Variant::automatic ? "auto" : kernels::variant_name(k.v);
 }
 
+/// The timed kernels: every variant, thread_single, and thread_lanes<N> for each N in the
+/// comma-separated environment variable MOECHECK_BENCH_LANES (2, 4, .., 32; for tuning
+/// row::thread_lanes_per_row).
+std::vector<BenchKernel> kernels_to_time() {
+  std::vector<BenchKernel> v = {BenchKernel{Variant::warp_per_row}, BenchKernel{Variant::block_per_row},
+                                BenchKernel{Variant::thread_per_row}, BenchKernel{Variant::thread_per_row, 1}};
+  if (const char* env = std::getenv("MOECHECK_BENCH_LANES"); env != nullptr) {
+    std::stringstream in(env);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      const int n = std::atoi(item.c_str());
+      if (n >= 2 && n <= 32 && (n & (n - 1)) == 0) v.push_back(BenchKernel{Variant::thread_per_row, n});
+    }
+  }
+  v.push_back(BenchKernel{Variant::automatic});
+  return v;
+}
+
 void register_benchmarks(std::size_t copy_bytes_n) {
   benchmark::RegisterBenchmark(("BM_Copy/bytes:" + std::to_string(copy_bytes_n)).c_str(),
                                [copy_bytes_n](benchmark::State& st) { bm_copy(st, copy_bytes_n); })
@@ -433,9 +453,7 @@ void register_benchmarks(std::size_t copy_bytes_n) {
   for (GatingType dtype : grid_dtypes()) {
     for (const Shape& s : grid_shapes()) {
       for (std::int64_t T : grid_tokens()) {
-        for (const BenchKernel v : {BenchKernel{Variant::warp_per_row}, BenchKernel{Variant::block_per_row},
-                                    BenchKernel{Variant::thread_per_row}, BenchKernel{Variant::thread_per_row, 1},
-                                    BenchKernel{Variant::automatic}}) {
+        for (const BenchKernel v : kernels_to_time()) {
           if (v.v == Variant::warp_per_row && s.E > kernels::kWarpMaxExperts) continue;
           const std::string name = std::string("BM_Route/variant:") + bench_variant_name(v) + "/dtype:" +
                                    dtype_name(dtype) + "/E:" + std::to_string(s.E) + "/k:" +

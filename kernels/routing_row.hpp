@@ -583,9 +583,14 @@ MOECHECK_HD inline void finish_rows(const Ctx& ctx, const typename Tr::Entry* mi
   int src[N];
   ctx.each([&](int i) { src[i] = ctx.lane(i) & ~(group - 1); });
   ctx.shfl(top, mine, src);
-  float e[N], s[N];
+  float e[N], s[N], sc[N];
   ctx.each([&](int i) {
     const int slot = ctx.lane(i) & (group - 1);
+    // The scale is loaded first: its latency overlaps the terms and the sum.
+    sc[i] = 1.0f;
+    if (cfg.scale != nullptr && slot < cfg.k && rows[i] >= 0) {
+      sc[i] = ctx.load_scale(cfg.scale + (m == Mutant::scale_by_slot ? slot : entry_index(mine[i])));
+    }
     e[i] = slot < cfg.k ? softmax_term(Tr::value(mine[i]), Tr::value(top[i])) : 0.0f;
     s[i] = e[i];
   });
@@ -597,9 +602,7 @@ MOECHECK_HD inline void finish_rows(const Ctx& ctx, const typename Tr::Entry* mi
     if (d == 0.0f && m != Mutant::zero_sum_divide) d = 1.0f;
     const int id = entry_index(mine[i]);
     float w = div_rn(e[i], d);
-    if (cfg.scale != nullptr) {
-      w = mul_rn(w, ctx.load_scale(cfg.scale + (m == Mutant::scale_by_slot ? slot : id)));
-    }
+    if (cfg.scale != nullptr) w = mul_rn(w, sc[i]);
     const std::int64_t off = rows[i] * cfg.k + slot;
     ctx.store(weights + off, w, ids + off, static_cast<std::int32_t>(id));
   });
@@ -1159,7 +1162,8 @@ MOECHECK_UNROLL
     ctx.each([&](int i) { merge_topk<KB, KB>(top[i], other[i]); });
   }
   const int P = group_slots_per_lane(KB, S);
-  float e[N][2], s[N], mxs[N];
+  float e[N][2], s[N], mxs[N], sc[N][2];
+  std::int32_t ids[N][2];
   ctx.each([&](int i) {
     thread_fix_top<Tr, KB>(top[i], k, m);
     mxs[i] = Tr::value(top[i][0]);
@@ -1167,7 +1171,14 @@ MOECHECK_UNROLL
 MOECHECK_UNROLL
     for (int q = 0; q < 2; ++q) {
       const int j = g * P + q;
-      e[i][q] = q < P && j < k ? softmax_term(Tr::value(select_at<KB>(top[i], j)), mxs[i]) : 0.0f;
+      const Entry ent = select_at<KB>(top[i], j);
+      ids[i][q] = static_cast<std::int32_t>(entry_index(ent));
+      // The scales are loaded first: their latency overlaps the terms and the sum.
+      sc[i][q] = 1.0f;
+      if (cfg.scale != nullptr && q < P && j < k && out[i].active()) {
+        sc[i][q] = out[i].scale(cfg.scale + (m == Mutant::scale_by_slot ? j : ids[i][q]));
+      }
+      e[i][q] = q < P && j < k ? softmax_term(Tr::value(ent), mxs[i]) : 0.0f;
     }
     s[i] = P == 2 ? accumulate(e[i][0], e[i][1], fp16) : e[i][0];
   });
@@ -1180,10 +1191,9 @@ MOECHECK_UNROLL
     for (int q = 0; q < 2; ++q) {
       const int j = g * P + q;
       if (q < P && j < k && out[i].active()) {
-        const std::int32_t id = static_cast<std::int32_t>(entry_index(select_at<KB>(top[i], j)));
         float w = div_rn(e[i][q], d);
-        if (cfg.scale != nullptr) w = mul_rn(w, out[i].scale(cfg.scale + (m == Mutant::scale_by_slot ? j : id)));
-        out[i].store(j, w, id);
+        if (cfg.scale != nullptr) w = mul_rn(w, sc[i][q]);
+        out[i].store(j, w, ids[i][q]);
       }
     }
   });
