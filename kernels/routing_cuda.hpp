@@ -32,8 +32,9 @@ cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream)
 /// touched. For tests and benchmarks.
 cudaError_t launch_thread_per_row_lanes(const RoutingArgs& a, int lanes, cudaStream_t stream);
 
-/// Threads per block a launch of (variant, E, T) uses (for tools and benchmarks; T only
-/// matters for Variant::automatic).
+/// The most threads per block a launch of (variant, E, T) uses (for tools and benchmarks; T
+/// only matters for Variant::automatic). Launches of few rows use fewer, spreading their warps
+/// over the multiprocessors; thread_per_row's lane groups use up to 256.
 int threads_per_block(Variant v, int E, std::int64_t T, GatingType dtype);
 
 }  // namespace moecheck::kernels

@@ -177,6 +177,19 @@ cudaError_t launch_capped(const KernelParams& p, std::int64_t work_blocks, int t
   return cudaGetLastError();
 }
 
+/// Threads per block for a grid-stride kernel of one warp per work item that needs `warps`
+/// warps in all (at most max_threads per block): few warps are spread one block per
+/// multiprocessor first (small T: no two rows share a multiprocessor while others idle), then
+/// blocks grow up to max_threads.
+inline cudaError_t spread_threads(std::int64_t warps, int max_threads, int* threads) {
+  int sms = 0;
+  if (const cudaError_t e = sm_count(&sms); e != cudaSuccess) return e;
+  const std::int64_t per_sm = (warps + sms - 1) / sms;
+  const std::int64_t cap = max_threads / 32;
+  *threads = 32 * static_cast<int>(per_sm < 1 ? 1 : (per_sm > cap ? cap : per_sm));
+  return cudaSuccess;
+}
+
 /// True when vector loads of vec_bytes (vec_elems elements) can read every row: contiguous
 /// columns, E a multiple of vec_elems, base pointer and row pitch aligned to vec_bytes.
 inline bool aligned_for(const RoutingArgs& a, int bytes, int vec_bytes, int vec_elems) {

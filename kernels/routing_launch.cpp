@@ -47,7 +47,7 @@ cudaError_t prepare_launch(const RoutingArgs& a, Variant* v, Mutant m, KernelPar
 
 int threads_per_block(Variant v, int E, std::int64_t T, GatingType dtype) {
   if (v == Variant::automatic) v = choose_variant(E, T, dtype);
-  if (v == Variant::thread_per_row) return detail::kThreadWarps * 32;
+  if (v == Variant::thread_per_row) return 256;  // lane groups: kGroupThreads (one thread per row: 128)
   return v == Variant::warp_per_row ? detail::kWarpThreads : 32 * row::block_warps(E);
 }
 

@@ -395,8 +395,9 @@ struct GroupRowOut {
 };
 
 /// One row per group of p.lanes lanes (2..32), 32 / p.lanes rows per warp, grid-stride over
-/// the warps' row batches. Rows must be readable in 16-byte units (contiguous columns,
-/// aligned base and pitch, E * bytes % 16 == 0). Lanes past T (last batch) compute a copy of
+/// the warps' row batches (any whole number of warps per block, at most kGroupThreads). Rows
+/// must be readable in 16-byte units (contiguous columns, aligned base and pitch,
+/// E * bytes % 16 == 0). Lanes past T (last batch) compute a copy of
 /// the last row and store nothing. skip_partial_warp: rows of the last partial 32-row tile
 /// are skipped, as in thread_per_row_kernel.
 template <class Tr, int KB, bool kMut>
@@ -410,13 +411,13 @@ __global__ void __launch_bounds__(kGroupThreads) thread_group_kernel(const Kerne
   const std::int64_t tiles_rows = thread_tiles(p.T_eff, m) * 32;
   const std::int64_t T = p.T_eff < tiles_rows ? p.T_eff : tiles_rows;
   const std::int64_t nb = (T + rpw - 1) / rpw;
-  const std::int64_t nw = static_cast<std::int64_t>(gridDim.x) * (kGroupThreads / 32);
+  const std::int64_t nw = static_cast<std::int64_t>(gridDim.x) * (blockDim.x >> 5);
   const DeviceWarp ctx{lane};
   const int E = p.cfg.E;
   const int k = p.cfg.k;
   const int units = E * Tr::kBytes / 16;
   const std::int64_t row_bytes = p.row_stride * Tr::kBytes;
-  for (std::int64_t b = (static_cast<std::int64_t>(blockIdx.x) * kGroupThreads + threadIdx.x) >> 5; b < nb; b += nw) {
+  for (std::int64_t b = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; b < nb; b += nw) {
     const std::int64_t r = b * rpw + lane / S;
     const bool on = r < T;
     const std::int64_t rr = on ? r : T - 1;
@@ -454,8 +455,10 @@ cudaError_t launch_thread_kb(const RoutingArgs& a, const KernelParams& p, cudaSt
     q.lanes = lanes;
     const std::int64_t rows = ntiles * 32 < p.T_eff ? ntiles * 32 : p.T_eff;
     const std::int64_t batches = (rows + (32 / lanes) - 1) / (32 / lanes);
-    const std::int64_t blocks = (batches + kGroupThreads / 32 - 1) / (kGroupThreads / 32);
-    return launch_capped<thread_group_kernel<Tr, KB, kMut>>(q, blocks, kGroupThreads, stream);
+    int threads = kGroupThreads;
+    if (const cudaError_t e = spread_threads(batches, kGroupThreads, &threads); e != cudaSuccess) return e;
+    const std::int64_t blocks = (batches + threads / 32 - 1) / (threads / 32);
+    return launch_capped<thread_group_kernel<Tr, KB, kMut>>(q, blocks, threads, stream);
   }
   q.lanes = 1;
   const std::int64_t blocks = (ntiles + kThreadWarps - 1) / kThreadWarps;  // a warp per tile
