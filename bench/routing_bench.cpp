@@ -2,6 +2,7 @@
 //
 // Benchmarks (names are parsed by reports/bench.cpp):
 //   BM_Copy/bytes:<N>/manual_time                          copy ceiling (N bytes read + N written)
+//   BM_Launch/manual_time                                  a kernel that does nothing, graph replay
 //   BM_Route/variant:<v>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   launch_routing, gemma4 family
 //     (v: warp_per_row, block_per_row, thread_per_row, auto, or thread_single: thread_per_row
 //     with one thread per row at every T, launch_thread_per_row_lanes(a, 1, ..), or
@@ -421,6 +422,35 @@ void bm_route(benchmark::State& state, GatingType dtype, int E, int k, std::int6
   state.counters["stream_launch_us"] = f->stream_seconds[vi] * 1e6;
 }
 
+/// BM_Launch: graph replay of a kernel that does nothing, timed like BM_Route (the fixed
+/// device time of one launch in a graph, which no routing launch can go below).
+struct LaunchFixture final : Fixture {
+  int per_batch = 0;
+  GraphExec graph;
+};
+
+void bm_launch(benchmark::State& state) {
+  const LaunchFn launch = []() -> std::string {
+    MOECHECK_BENCH_TRY(launch_empty(g_info.stream));
+    return {};
+  };
+  auto* f = static_cast<LaunchFixture*>(find_fixture("launch"));
+  if (f == nullptr) {
+    release_fixture();
+    auto nf = std::make_unique<LaunchFixture>();
+    MOECHECK_BENCH_REQUIRE(state, plan_launches(g_info.stream, launch, &nf->per_batch));
+    MOECHECK_BENCH_REQUIRE(state, capture_graph(g_info.stream, launch, nf->per_batch, &nf->graph));
+    f = static_cast<LaunchFixture*>(install_fixture("launch", std::move(nf)));
+  }
+  const cudaGraphExec_t exec = f->graph.exec;
+  const int per_batch = f->per_batch;
+  const LaunchFn replay = [exec]() -> std::string {
+    MOECHECK_BENCH_TRY(cudaGraphLaunch(exec, g_info.stream));
+    return {};
+  };
+  run_timed_graph(state, g_info.stream, replay, per_batch, 0.0, 0);
+}
+
 std::string bench_variant_name(const BenchKernel& k) {
   if (k.lanes == 1) return "thread_single";
   if (k.lanes >= 0) return "thread_lanes" + std::to_string(k.lanes);
@@ -448,6 +478,9 @@ std::vector<BenchKernel> kernels_to_time() {
 void register_benchmarks(std::size_t copy_bytes_n) {
   benchmark::RegisterBenchmark(("BM_Copy/bytes:" + std::to_string(copy_bytes_n)).c_str(),
                                [copy_bytes_n](benchmark::State& st) { bm_copy(st, copy_bytes_n); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("BM_Launch", [](benchmark::State& st) { bm_launch(st); })
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
   for (GatingType dtype : grid_dtypes()) {
