@@ -820,31 +820,14 @@ MOECHECK_HD inline typename Tr::Entry thread_entry(std::uint32_t raw, int index,
   }
 }
 
-/// Entries of the thread variant's selection (encode: from the standard entry, decode: back;
-/// the padding entry 0 stays 0; every encoding keeps the standard order).
-///   16-bit types: the key of a negative value is one larger (~h + 1 instead of ~h), so that
-///     the device computes it from the raw bits without canonicalising -0 first (-0 and +0
-///     both get 0x8000); every real entry stays >= 0x10000, negative keys below 0x8000.
-///   fp32: the standard entries. (Ordering them as IEEE doubles, one DMNMX per max or min,
-///     measured 1.5x slower on an H100 than the 64-bit compare and selects.)
-template <class Tr>
-struct ThreadCodec {
-  MOECHECK_HD static std::uint32_t encode(std::uint32_t e) { return e < 0x80000000u ? e + 0x10000u : e; }
-  MOECHECK_HD static std::uint32_t decode(std::uint32_t t) {
-    return (t >= 0x10000u && t < 0x80000000u) ? t - 0x10000u : t;
-  }
-};
-template <>
-struct ThreadCodec<F32> {
-  MOECHECK_HD static std::uint64_t encode(std::uint64_t e) { return e; }
-  MOECHECK_HD static std::uint64_t decode(std::uint64_t e) { return e; }
-};
-
-/// The ThreadCodec entries of two consecutive experts (index0, index0 + 1) with raw bits raw0,
-/// raw1 (16-bit types in the low half). 16-bit types on the device (sm_80 and later, not
-/// keep_nan): both halves of one word at once: a packed max with -inf maps NaN to -inf, one
-/// byte permute replicates each half's sign (selector 0xBB99), and the key is h | 0x8000 for
-/// a positive half, ~h + 1 for a negative one (-0 included, which gets +0's key).
+/// The entries (Tr::make(Tr::key(Tr::canonical(raw, keep_nan)), index), as thread_entry) of
+/// two consecutive experts (index0, index0 + 1) with raw bits raw0, raw1 (16-bit types in the
+/// low half). 16-bit types on the device (sm_80 and later, not keep_nan): both halves of one
+/// word at once: a packed fma x * 1 + 0 maps -0 to +0 (round to nearest; every other value,
+/// subnormals included, is unchanged, and a NaN stays a NaN) on the fma pipe, a packed max
+/// with -inf maps NaN to -inf, one byte permute replicates each half's sign (selector 0xBB99),
+/// and the key is h ^ 0x8000 for a positive half, ~h for a negative one; the expert index
+/// parts are added (e0 as a multiply-add, also on the fma pipe).
 template <class Tr>
 MOECHECK_HD inline void thread_entry_pair(std::uint32_t raw0, std::uint32_t raw1, int index0, bool keep_nan,
                                           typename Tr::Entry& e0, typename Tr::Entry& e1) {
@@ -852,24 +835,27 @@ MOECHECK_HD inline void thread_entry_pair(std::uint32_t raw0, std::uint32_t raw1
   if constexpr (Tr::kBytes == 2) {
     if (!keep_nan) {
       const std::uint32_t w = raw0 | (raw1 << 16);
-      std::uint32_t c;
+      std::uint32_t z, c;
       if constexpr (Tr::kType == GatingType::bf16) {
-        asm("max.bf16x2 %0, %1, %2;" : "=r"(c) : "r"(w), "r"(0xff80ff80u));
+        asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(z) : "r"(w), "r"(0x3f803f80u), "r"(0u));
+        asm("max.bf16x2 %0, %1, %2;" : "=r"(c) : "r"(z), "r"(0xff80ff80u));
       } else {
-        asm("max.f16x2 %0, %1, %2;" : "=r"(c) : "r"(w), "r"(0xfc00fc00u));
+        asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(z) : "r"(w), "r"(0x3c003c00u), "r"(0u));
+        asm("max.f16x2 %0, %1, %2;" : "=r"(c) : "r"(z), "r"(0xfc00fc00u));
       }
       std::uint32_t m;
       asm("prmt.b32 %0, %1, %2, 0xBB99;" : "=r"(m) : "r"(c), "r"(0u));
-      const std::uint32_t key = (c ^ (m | 0x80008000u)) + (m & 0x00010001u);
+      const std::uint32_t key = c ^ (m | 0x80008000u);
       const std::uint32_t low0 = kIndexMask - static_cast<std::uint32_t>(index0);
-      e0 = (key << 16) | low0;
+      // e0 = key << 16 | low0 as one multiply-add (low0 < 0x10000: the sum is the or).
+      asm("mad.lo.u32 %0, %1, 65536, %2;" : "=r"(e0) : "r"(key), "r"(low0));
       e1 = (key & 0xffff0000u) | (low0 - 1u);
       return;
     }
   }
 #endif
-  e0 = ThreadCodec<Tr>::encode(thread_entry<Tr>(raw0, index0, keep_nan));
-  e1 = ThreadCodec<Tr>::encode(thread_entry<Tr>(raw1, index0 + 1, keep_nan));
+  e0 = thread_entry<Tr>(raw0, index0, keep_nan);
+  e1 = thread_entry<Tr>(raw1, index0 + 1, keep_nan);
 }
 
 /// Half cleaners of distance D, D/2, .., 1: sorts a bitonic sequence of N entries descending.
@@ -926,6 +912,10 @@ struct HostRowSource {
   void scan_full(F&& f) const {
     scan(f);
   }
+  template <class F>
+  void rescan(F&& f) const {
+    scan(f);
+  }
 };
 
 /// Host output of one row of the thread variant.
@@ -942,7 +932,7 @@ struct HostRowOut {
 };
 
 /// One selection step of the thread variant: the n <= Bt raw elements raw[0..n) (experts
-/// base, base + 1, ..; 16-bit types in the low half) become ThreadCodec entries, are sorted
+/// base, base + 1, ..; 16-bit types in the low half) become entries (thread_entry_pair), are sorted
 /// and merged into the descending list top (KB entries); raw[j >= n] is padding.
 template <class Tr, int KB, int Bt>
 MOECHECK_HD inline void thread_select_batch(typename Tr::Entry* top, const std::uint32_t* raw, int base, int n,
@@ -957,20 +947,18 @@ MOECHECK_UNROLL
     b[j + 1] = j + 1 < n ? e1 : Entry(0);
   }
   if constexpr (Bt % 2 == 1) {
-    b[Bt - 1] = Bt - 1 < n ? ThreadCodec<Tr>::encode(thread_entry<Tr>(raw[Bt - 1], base + Bt - 1, keep_nan)) : Entry(0);
+    b[Bt - 1] = Bt - 1 < n ? thread_entry<Tr>(raw[Bt - 1], base + Bt - 1, keep_nan) : Entry(0);
   }
   sort_desc<Bt, CompareExchangeOnce>(b);
   merge_topk<KB, Bt>(top, b);
 }
 
-/// The selected list of the thread variant after its selection: decoded (ThreadCodec) and
-/// with the planted selection bugs applied: off_by_one_k / drop_tied_expert (slot k-1 repeats
+/// The selected list of the thread variant after its selection, with the planted selection
+/// bugs applied: off_by_one_k / drop_tied_expert (slot k-1 repeats
 /// slot k-2), nan_duplicates (slots after the first NaN repeat it), as in select_rounds.
 template <class Tr, int KB>
 MOECHECK_HD inline void thread_fix_top(typename Tr::Entry* top, int k, Mutant m) {
   using Entry = typename Tr::Entry;
-MOECHECK_UNROLL
-  for (int j = 0; j < KB; ++j) top[j] = ThreadCodec<Tr>::decode(top[j]);
   // (Selects on constant slots with the slot tested through a bit mask: a test j == k - 1 lets
   // the compiler turn the loop into one store at index k - 1, and a dynamically indexed list
   // lives in local memory on the device.)
@@ -1020,10 +1008,82 @@ MOECHECK_UNROLL
   return full;
 }
 
+/// fp32 selection of the thread variant with 32-bit entries (a 64-bit compare-exchange costs
+/// three times the instructions of a 32-bit one). Coarse entry of expert i: the order-preserving
+/// key with its low ib bits (2^ib >= E) replaced by (2^ib - 1 - i): the order of the key's high
+/// 32 - ib bits (its "bucket"), then index ascending. One pass keeps the KB largest coarse
+/// entries (batch sort and merge as for the exact entries) and the largest entry the merges
+/// dropped. Let K be the bucket of the k-th coarse entry. Every expert of a higher bucket is in
+/// the exact top k, none of a lower bucket is; when no expert of bucket K lies past the k-th
+/// coarse entry (the next one, in the list or the largest dropped, has a lower bucket or does
+/// not exist), the first k coarse entries are exactly the top-k set: their exact entries
+/// (values reloaded by index, Src::load) sorted give thread_row's list, slots >= k padding.
+/// Otherwise (ties inside bucket K beyond the list; rare for continuous values) returns false
+/// and the caller selects with exact entries.
+template <int KB, int B, class Src>
+MOECHECK_HD inline bool thread_select_f32_coarse(Src& src, int E, int k, bool keep_nan, std::uint64_t* top) {
+  int ib = 1;
+  while ((1 << ib) < E) ++ib;
+  const std::uint32_t imask = (1u << ib) - 1u;
+  std::uint32_t c[KB];
+MOECHECK_UNROLL
+  for (int j = 0; j < KB; ++j) c[j] = 0;
+  std::uint32_t dropped = 0;
+  src.scan([&](const std::uint32_t* raw, int base, int n) {
+    std::uint32_t b[B];
+MOECHECK_UNROLL
+    for (int j = 0; j < B; ++j) {
+      const std::uint32_t key = static_cast<std::uint32_t>(thread_entry<F32>(raw[j], 0, keep_nan) >> 32);
+      b[j] = j < n ? (key & ~imask) | (imask - static_cast<std::uint32_t>(base + j)) : 0u;
+    }
+    sort_desc<B, CompareExchangeOnce>(b);
+    std::uint32_t lost = 0;
+MOECHECK_UNROLL
+    for (int j = 0; j < B; ++j) {
+      const std::uint32_t x = c[KB - 1 - j], y = b[j];
+      c[KB - 1 - j] = x > y ? x : y;
+      const std::uint32_t lo = x > y ? y : x;
+      lost = lost > lo ? lost : lo;
+    }
+    dropped = dropped > lost ? dropped : lost;
+    bitonic_clean<KB, KB / 2>(c);
+  });
+  // c[k - 1] and c[k] by selects on constant slots tested through bit masks (a test j == k - 1
+  // would become a dynamically indexed load, the list in local memory on the device).
+  const std::uint32_t kth_bit = 1u << (k - 1);
+  std::uint32_t kth = c[0], next = 0;
+MOECHECK_UNROLL
+  for (int j = 1; j < KB; ++j) {
+    kth = ((kth_bit >> j) & 1u) != 0 ? c[j] : kth;
+    next = ((kth_bit >> (j - 1)) & 1u) != 0 ? c[j] : next;
+  }
+  if (k == KB) next = dropped;
+  if (next != 0 && (next & ~imask) == (kth & ~imask)) return false;
+MOECHECK_UNROLL
+  for (int j = 0; j < KB; ++j) top[j] = 0;
+MOECHECK_UNROLL
+  for (int q = 0; q < KB; q += B) {
+    std::uint64_t b[B];
+MOECHECK_UNROLL
+    for (int j = 0; j < B; ++j) {
+      b[j] = 0;
+      if (q + j < k) {
+        const int idx = static_cast<int>(imask - (c[q + j] & imask));
+        b[j] = thread_entry<F32>(src.load(idx), idx, keep_nan);
+      }
+    }
+    sort_desc<B, CompareExchangeOnce>(b);
+    merge_topk<KB, B>(top, b);
+  }
+  return true;
+}
+
 /// One row, one thread. Src: scan(f) / scan_full(f) call f(raw, base, n) for consecutive
 /// batches of B = thread_batch(KB) elements in expert order (raw[j] = bits of expert
 /// base + j, 16-bit types in the low half; j >= n is padding); scan streams the row for the
-/// selection, scan_full again for the all-expert sum (cfg.want_full only). Out: store(slot,
+/// selection, scan_full again for the all-expert sum (cfg.want_full only); fp32 also needs
+/// load(i) (raw bits of expert i) and rescan(f) (scan again: the exact selection when the
+/// coarse one cannot decide, thread_select_f32_coarse). Out: store(slot,
 /// w, id) for slots < k, weight(slot) / id(slot) read a stored slot back (the softmax term
 /// is stored first, then replaced by its weight), scale(p) loads a per-expert scale.
 /// Selection: top = the KB largest entries, descending = the winners of the k rounds of the
@@ -1043,9 +1103,20 @@ MOECHECK_HD inline void thread_row(Src& src, const RowConfig& cfg, Mutant m, Out
   const bool fp16 = m == Mutant::fp16_accumulation;
   const int k = cfg.k;
   Entry top[KB];
+  const auto select = [&](const std::uint32_t* raw, int base, int n) {
+    thread_select_batch<Tr, KB, B>(top, raw, base, n, keep_nan);
+  };
+  if constexpr (Tr::kType == GatingType::f32) {
+    if (!thread_select_f32_coarse<KB, B>(src, cfg.E, k, keep_nan, top)) {
 MOECHECK_UNROLL
-  for (int j = 0; j < KB; ++j) top[j] = 0;
-  src.scan([&](const std::uint32_t* raw, int base, int n) { thread_select_batch<Tr, KB, B>(top, raw, base, n, keep_nan); });
+      for (int j = 0; j < KB; ++j) top[j] = 0;
+      src.rescan(select);
+    }
+  } else {
+MOECHECK_UNROLL
+    for (int j = 0; j < KB; ++j) top[j] = 0;
+    src.scan(select);
+  }
   thread_fix_top<Tr, KB>(top, k, m);
   const float mx = Tr::value(top[0]);
   const float full = cfg.want_full ? thread_full_sum<Tr, KB>(src, mx, m) : 0.0f;

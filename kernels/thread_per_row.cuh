@@ -134,6 +134,19 @@ struct DirectRowSource {
   __device__ __forceinline__ void scan_full(F&& f) const {
     scan(f);
   }
+  template <class F>
+  __device__ __forceinline__ void rescan(F&& f) const {
+    scan(f);
+  }
+  /// Raw bits of expert i (16-bit types in the low half).
+  __device__ __forceinline__ std::uint32_t load(int i) const {
+    const char* p = row + static_cast<std::int64_t>(i) * cs * Tr::kBytes;
+    if constexpr (Tr::kBytes == 4) {
+      return __ldg(reinterpret_cast<const unsigned int*>(p));
+    } else {
+      return __ldg(reinterpret_cast<const unsigned short*>(p));
+    }
+  }
 };
 
 /// A warp's stream of staged chunks: chunk c of every row of tile t, for the warp's tiles
@@ -218,7 +231,7 @@ struct ChunkStream {
 };
 
 /// Staged element source: the selection pass reads the warp's chunk stream, the all-expert
-/// pass reads the row directly (16-byte loads).
+/// pass, a second selection pass and single experts read the row directly.
 template <class Tr, int B, bool kMut>
 struct StagedRowSource {
   ChunkStream<Tr, kMut>* stream;
@@ -231,6 +244,11 @@ struct StagedRowSource {
   __device__ __forceinline__ void scan_full(F&& f) const {
     direct.scan(f);
   }
+  template <class F>
+  __device__ __forceinline__ void rescan(F&& f) const {
+    direct.scan(f);
+  }
+  __device__ __forceinline__ std::uint32_t load(int i) const { return direct.load(i); }
 };
 
 /// Output of one lane's row: its slots in the warp's shared output tile.

@@ -251,23 +251,21 @@ void check_merge(Rng& rng) {
   }
 }
 
-TEST(RowMath, ThreadCodecKeepsOrderAndRoundTrips) {
-  // Encoded entries of every 16-bit pattern: decode(encode(e)) == e, the order of any two
-  // entries is kept, real entries never encode to the padding entry 0.
-  std::vector<std::uint32_t> e16;
-  for (std::uint32_t raw = 0; raw < 65536; raw += 1) {
-    e16.push_back(R::thread_entry<R::BF16>(raw, static_cast<int>(raw % 4096), false));
-    e16.push_back(R::thread_entry<R::F16>(raw, static_cast<int>((raw * 7) % 4096), false));
+TEST(RowMath, ThreadEntriesAbovePadding) {
+  // The thread variant pads its top list and short batches with the entry 0: every real entry
+  // of every 16-bit pattern (NaN-keeping mutant included) and every fp32 sign / exponent
+  // extreme must rank above it.
+  for (std::uint32_t raw = 0; raw < 65536; ++raw) {
+    for (const bool keep_nan : {false, true}) {
+      ASSERT_GT(R::thread_entry<R::BF16>(raw, 4095, keep_nan), 0u) << raw;
+      ASSERT_GT(R::thread_entry<R::F16>(raw, 4095, keep_nan), 0u) << raw;
+      ASSERT_GT(R::thread_entry<R::F32>(raw << 16 | raw, 4095, keep_nan), 0u) << raw;
+    }
   }
-  Rng rng(17);
-  for (int i = 0; i < 200000; ++i) {
-    const std::uint32_t a = e16[rng.next() % e16.size()], b = e16[rng.next() % e16.size()];
-    const std::uint32_t ea = R::ThreadCodec<R::BF16>::encode(a), eb = R::ThreadCodec<R::BF16>::encode(b);
-    ASSERT_EQ(R::ThreadCodec<R::BF16>::decode(ea), a);
-    ASSERT_NE(ea, 0u);
-    ASSERT_EQ(a < b, ea < eb) << std::hex << a << " " << b;
+  for (std::uint32_t raw : {0x00000000u, 0x80000000u, 0xff800000u, 0xffffffffu, 0x7fffffffu, 0x7f800000u}) {
+    ASSERT_GT(R::thread_entry<R::F32>(raw, 4095, true), 0u) << raw;
+    ASSERT_GT(R::thread_entry<R::F32>(raw, 4095, false), 0u) << raw;
   }
-  EXPECT_EQ(R::ThreadCodec<R::BF16>::decode(0u), 0u);
 }
 
 TEST(RowMath, TopListMerge) {
@@ -369,6 +367,52 @@ TEST(Emulation, ThreadPerRowManyRows) {
       if (HasFatalFailure()) return;
     }
   }
+}
+
+TEST(Emulation, ThreadF32CoarseSelectionIsExact) {
+  // fp32 rows select with 32-bit coarse entries (key high bits + index) and fall back to exact
+  // entries when the k-th expert's key bucket continues past the list. Rows built to take
+  // either path: spread values (coarse decides), near-ties that differ only in the low
+  // mantissa bits (one bucket: fallback), clusters around the k-th value, exact duplicates,
+  // and mixes. thread_per_row must match warp_per_row (an independent selection with the same
+  // renormalised sum order) bit for bit, and the oracle.
+  Rng rng(4242);
+  std::uint64_t seed = 5000;
+  int compared = 0;
+  for (int E : {8, 33, 64, 100, 128, 256, 512}) {
+    for (int k : {1, 2, 4, 5, 8, 16, 32}) {
+      if (k > E) continue;
+      for (int pattern = 0; pattern < 5; ++pattern) {
+        ++seed;
+        auto p = make_problem(seed, DType::f32, 40, E, k, seed % 2 == 0 ? Family::gemma4 : Family::softmax_topk,
+                              Layout::contiguous, "normal", scale_family_for(seed));
+        auto* v = reinterpret_cast<std::uint32_t*>(p.storage.data());
+        for (std::int64_t t = 0; t < p.c.T; ++t) {
+          const std::uint32_t base = 0x3f800000u + static_cast<std::uint32_t>(rng.below(1u << 20)) * 4096u;
+          for (int e = 0; e < E; ++e) {
+            std::uint32_t& x = v[t * E + e];
+            const std::uint64_t r = rng.below(100);
+            switch (pattern) {
+              case 0: break;                                                          // spread
+              case 1: x = base + static_cast<std::uint32_t>(rng.below(4096)); break;  // one bucket
+              case 2: x = r < 30 ? base + static_cast<std::uint32_t>(rng.below(64)) : x; break;  // cluster
+              case 3: x = r < 50 ? base : x; break;                                   // duplicates
+              default: x = r < 20 ? (base | 0x80000000u) + static_cast<std::uint32_t>(rng.below(8))
+                                  : (r < 40 ? base + static_cast<std::uint32_t>(rng.below(3)) : x);
+            }
+          }
+        }
+        const Output thread = run_host(p, K::Variant::thread_per_row);
+        const Output warp = run_host(p, K::Variant::warp_per_row);
+        ASSERT_EQ(thread.status, K::ArgStatus::ok) << thread.message;
+        ASSERT_TRUE(same_bits(thread, warp)) << "pattern " << pattern << "\n" << replay(p, K::Variant::thread_per_row);
+        const CheckReport rep = oracle(p, thread);
+        ASSERT_TRUE(rep.ok()) << rep.str() << "\n" << replay(p, K::Variant::thread_per_row);
+        ++compared;
+      }
+    }
+  }
+  EXPECT_GT(compared, 150);
 }
 
 TEST(Emulation, RandomProblemsMatchOracle) {
