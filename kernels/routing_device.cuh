@@ -63,6 +63,7 @@ struct DeviceWarp {
       v[0] = row::accumulate(v[0], __shfl_xor_sync(kFull, v[0], o), fp16);
     }
   }
+  __device__ __forceinline__ bool any(const bool* v) const { return __any_sync(kFull, v[0]) != 0; }
   __device__ __forceinline__ static float load_scale(const float* p) { return __ldg(p); }
   __device__ __forceinline__ static void store(float* w, float wv, std::int32_t* id,
                                                std::int32_t idv) {

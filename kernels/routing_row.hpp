@@ -507,7 +507,8 @@ MOECHECK_UNROLL
 // ---------------------------------------------------------------------------------------
 // Warp programs. Ctx is a warp context: Ctx::N lanes held (1 on the device, 32 on the host),
 // ctx.lane(i) the lane id of held lane i, ctx.each(f) calls f(i) for every held lane,
-// collectives: ctx.max(v) (uniform maximum of per-lane entries), ctx.shfl(out, v, src),
+// collectives: ctx.max(v) (uniform maximum of per-lane entries), ctx.any(v) (whether any lane's
+// flag is set), ctx.shfl(out, v, src),
 // ctx.xor_sum(v, width, fp16) (butterfly sum with xor offsets 1, 2, ..., width/2, each
 // lane adding its partner's value to its own), ctx.store(...) for outputs.
 // ---------------------------------------------------------------------------------------
@@ -733,6 +734,11 @@ struct HostWarp {
       for (int i = 0; i < N; ++i) tmp[i] = v[i ^ o];
       for (int i = 0; i < N; ++i) v[i] = accumulate(v[i], tmp[i], fp16);
     }
+  }
+  bool any(const bool* v) const {
+    for (int i = 0; i < N; ++i)
+      if (v[i]) return true;
+    return false;
   }
   static float load_scale(const float* p) { return *p; }
   static void store(float* w, float wv, std::int32_t* id, std::int32_t idv) {
@@ -1020,34 +1026,49 @@ MOECHECK_UNROLL
 /// (values reloaded by index, Src::load) sorted give thread_row's list, slots >= k padding.
 /// Otherwise (ties inside bucket K beyond the list; rare for continuous values) returns false
 /// and the caller selects with exact entries.
-template <int KB, int B, class Src>
-MOECHECK_HD inline bool thread_select_f32_coarse(Src& src, int E, int k, bool keep_nan, std::uint64_t* top) {
+/// Index mask of fp32 coarse entries for E experts: 2^b - 1 for the smallest b >= 1 with 2^b >= E.
+MOECHECK_HD inline std::uint32_t coarse_index_mask(int E) {
   int ib = 1;
   while ((1 << ib) < E) ++ib;
-  const std::uint32_t imask = (1u << ib) - 1u;
-  std::uint32_t c[KB];
+  return (1u << ib) - 1u;
+}
+
+/// c (KB coarse entries, descending) := the KB largest of c and b (B <= KB, descending), as
+/// merge_topk; *dropped := the largest of *dropped and the entries the merge drops.
+template <int KB, int B>
+MOECHECK_HD inline void coarse_merge(std::uint32_t* c, const std::uint32_t* b, std::uint32_t& dropped) {
+  std::uint32_t lost = 0;
 MOECHECK_UNROLL
-  for (int j = 0; j < KB; ++j) c[j] = 0;
-  std::uint32_t dropped = 0;
-  src.scan([&](const std::uint32_t* raw, int base, int n) {
-    std::uint32_t b[B];
+  for (int j = 0; j < B; ++j) {
+    const std::uint32_t x = c[KB - 1 - j], y = b[j];
+    c[KB - 1 - j] = x > y ? x : y;
+    const std::uint32_t lo = x > y ? y : x;
+    lost = lost > lo ? lost : lo;
+  }
+  dropped = dropped > lost ? dropped : lost;
+  bitonic_clean<KB, KB / 2>(c);
+}
+
+/// One coarse selection step: the coarse entries of raw[0..n) (experts base + j; raw[j >= n]
+/// is padding), sorted, merged into c (coarse_merge).
+template <int KB, int Bt>
+MOECHECK_HD inline void coarse_select_batch(std::uint32_t* c, std::uint32_t& dropped, const std::uint32_t* raw,
+                                            int base, int n, std::uint32_t imask, bool keep_nan) {
+  std::uint32_t b[Bt];
 MOECHECK_UNROLL
-    for (int j = 0; j < B; ++j) {
-      const std::uint32_t key = static_cast<std::uint32_t>(thread_entry<F32>(raw[j], 0, keep_nan) >> 32);
-      b[j] = j < n ? (key & ~imask) | (imask - static_cast<std::uint32_t>(base + j)) : 0u;
-    }
-    sort_desc<B, CompareExchangeOnce>(b);
-    std::uint32_t lost = 0;
-MOECHECK_UNROLL
-    for (int j = 0; j < B; ++j) {
-      const std::uint32_t x = c[KB - 1 - j], y = b[j];
-      c[KB - 1 - j] = x > y ? x : y;
-      const std::uint32_t lo = x > y ? y : x;
-      lost = lost > lo ? lost : lo;
-    }
-    dropped = dropped > lost ? dropped : lost;
-    bitonic_clean<KB, KB / 2>(c);
-  });
+  for (int j = 0; j < Bt; ++j) {
+    const std::uint32_t key = static_cast<std::uint32_t>(thread_entry<F32>(raw[j], 0, keep_nan) >> 32);
+    b[j] = j < n ? (key & ~imask) | (imask - static_cast<std::uint32_t>(base + j)) : 0u;
+  }
+  sort_desc<Bt, CompareExchangeOnce>(b);
+  coarse_merge<KB, Bt>(c, b, dropped);
+}
+
+/// True when the first k of the coarse list c (the KB largest coarse entries of a row,
+/// descending; `dropped` the largest of the others, 0 if none) are exactly the row's top-k
+/// set: no expert of the k-th entry's bucket ranks after it.
+template <int KB>
+MOECHECK_HD inline bool coarse_decides(const std::uint32_t* c, std::uint32_t dropped, int k, std::uint32_t imask) {
   // c[k - 1] and c[k] by selects on constant slots tested through bit masks (a test j == k - 1
   // would become a dynamically indexed load, the list in local memory on the device).
   const std::uint32_t kth_bit = 1u << (k - 1);
@@ -1058,7 +1079,14 @@ MOECHECK_UNROLL
     next = ((kth_bit >> (j - 1)) & 1u) != 0 ? c[j] : next;
   }
   if (k == KB) next = dropped;
-  if (next != 0 && (next & ~imask) == (kth & ~imask)) return false;
+  return next == 0 || (next & ~imask) != (kth & ~imask);
+}
+
+/// top (KB exact fp32 entries, descending) := the exact entries of the first k coarse entries
+/// of c (values reloaded with load(index)), slots >= k padding.
+template <int KB, int B, class Load>
+MOECHECK_HD inline void coarse_to_exact(const std::uint32_t* c, int k, std::uint32_t imask, bool keep_nan, Load&& load,
+                                        std::uint64_t* top) {
 MOECHECK_UNROLL
   for (int j = 0; j < KB; ++j) top[j] = 0;
 MOECHECK_UNROLL
@@ -1069,12 +1097,29 @@ MOECHECK_UNROLL
       b[j] = 0;
       if (q + j < k) {
         const int idx = static_cast<int>(imask - (c[q + j] & imask));
-        b[j] = thread_entry<F32>(src.load(idx), idx, keep_nan);
+        b[j] = thread_entry<F32>(load(idx), idx, keep_nan);
       }
     }
     sort_desc<B, CompareExchangeOnce>(b);
     merge_topk<KB, B>(top, b);
   }
+}
+
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <int KB, int B, class Src>
+MOECHECK_HD inline bool thread_select_f32_coarse(Src& src, int E, int k, bool keep_nan, std::uint64_t* top) {
+  const std::uint32_t imask = coarse_index_mask(E);
+  std::uint32_t c[KB];
+MOECHECK_UNROLL
+  for (int j = 0; j < KB; ++j) c[j] = 0;
+  std::uint32_t dropped = 0;
+  src.scan([&](const std::uint32_t* raw, int base, int n) {
+    coarse_select_batch<KB, B>(c, dropped, raw, base, n, imask, keep_nan);
+  });
+  if (!coarse_decides<KB>(c, dropped, k, imask)) return false;
+  coarse_to_exact<KB, B>(c, k, imask, keep_nan, [&](int idx) { return src.load(idx); }, top);
   return true;
 }
 
@@ -1212,25 +1257,69 @@ MOECHECK_HD inline void group_row(const Ctx& ctx, int S, LaneSrc* lsrc, RowSrc* 
   const bool fp16 = m == Mutant::fp16_accumulation;
   const int k = cfg.k;
   Entry top[N][KB];
-  ctx.each([&](int i) {
+  bool exact = true;
+  if constexpr (Tr::kType == GatingType::f32) {
+    // fp32: coarse entries (thread_select_f32_coarse) in every lane, the butterfly merges them
+    // and all-reduces the largest dropped entry; the exact selection below runs for the whole
+    // warp (its shuffles need every lane) when any group cannot decide.
+    const std::uint32_t imask = coarse_index_mask(cfg.E);
+    std::uint32_t c[N][KB], dropped[N];
+    ctx.each([&](int i) {
 MOECHECK_UNROLL
-    for (int j = 0; j < KB; ++j) top[i][j] = 0;
-    lsrc[i].scan([&](const std::uint32_t* raw, int base, int n) {
-      thread_select_batch<Tr, KB, Bt>(top[i], raw, base, n, keep_nan);
+      for (int j = 0; j < KB; ++j) c[i][j] = 0;
+      dropped[i] = 0;
+      lsrc[i].scan([&](const std::uint32_t* raw, int base, int n) {
+        coarse_select_batch<KB, Bt>(c[i], dropped[i], raw, base, n, imask, keep_nan);
+      });
     });
-  });
-  for (int o = 1; o < S; o <<= 1) {
-    int src[N];
-    ctx.each([&](int i) { src[i] = ctx.lane(i) ^ o; });
-    Entry other[N][KB];
+    for (int o = 1; o < S; o <<= 1) {
+      int src[N];
+      ctx.each([&](int i) { src[i] = ctx.lane(i) ^ o; });
+      std::uint32_t other[N][KB], od[N];
 MOECHECK_UNROLL
-    for (int j = 0; j < KB; ++j) {
-      Entry col[N], got[N];
-      ctx.each([&](int i) { col[i] = top[i][j]; });
-      ctx.shfl(got, col, src);
-      ctx.each([&](int i) { other[i][j] = got[i]; });
+      for (int j = 0; j < KB; ++j) {
+        std::uint32_t col[N], got[N];
+        ctx.each([&](int i) { col[i] = c[i][j]; });
+        ctx.shfl(got, col, src);
+        ctx.each([&](int i) { other[i][j] = got[i]; });
+      }
+      ctx.shfl(od, dropped, src);
+      ctx.each([&](int i) {
+        coarse_merge<KB, KB>(c[i], other[i], dropped[i]);
+        dropped[i] = dropped[i] > od[i] ? dropped[i] : od[i];
+      });
     }
-    ctx.each([&](int i) { merge_topk<KB, KB>(top[i], other[i]); });
+    bool undecided[N];
+    ctx.each([&](int i) { undecided[i] = !coarse_decides<KB>(c[i], dropped[i], k, imask); });
+    if (!ctx.any(undecided)) {
+      ctx.each([&](int i) {
+        coarse_to_exact<KB, thread_batch(KB)>(c[i], k, imask, keep_nan, [&](int idx) { return rsrc[i].load(idx); },
+                                              top[i]);
+      });
+      exact = false;
+    }
+  }
+  if (exact) {
+    ctx.each([&](int i) {
+MOECHECK_UNROLL
+      for (int j = 0; j < KB; ++j) top[i][j] = 0;
+      lsrc[i].scan([&](const std::uint32_t* raw, int base, int n) {
+        thread_select_batch<Tr, KB, Bt>(top[i], raw, base, n, keep_nan);
+      });
+    });
+    for (int o = 1; o < S; o <<= 1) {
+      int src[N];
+      ctx.each([&](int i) { src[i] = ctx.lane(i) ^ o; });
+      Entry other[N][KB];
+MOECHECK_UNROLL
+      for (int j = 0; j < KB; ++j) {
+        Entry col[N], got[N];
+        ctx.each([&](int i) { col[i] = top[i][j]; });
+        ctx.shfl(got, col, src);
+        ctx.each([&](int i) { other[i][j] = got[i]; });
+      }
+      ctx.each([&](int i) { merge_topk<KB, KB>(top[i], other[i]); });
+    }
   }
   const int P = group_slots_per_lane(KB, S);
   float e[N][2], s[N], mxs[N], sc[N][2];

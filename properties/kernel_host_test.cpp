@@ -369,39 +369,45 @@ TEST(Emulation, ThreadPerRowManyRows) {
   }
 }
 
+/// An fp32 contiguous problem of 40 rows whose values take the thread variant's coarse
+/// selection down either path: 0 spread (normal) values, 1 one key bucket (values that differ
+/// only in the low mantissa bits), 2 a cluster around one value, 3 exact duplicates, 4 a mix
+/// of negative near-ties, near-duplicates and spread values.
+KernelProblem f32_bucket_problem(std::uint64_t seed, int E, int k, int pattern) {
+  Rng rng(seed * 7919);
+  auto p = make_problem(seed, DType::f32, 40, E, k, seed % 2 == 0 ? Family::gemma4 : Family::softmax_topk,
+                        Layout::contiguous, "normal", scale_family_for(seed));
+  auto* v = reinterpret_cast<std::uint32_t*>(p.storage.data());
+  for (std::int64_t t = 0; t < p.c.T; ++t) {
+    const std::uint32_t base = 0x3f800000u + static_cast<std::uint32_t>(rng.below(1u << 10)) * 4096u;
+    for (int e = 0; e < E; ++e) {
+      std::uint32_t& x = v[t * E + e];
+      const std::uint64_t r = rng.below(100);
+      switch (pattern) {
+        case 0: break;
+        case 1: x = base + static_cast<std::uint32_t>(rng.below(4096)); break;
+        case 2: x = r < 30 ? base + static_cast<std::uint32_t>(rng.below(64)) : x; break;
+        case 3: x = r < 50 ? base : x; break;
+        default: x = r < 20 ? (base | 0x80000000u) + static_cast<std::uint32_t>(rng.below(8))
+                            : (r < 40 ? base + static_cast<std::uint32_t>(rng.below(3)) : x);
+      }
+    }
+  }
+  return p;
+}
+
 TEST(Emulation, ThreadF32CoarseSelectionIsExact) {
   // fp32 rows select with 32-bit coarse entries (key high bits + index) and fall back to exact
-  // entries when the k-th expert's key bucket continues past the list. Rows built to take
-  // either path: spread values (coarse decides), near-ties that differ only in the low
-  // mantissa bits (one bucket: fallback), clusters around the k-th value, exact duplicates,
-  // and mixes. thread_per_row must match warp_per_row (an independent selection with the same
-  // renormalised sum order) bit for bit, and the oracle.
-  Rng rng(4242);
+  // entries when the k-th expert's key bucket continues past the list. thread_per_row must
+  // match warp_per_row (an independent selection with the same renormalised sum order) bit for
+  // bit on rows built for both paths (f32_bucket_problem), and the oracle.
   std::uint64_t seed = 5000;
   int compared = 0;
   for (int E : {8, 33, 64, 100, 128, 256, 512}) {
     for (int k : {1, 2, 4, 5, 8, 16, 32}) {
       if (k > E) continue;
       for (int pattern = 0; pattern < 5; ++pattern) {
-        ++seed;
-        auto p = make_problem(seed, DType::f32, 40, E, k, seed % 2 == 0 ? Family::gemma4 : Family::softmax_topk,
-                              Layout::contiguous, "normal", scale_family_for(seed));
-        auto* v = reinterpret_cast<std::uint32_t*>(p.storage.data());
-        for (std::int64_t t = 0; t < p.c.T; ++t) {
-          const std::uint32_t base = 0x3f800000u + static_cast<std::uint32_t>(rng.below(1u << 20)) * 4096u;
-          for (int e = 0; e < E; ++e) {
-            std::uint32_t& x = v[t * E + e];
-            const std::uint64_t r = rng.below(100);
-            switch (pattern) {
-              case 0: break;                                                          // spread
-              case 1: x = base + static_cast<std::uint32_t>(rng.below(4096)); break;  // one bucket
-              case 2: x = r < 30 ? base + static_cast<std::uint32_t>(rng.below(64)) : x; break;  // cluster
-              case 3: x = r < 50 ? base : x; break;                                   // duplicates
-              default: x = r < 20 ? (base | 0x80000000u) + static_cast<std::uint32_t>(rng.below(8))
-                                  : (r < 40 ? base + static_cast<std::uint32_t>(rng.below(3)) : x);
-            }
-          }
-        }
+        const auto p = f32_bucket_problem(++seed, E, k, pattern);
         const Output thread = run_host(p, K::Variant::thread_per_row);
         const Output warp = run_host(p, K::Variant::warp_per_row);
         ASSERT_EQ(thread.status, K::ArgStatus::ok) << thread.message;
@@ -720,6 +726,25 @@ TEST(Emulation, ThreadLaneGroupsMatchUnderEveryMutant) {
             ASSERT_TRUE(both_nan || std::memcmp(&got.w[j], &want.w[j], 4) == 0)
                 << "slot " << j << " S = " << S << "\n" << replay(p, K::Variant::thread_per_row, m);
           }
+        }
+      }
+    }
+  }
+}
+
+TEST(Emulation, ThreadLaneGroupsF32CoarseMatchThreadPerRow) {
+  // The lane groups' fp32 coarse selection (all-reduced dropped entry, warp-wide fallback to
+  // exact entries) on rows built for both paths: the one-thread-per-row bits for every S.
+  std::uint64_t seed = 6000;
+  for (int E : {8, 64, 128, 256, 512}) {
+    for (int k : {1, 4, 5, 8, 16, 32}) {
+      if (k > E) continue;
+      for (int pattern = 0; pattern < 5; ++pattern) {
+        const auto p = f32_bucket_problem(++seed, E, k, pattern);
+        const Output want = run_host(p, K::Variant::thread_per_row);
+        for (int S = R::thread_bucket(k) / 2 < 2 ? 2 : R::thread_bucket(k) / 2; S <= 32; S *= 2) {
+          ASSERT_TRUE(same_bits(run_lane_groups(p, S, K::Mutant::none), want))
+              << "S = " << S << " pattern " << pattern << "\n" << replay(p, K::Variant::thread_per_row);
         }
       }
     }
