@@ -1259,9 +1259,12 @@ MOECHECK_HD inline void group_row(const Ctx& ctx, int S, LaneSrc* lsrc, RowSrc* 
   Entry top[N][KB];
   bool exact = true;
   if constexpr (Tr::kType == GatingType::f32) {
-    // fp32: coarse entries (thread_select_f32_coarse) in every lane, the butterfly merges them
-    // and all-reduces the largest dropped entry; the exact selection below runs for the whole
-    // warp (its shuffles need every lane) when any group cannot decide.
+    // fp32: coarse entries (thread_select_f32_coarse) in every lane, merged by the butterfly.
+    // Each lane knows the largest entry it dropped (in its own merges and in the butterfly's,
+    // which both partners make alike), so the largest dropped entry of a group is the maximum
+    // over its lanes: the group cannot decide exactly when one of its lanes cannot, and the
+    // exact selection below runs for the whole warp (its shuffles need every lane) when any
+    // lane cannot.
     const std::uint32_t imask = coarse_index_mask(cfg.E);
     std::uint32_t c[N][KB], dropped[N];
     ctx.each([&](int i) {
@@ -1275,7 +1278,7 @@ MOECHECK_UNROLL
     for (int o = 1; o < S; o <<= 1) {
       int src[N];
       ctx.each([&](int i) { src[i] = ctx.lane(i) ^ o; });
-      std::uint32_t other[N][KB], od[N];
+      std::uint32_t other[N][KB];
 MOECHECK_UNROLL
       for (int j = 0; j < KB; ++j) {
         std::uint32_t col[N], got[N];
@@ -1283,11 +1286,7 @@ MOECHECK_UNROLL
         ctx.shfl(got, col, src);
         ctx.each([&](int i) { other[i][j] = got[i]; });
       }
-      ctx.shfl(od, dropped, src);
-      ctx.each([&](int i) {
-        coarse_merge<KB, KB>(c[i], other[i], dropped[i]);
-        dropped[i] = dropped[i] > od[i] ? dropped[i] : od[i];
-      });
+      ctx.each([&](int i) { coarse_merge<KB, KB>(c[i], other[i], dropped[i]); });
     }
     bool undecided[N];
     ctx.each([&](int i) { undecided[i] = !coarse_decides<KB>(c[i], dropped[i], k, imask); });
