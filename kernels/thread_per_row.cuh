@@ -379,7 +379,8 @@ struct DeviceLaneSource {
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
         const int u = u0 + q * S;
-        v[q] = u < units ? __ldcs(rv + u) : make_uint4(0, 0, 0, 0);
+        // Cached normally (not evict-first): the fp32 coarse selection reloads its k winners.
+        v[q] = u < units ? __ldg(rv + u) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
