@@ -597,7 +597,8 @@ TEST(Emulation, NamesAndHeuristic) {
   EXPECT_FALSE(K::mutant_is_gpu_only(K::Mutant::nan_duplicates));
   EXPECT_TRUE(K::parse_variant("thread", &out));
   EXPECT_EQ(out, K::Variant::thread_per_row);
-  for (std::int64_t T : {std::int64_t{0}, std::int64_t{1}, K::kThreadPerRowMinRows - 1, K::kThreadPerRowMinRows,
+  for (std::int64_t T : {std::int64_t{0}, std::int64_t{1}, K::kThreadPerRowLargeExpertMinRows - 1,
+                         K::kThreadPerRowLargeExpertMinRows, K::kThreadPerRowMinRows - 1, K::kThreadPerRowMinRows,
                          std::int64_t{250000}}) {
     for (int E = 1; E <= K::kMaxExperts; ++E) {
       for (const K::GatingType dt : {K::GatingType::f32, K::GatingType::f16, K::GatingType::bf16}) {
@@ -607,8 +608,10 @@ TEST(Emulation, NamesAndHeuristic) {
         if (v == K::Variant::warp_per_row) {
           ASSERT_LE(E, K::kWarpMaxExperts);
         }
-        ASSERT_EQ(v == K::Variant::thread_per_row, T >= K::kThreadPerRowMinRows) << "E " << E << " T " << T;
-        if (T < K::kThreadPerRowMinRows) {
+        const bool thread = T >= K::kThreadPerRowMinRows ||
+                            (E > K::kWarpMaxExperts && T >= K::kThreadPerRowLargeExpertMinRows);
+        ASSERT_EQ(v == K::Variant::thread_per_row, thread) << "E " << E << " T " << T;
+        if (!thread) {
           const bool fp32_block = dt == K::GatingType::f32 && E > 256 && T <= K::kBlockPreferMaxRows;
           ASSERT_EQ(v == K::Variant::warp_per_row, E <= K::kWarpMaxExperts && !fp32_block) << "E " << E << " T " << T;
         }
@@ -752,8 +755,9 @@ TEST(Emulation, ThreadLaneGroupsF32CoarseMatchThreadPerRow) {
 }
 
 TEST(Emulation, ThreadLanesHeuristic) {
-  // 132 multiprocessors (H100 / H200): one thread per row from 132 * 512 rows on; below, lane
-  // groups that give about 67584 threads, one 16-byte unit per lane at most, >= KB / 2.
+  // 132 multiprocessors (H100 / H200): one thread per row from 132 * 512 rows on (16-bit rows
+  // of 128 bytes from 132 * 64); below, lane groups that give about 67584 threads, one 16-byte
+  // unit per lane at most, >= KB / 2.
   EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 250000, 132), 1);
   EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 67584, 132), 1);
   EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 16384, 132), 8);
@@ -761,6 +765,9 @@ TEST(Emulation, ThreadLanesHeuristic) {
   EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 2048, 132), 16);  // 16 units per row
   EXPECT_EQ(R::thread_lanes_per_row(2048, 4, 8, 2048, 132), 32);
   EXPECT_EQ(R::thread_lanes_per_row(64, 2, 4, 1, 132), 8);
+  EXPECT_EQ(R::thread_lanes_per_row(64, 2, 4, 8447, 132), 8);   // 16-bit rows of 128 bytes:
+  EXPECT_EQ(R::thread_lanes_per_row(64, 2, 4, 8448, 132), 1);   // one thread per row from sms * 64
+  EXPECT_EQ(R::thread_lanes_per_row(64, 4, 4, 16384, 132), 8);  // (fp32 keeps lane groups)
   EXPECT_EQ(R::thread_lanes_per_row(8, 2, 32, 1, 132), 16);      // KB / 2 over the one unit
   for (int KB : {1, 2, 4, 8, 16, 32}) {
     for (std::int64_t T : {1, 64, 1024, 16384, 65536, 250000}) {
