@@ -27,7 +27,7 @@ enum class Variant : int {
   automatic = 0,
   warp_per_row = 1,    ///< one warp owns a row; E <= kWarpMaxExperts
   block_per_row = 2,   ///< one block owns a row; any E <= kMaxExperts
-  thread_per_row = 3,  ///< one thread owns a row; any E <= kMaxExperts (for large T)
+  thread_per_row = 3,  ///< one thread (large T) or a group of 2..32 lanes owns a row; any E <= kMaxExperts
 };
 const char* variant_name(Variant v);
 bool parse_variant(std::string_view s, Variant* out);

@@ -3,8 +3,9 @@
 // the reference oracle, with poisoned outputs; T = 0, T = 70000 (> 65535), E up to 4096,
 // strided / transposed / misaligned layouts; bitwise determinism across launches and streams;
 // the GPU-only planted bugs (grid_overflow, shared_race) detected; every CPU-visible mutant
-// identical to its emulation; launch errors; all three variants (warp, block, thread per row).
-// Skips cleanly without a CUDA device.
+// identical to its emulation; launch errors; all three variants (warp, block, thread per row),
+// thread_per_row with every lane count (launch_thread_per_row_lanes). Skips cleanly without a
+// CUDA device.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
