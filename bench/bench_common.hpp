@@ -98,6 +98,10 @@ cudaError_t fill_normal(void* dst, std::int64_t n, kernels::GatingType dtype, st
 /// grid-stride kernel. Launch error returned.
 cudaError_t copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stream);
 
+/// Launches a kernel of one warp that does nothing (the fixed cost of a launch). Launch error
+/// returned.
+cudaError_t launch_empty(cudaStream_t stream);
+
 // ---- device and run-wide facts ---------------------------------------------------------
 
 struct DeviceInfo {

@@ -2,7 +2,11 @@
 //
 // Benchmarks (names are parsed by reports/bench.cpp):
 //   BM_Copy/bytes:<N>/manual_time                          copy ceiling (N bytes read + N written)
+//   BM_Launch/manual_time                                  a kernel that does nothing, graph replay
 //   BM_Route/variant:<v>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   launch_routing, gemma4 family
+//     (v: warp_per_row, block_per_row, thread_per_row, auto, or thread_single: thread_per_row
+//     with one thread per row at every T, launch_thread_per_row_lanes(a, 1, ..), or
+//     thread_lanes<N>: N lanes per row, registered for each N in MOECHECK_BENCH_LANES)
 //   BM_Composite/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   LibTorch composite (when linked)
 //   BM_Campaign/path:<p>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   campaign throughput per
 //                                                          checking path (campaign_bench.cpp)
@@ -29,6 +33,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -295,16 +300,29 @@ std::string create_route_fixture(GatingType dtype, int E, int k, std::int64_t T,
 
 std::string launch_error(cudaError_t e) { return cuda_error("launch_routing", e); }
 
+/// A timed kernel: a variant of launch_routing, or (lanes >= 1) thread_per_row with a fixed
+/// number of lanes per row (launch_thread_per_row_lanes; `thread_single` = one thread per
+/// row, the thread_per_row kernel of the 2026-11-27 baselines, kept for same-run comparisons).
+struct BenchKernel {
+  Variant v = Variant::automatic;
+  int lanes = -1;
+  int key() const { return lanes >= 0 ? 100 + lanes : static_cast<int>(v); }
+  cudaError_t launch(const RoutingArgs& a, cudaStream_t stream) const {
+    return lanes >= 0 ? kernels::launch_thread_per_row_lanes(a, lanes, stream) : kernels::launch_routing(a, v, stream);
+  }
+};
+
 /// One launch on slot 0 with poisoned outputs: every output element must be written, ids in
 /// range, and rows [0, n0) and [T - n1, T) bit-identical to emulate_routing.
-std::string verify_variant(const RouteFixture& f, Variant v) {
+std::string verify_variant(const RouteFixture& f, const BenchKernel& kern) {
+  const Variant v = kern.v;
   const std::int64_t T = f.T;
   const int E = f.E, k = f.k;
   const std::size_t out_n = static_cast<std::size_t>(T) * static_cast<std::size_t>(k);
   const RoutingArgs a = f.args(0);
   MOECHECK_BENCH_TRY(cudaMemsetAsync(a.weights, 0xFF, out_n * sizeof(float), g_info.stream));
   MOECHECK_BENCH_TRY(cudaMemsetAsync(a.ids, 0xFF, out_n * sizeof(std::int32_t), g_info.stream));
-  if (const cudaError_t e = kernels::launch_routing(a, v, g_info.stream); e != cudaSuccess) return launch_error(e);
+  if (const cudaError_t e = kern.launch(a, g_info.stream); e != cudaSuccess) return launch_error(e);
   MOECHECK_BENCH_TRY(cudaStreamSynchronize(g_info.stream));
   std::vector<float> w(out_n);
   std::vector<std::int32_t> id(out_n);
@@ -360,7 +378,7 @@ std::string verify_variant(const RouteFixture& f, Variant v) {
   return {};
 }
 
-void bm_route(benchmark::State& state, GatingType dtype, int E, int k, std::int64_t T, Variant v) {
+void bm_route(benchmark::State& state, GatingType dtype, int E, int k, std::int64_t T, BenchKernel kern) {
   const std::string key = "route/" + std::string(dtype_name(dtype)) + "/" + std::to_string(E) + "/" +
                           std::to_string(k) + "/" + std::to_string(T);
   auto* f = static_cast<RouteFixture*>(find_fixture(key));
@@ -370,16 +388,16 @@ void bm_route(benchmark::State& state, GatingType dtype, int E, int k, std::int6
     MOECHECK_BENCH_REQUIRE(state, create_route_fixture(dtype, E, k, T, nf.get()));
     f = static_cast<RouteFixture*>(install_fixture(key, std::move(nf)));
   }
-  const int vi = static_cast<int>(v);
+  const int vi = kern.key();
   if (const auto bad = f->failures.find(vi); bad != f->failures.end()) MOECHECK_BENCH_REQUIRE(state, bad->second);
-  const LaunchFn launch = [f, v]() -> std::string {
+  const LaunchFn launch = [f, kern]() -> std::string {
     const RoutingArgs a = f->args(f->next);
     f->next = f->next + 1 == f->slots ? 0 : f->next + 1;
-    if (const cudaError_t e = kernels::launch_routing(a, v, g_info.stream); e != cudaSuccess) return launch_error(e);
+    if (const cudaError_t e = kern.launch(a, g_info.stream); e != cudaSuccess) return launch_error(e);
     return {};
   };
   if (f->plans.find(vi) == f->plans.end()) {
-    std::string err = verify_variant(*f, v);
+    std::string err = verify_variant(*f, kern);
     int per_batch = 0;
     if (err.empty()) err = plan_launches(g_info.stream, launch, &per_batch);
     double stream_seconds = 0;
@@ -406,8 +424,57 @@ void bm_route(benchmark::State& state, GatingType dtype, int E, int k, std::int6
   state.counters["stream_launch_us"] = f->stream_seconds[vi] * 1e6;
 }
 
-const char* bench_variant_name(Variant v) {
-  return v == Variant::automatic ? "auto" : kernels::variant_name(v);
+/// BM_Launch: graph replay of a kernel that does nothing, timed like BM_Route (the fixed
+/// device time of one launch in a graph, which no routing launch can go below).
+struct LaunchFixture final : Fixture {
+  int per_batch = 0;
+  GraphExec graph;
+};
+
+void bm_launch(benchmark::State& state) {
+  const LaunchFn launch = []() -> std::string {
+    MOECHECK_BENCH_TRY(launch_empty(g_info.stream));
+    return {};
+  };
+  auto* f = static_cast<LaunchFixture*>(find_fixture("launch"));
+  if (f == nullptr) {
+    release_fixture();
+    auto nf = std::make_unique<LaunchFixture>();
+    MOECHECK_BENCH_REQUIRE(state, plan_launches(g_info.stream, launch, &nf->per_batch));
+    MOECHECK_BENCH_REQUIRE(state, capture_graph(g_info.stream, launch, nf->per_batch, &nf->graph));
+    f = static_cast<LaunchFixture*>(install_fixture("launch", std::move(nf)));
+  }
+  const cudaGraphExec_t exec = f->graph.exec;
+  const int per_batch = f->per_batch;
+  const LaunchFn replay = [exec]() -> std::string {
+    MOECHECK_BENCH_TRY(cudaGraphLaunch(exec, g_info.stream));
+    return {};
+  };
+  run_timed_graph(state, g_info.stream, replay, per_batch, 0.0, 0);
+}
+
+std::string bench_variant_name(const BenchKernel& k) {
+  if (k.lanes == 1) return "thread_single";
+  if (k.lanes >= 0) return "thread_lanes" + std::to_string(k.lanes);
+  return k.v == Variant::automatic ? "auto" : kernels::variant_name(k.v);
+}
+
+/// The timed kernels: every variant, thread_single, and thread_lanes<N> for each N in the
+/// comma-separated environment variable MOECHECK_BENCH_LANES (2, 4, .., 32; for tuning
+/// row::thread_lanes_per_row).
+std::vector<BenchKernel> kernels_to_time() {
+  std::vector<BenchKernel> v = {BenchKernel{Variant::warp_per_row}, BenchKernel{Variant::block_per_row},
+                                BenchKernel{Variant::thread_per_row}, BenchKernel{Variant::thread_per_row, 1}};
+  if (const char* env = std::getenv("MOECHECK_BENCH_LANES"); env != nullptr) {
+    std::stringstream in(env);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      const int n = std::atoi(item.c_str());
+      if (n >= 2 && n <= 32 && (n & (n - 1)) == 0) v.push_back(BenchKernel{Variant::thread_per_row, n});
+    }
+  }
+  v.push_back(BenchKernel{Variant::automatic});
+  return v;
 }
 
 void register_benchmarks(std::size_t copy_bytes_n) {
@@ -415,11 +482,14 @@ void register_benchmarks(std::size_t copy_bytes_n) {
                                [copy_bytes_n](benchmark::State& st) { bm_copy(st, copy_bytes_n); })
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("BM_Launch", [](benchmark::State& st) { bm_launch(st); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
   for (GatingType dtype : grid_dtypes()) {
     for (const Shape& s : grid_shapes()) {
       for (std::int64_t T : grid_tokens()) {
-        for (Variant v : {Variant::warp_per_row, Variant::block_per_row, Variant::thread_per_row, Variant::automatic}) {
-          if (v == Variant::warp_per_row && s.E > kernels::kWarpMaxExperts) continue;
+        for (const BenchKernel v : kernels_to_time()) {
+          if (v.v == Variant::warp_per_row && s.E > kernels::kWarpMaxExperts) continue;
           const std::string name = std::string("BM_Route/variant:") + bench_variant_name(v) + "/dtype:" +
                                    dtype_name(dtype) + "/E:" + std::to_string(s.E) + "/k:" +
                                    std::to_string(s.k) + "/T:" + std::to_string(T);
@@ -623,7 +693,7 @@ const std::vector<Shape>& grid_shapes() {
   return s;
 }
 const std::vector<std::int64_t>& grid_tokens() {
-  static const std::vector<std::int64_t> t = {1, 16, 64, 1024, 16384, 250000};
+  static const std::vector<std::int64_t> t = {1, 16, 64, 1024, 2048, 16384, 250000};
   return t;
 }
 const std::vector<GatingType>& grid_dtypes() {

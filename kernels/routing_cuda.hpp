@@ -22,8 +22,19 @@ namespace moecheck::kernels {
 /// of this library: see launch_routing_mutant (kernels/routing_mutants.hpp).
 cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream);
 
-/// Threads per block a launch of (variant, E, T) uses (for tools and benchmarks; T only
-/// matters for Variant::automatic).
+/// launch_routing(a, Variant::thread_per_row, stream) with `lanes` lanes of a warp per row:
+/// 0 = the launcher's choice (row::thread_lanes_per_row), 1 = one thread per row, 2, 4, .., 32
+/// = a lane group per row (values below half the top-list bucket next_pow2(k) are raised to
+/// it). Layouts that cannot be read in 16-byte units (strided columns, misaligned base or row
+/// pitch, E * sizeof(element) % 16 != 0) always run one thread per row. The outputs are the
+/// same for every value (bit-identical to emulate_routing(a, Variant::thread_per_row)). Any
+/// other `lanes` is cudaErrorInvalidValue, checked with the arguments before the device is
+/// touched. For tests and benchmarks.
+cudaError_t launch_thread_per_row_lanes(const RoutingArgs& a, int lanes, cudaStream_t stream);
+
+/// The most threads per block a launch of (variant, E, T) uses (for tools and benchmarks; T
+/// only matters for Variant::automatic). Launches of few rows use fewer, spreading their warps
+/// over the multiprocessors; thread_per_row's lane groups use up to 256.
 int threads_per_block(Variant v, int E, std::int64_t T, GatingType dtype);
 
 }  // namespace moecheck::kernels

@@ -63,6 +63,7 @@ struct DeviceWarp {
       v[0] = row::accumulate(v[0], __shfl_xor_sync(kFull, v[0], o), fp16);
     }
   }
+  __device__ __forceinline__ bool any(const bool* v) const { return __any_sync(kFull, v[0]) != 0; }
   __device__ __forceinline__ static float load_scale(const float* p) { return __ldg(p); }
   __device__ __forceinline__ static void store(float* w, float wv, std::int32_t* id,
                                                std::int32_t idv) {
@@ -175,6 +176,19 @@ cudaError_t launch_capped(const KernelParams& p, std::int64_t work_blocks, int t
   const std::int64_t grid = work_blocks < cap ? work_blocks : cap;
   K<<<static_cast<unsigned>(grid), static_cast<unsigned>(threads), static_cast<std::size_t>(smem), stream>>>(p);
   return cudaGetLastError();
+}
+
+/// Threads per block for a grid-stride kernel of one warp per work item that needs `warps`
+/// warps in all (at most max_threads per block): few warps are spread one block per
+/// multiprocessor first (small T: no two rows share a multiprocessor while others idle), then
+/// blocks grow up to max_threads.
+inline cudaError_t spread_threads(std::int64_t warps, int max_threads, int* threads) {
+  int sms = 0;
+  if (const cudaError_t e = sm_count(&sms); e != cudaSuccess) return e;
+  const std::int64_t per_sm = (warps + sms - 1) / sms;
+  const std::int64_t cap = max_threads / 32;
+  *threads = 32 * static_cast<int>(per_sm < 1 ? 1 : (per_sm > cap ? cap : per_sm));
+  return cudaSuccess;
 }
 
 /// True when vector loads of vec_bytes (vec_elems elements) can read every row: contiguous

@@ -27,7 +27,7 @@ enum class Variant : int {
   automatic = 0,
   warp_per_row = 1,    ///< one warp owns a row; E <= kWarpMaxExperts
   block_per_row = 2,   ///< one block owns a row; any E <= kMaxExperts
-  thread_per_row = 3,  ///< one thread owns a row; any E <= kMaxExperts (for large T)
+  thread_per_row = 3,  ///< one thread (large T) or a group of 2..32 lanes owns a row; any E <= kMaxExperts
 };
 const char* variant_name(Variant v);
 bool parse_variant(std::string_view s, Variant* out);
@@ -37,6 +37,8 @@ constexpr int kMaxExperts = 4096;   ///< largest supported E
 constexpr int kWarpMaxExperts = 512;///< largest E the warp-per-row variant accepts
 /// Rows from which choose_variant picks thread_per_row (see choose_variant).
 constexpr std::int64_t kThreadPerRowMinRows = 16384;
+/// From this many rows choose_variant picks thread_per_row (lane groups) for E > kWarpMaxExperts.
+constexpr std::int64_t kThreadPerRowLargeExpertMinRows = 1024;
 /// Up to this many rows choose_variant picks block_per_row for fp32 rows of E > 256.
 constexpr std::int64_t kBlockPreferMaxRows = 256;
 

@@ -47,8 +47,18 @@ cudaError_t prepare_launch(const RoutingArgs& a, Variant* v, Mutant m, KernelPar
 
 int threads_per_block(Variant v, int E, std::int64_t T, GatingType dtype) {
   if (v == Variant::automatic) v = choose_variant(E, T, dtype);
-  if (v == Variant::thread_per_row) return detail::kThreadWarps * 32;
+  if (v == Variant::thread_per_row) return 256;  // lane groups: kGroupThreads (one thread per row: 128)
   return v == Variant::warp_per_row ? detail::kWarpThreads : 32 * row::block_warps(E);
+}
+
+cudaError_t launch_thread_per_row_lanes(const RoutingArgs& a, int lanes, cudaStream_t stream) {
+  if (!detail::valid_lanes(lanes)) return cudaErrorInvalidValue;
+  Variant v = Variant::thread_per_row;
+  detail::KernelParams p;
+  if (const cudaError_t e = detail::prepare_launch(a, &v, Mutant::none, &p); e != cudaSuccess) return e;
+  if (a.T == 0) return cudaSuccess;
+  p.lanes = lanes;
+  return detail::launch_thread_per_row<false>(a, p, stream);
 }
 
 cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream) {

@@ -25,6 +25,7 @@ struct KernelParams {
   std::int64_t col_stride = 1;   ///< elements (1 under ignore_col_stride)
   bool vec = false;              ///< vector loads allowed (contiguous, aligned, E % VE == 0)
   bool vec_out = false;          ///< thread_per_row: 16-byte output stores (k % 4 == 0, aligned outputs)
+  int lanes = 0;                 ///< thread_per_row: lanes per row requested (0: thread_lanes_per_row)
   row::RowConfig cfg;
   Mutant mutant = Mutant::none;
   float* weights = nullptr;
@@ -36,6 +37,10 @@ struct KernelParams {
 /// success fills *p (params of mutant m) and returns cudaSuccess; otherwise
 /// cudaErrorInvalidValue without touching the device. T == 0 passes (nothing to launch).
 cudaError_t prepare_launch(const RoutingArgs& a, Variant* v, Mutant m, KernelParams* p);
+
+/// True when `lanes` is a valid lanes-per-row request of the thread variant (0 = automatic, or
+/// a power of two up to 32).
+inline bool valid_lanes(int lanes) { return lanes == 0 || (lanes > 0 && lanes <= 32 && (lanes & (lanes - 1)) == 0); }
 
 /// Streaming multiprocessors of the current device (cached per device id).
 cudaError_t sm_count(int* out);

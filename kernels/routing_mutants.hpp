@@ -13,4 +13,8 @@ namespace moecheck::kernels {
 /// grid_overflow and shared_race, which the emulation runs as Mutant::none.
 cudaError_t launch_routing_mutant(const RoutingArgs& a, Variant v, cudaStream_t stream, Mutant m);
 
+/// launch_thread_per_row_lanes with planted bug m (same checks; shared_race always runs one
+/// thread per row, the staged kernel whose missing wait it plants).
+cudaError_t launch_thread_per_row_lanes_mutant(const RoutingArgs& a, int lanes, cudaStream_t stream, Mutant m);
+
 }  // namespace moecheck::kernels

@@ -110,8 +110,14 @@ ArgStatus validate_args(const RoutingArgs& a, std::string* message) {
 ///  * below: warp_per_row for E <= kWarpMaxExperts (512), block_per_row above. Measured on
 ///    an H200 at T = 250000, k = 8, warp_per_row beats block_per_row at E = 512 (bf16 329 vs
 ///    405 us, f16 352 vs 538 us, f32 626 vs 654 us) and at E <= 256.
+///  * E > kWarpMaxExperts and T >= kThreadPerRowLargeExpertMinRows (1024): thread_per_row, whose
+///    lane groups give each long row up to 32 lanes with all their loads in flight. Measured on
+///    an H200 (2026-12-01, E = 2048, k = 8): T = 1024 bf16 5.32 against 7.13 us (block_per_row),
+///    f16 5.32 against 8.66, f32 10.56 against 11.61; T = 2048 bf16 7.50 against 12.44 us.
+///    (Layouts without 16-byte units, e.g. transposed, run one thread per row there: slower.)
 Variant choose_variant(int E, std::int64_t T, GatingType dtype) {
   if (T >= kThreadPerRowMinRows) return Variant::thread_per_row;
+  if (E > kWarpMaxExperts && T >= kThreadPerRowLargeExpertMinRows) return Variant::thread_per_row;
   // fp32 rows of more than 256 experts give a warp 16 64-bit entries per lane to sort: with
   // few rows (no other rows to overlap with) one block per row finishes sooner.
   if (dtype == GatingType::f32 && E > 256 && T <= kBlockPreferMaxRows) return Variant::block_per_row;

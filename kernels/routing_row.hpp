@@ -507,7 +507,8 @@ MOECHECK_UNROLL
 // ---------------------------------------------------------------------------------------
 // Warp programs. Ctx is a warp context: Ctx::N lanes held (1 on the device, 32 on the host),
 // ctx.lane(i) the lane id of held lane i, ctx.each(f) calls f(i) for every held lane,
-// collectives: ctx.max(v) (uniform maximum of per-lane entries), ctx.shfl(out, v, src),
+// collectives: ctx.max(v) (uniform maximum of per-lane entries), ctx.any(v) (whether any lane's
+// flag is set), ctx.shfl(out, v, src),
 // ctx.xor_sum(v, width, fp16) (butterfly sum with xor offsets 1, 2, ..., width/2, each
 // lane adding its partner's value to its own), ctx.store(...) for outputs.
 // ---------------------------------------------------------------------------------------
@@ -583,9 +584,14 @@ MOECHECK_HD inline void finish_rows(const Ctx& ctx, const typename Tr::Entry* mi
   int src[N];
   ctx.each([&](int i) { src[i] = ctx.lane(i) & ~(group - 1); });
   ctx.shfl(top, mine, src);
-  float e[N], s[N];
+  float e[N], s[N], sc[N];
   ctx.each([&](int i) {
     const int slot = ctx.lane(i) & (group - 1);
+    // The scale is loaded first: its latency overlaps the terms and the sum.
+    sc[i] = 1.0f;
+    if (cfg.scale != nullptr && slot < cfg.k && rows[i] >= 0) {
+      sc[i] = ctx.load_scale(cfg.scale + (m == Mutant::scale_by_slot ? slot : entry_index(mine[i])));
+    }
     e[i] = slot < cfg.k ? softmax_term(Tr::value(mine[i]), Tr::value(top[i])) : 0.0f;
     s[i] = e[i];
   });
@@ -597,9 +603,7 @@ MOECHECK_HD inline void finish_rows(const Ctx& ctx, const typename Tr::Entry* mi
     if (d == 0.0f && m != Mutant::zero_sum_divide) d = 1.0f;
     const int id = entry_index(mine[i]);
     float w = div_rn(e[i], d);
-    if (cfg.scale != nullptr) {
-      w = mul_rn(w, ctx.load_scale(cfg.scale + (m == Mutant::scale_by_slot ? slot : id)));
-    }
+    if (cfg.scale != nullptr) w = mul_rn(w, sc[i]);
     const std::int64_t off = rows[i] * cfg.k + slot;
     ctx.store(weights + off, w, ids + off, static_cast<std::int32_t>(id));
   });
@@ -731,6 +735,11 @@ struct HostWarp {
       for (int i = 0; i < N; ++i) v[i] = accumulate(v[i], tmp[i], fp16);
     }
   }
+  bool any(const bool* v) const {
+    for (int i = 0; i < N; ++i)
+      if (v[i]) return true;
+    return false;
+  }
   static float load_scale(const float* p) { return *p; }
   static void store(float* w, float wv, std::int32_t* id, std::int32_t idv) {
     *w = wv;
@@ -817,31 +826,14 @@ MOECHECK_HD inline typename Tr::Entry thread_entry(std::uint32_t raw, int index,
   }
 }
 
-/// Entries of the thread variant's selection (encode: from the standard entry, decode: back;
-/// the padding entry 0 stays 0; every encoding keeps the standard order).
-///   16-bit types: the key of a negative value is one larger (~h + 1 instead of ~h), so that
-///     the device computes it from the raw bits without canonicalising -0 first (-0 and +0
-///     both get 0x8000); every real entry stays >= 0x10000, negative keys below 0x8000.
-///   fp32: the standard entries. (Ordering them as IEEE doubles, one DMNMX per max or min,
-///     measured 1.5x slower on an H100 than the 64-bit compare and selects.)
-template <class Tr>
-struct ThreadCodec {
-  MOECHECK_HD static std::uint32_t encode(std::uint32_t e) { return e < 0x80000000u ? e + 0x10000u : e; }
-  MOECHECK_HD static std::uint32_t decode(std::uint32_t t) {
-    return (t >= 0x10000u && t < 0x80000000u) ? t - 0x10000u : t;
-  }
-};
-template <>
-struct ThreadCodec<F32> {
-  MOECHECK_HD static std::uint64_t encode(std::uint64_t e) { return e; }
-  MOECHECK_HD static std::uint64_t decode(std::uint64_t e) { return e; }
-};
-
-/// The ThreadCodec entries of two consecutive experts (index0, index0 + 1) with raw bits raw0,
-/// raw1 (16-bit types in the low half). 16-bit types on the device (sm_80 and later, not
-/// keep_nan): both halves of one word at once: a packed max with -inf maps NaN to -inf, one
-/// byte permute replicates each half's sign (selector 0xBB99), and the key is h | 0x8000 for
-/// a positive half, ~h + 1 for a negative one (-0 included, which gets +0's key).
+/// The entries (Tr::make(Tr::key(Tr::canonical(raw, keep_nan)), index), as thread_entry) of
+/// two consecutive experts (index0, index0 + 1) with raw bits raw0, raw1 (16-bit types in the
+/// low half). 16-bit types on the device (sm_80 and later, not keep_nan): both halves of one
+/// word at once: a packed fma x * 1 + 0 maps -0 to +0 (round to nearest; every other value,
+/// subnormals included, is unchanged, and a NaN stays a NaN) on the fma pipe, a packed max
+/// with -inf maps NaN to -inf, one byte permute replicates each half's sign (selector 0xBB99),
+/// and the key is h ^ 0x8000 for a positive half, ~h for a negative one; the expert index
+/// parts are added (e0 as a multiply-add, also on the fma pipe).
 template <class Tr>
 MOECHECK_HD inline void thread_entry_pair(std::uint32_t raw0, std::uint32_t raw1, int index0, bool keep_nan,
                                           typename Tr::Entry& e0, typename Tr::Entry& e1) {
@@ -849,24 +841,27 @@ MOECHECK_HD inline void thread_entry_pair(std::uint32_t raw0, std::uint32_t raw1
   if constexpr (Tr::kBytes == 2) {
     if (!keep_nan) {
       const std::uint32_t w = raw0 | (raw1 << 16);
-      std::uint32_t c;
+      std::uint32_t z, c;
       if constexpr (Tr::kType == GatingType::bf16) {
-        asm("max.bf16x2 %0, %1, %2;" : "=r"(c) : "r"(w), "r"(0xff80ff80u));
+        asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(z) : "r"(w), "r"(0x3f803f80u), "r"(0u));
+        asm("max.bf16x2 %0, %1, %2;" : "=r"(c) : "r"(z), "r"(0xff80ff80u));
       } else {
-        asm("max.f16x2 %0, %1, %2;" : "=r"(c) : "r"(w), "r"(0xfc00fc00u));
+        asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(z) : "r"(w), "r"(0x3c003c00u), "r"(0u));
+        asm("max.f16x2 %0, %1, %2;" : "=r"(c) : "r"(z), "r"(0xfc00fc00u));
       }
       std::uint32_t m;
       asm("prmt.b32 %0, %1, %2, 0xBB99;" : "=r"(m) : "r"(c), "r"(0u));
-      const std::uint32_t key = (c ^ (m | 0x80008000u)) + (m & 0x00010001u);
+      const std::uint32_t key = c ^ (m | 0x80008000u);
       const std::uint32_t low0 = kIndexMask - static_cast<std::uint32_t>(index0);
-      e0 = (key << 16) | low0;
+      // e0 = key << 16 | low0 as one multiply-add (low0 < 0x10000: the sum is the or).
+      asm("mad.lo.u32 %0, %1, 65536, %2;" : "=r"(e0) : "r"(key), "r"(low0));
       e1 = (key & 0xffff0000u) | (low0 - 1u);
       return;
     }
   }
 #endif
-  e0 = ThreadCodec<Tr>::encode(thread_entry<Tr>(raw0, index0, keep_nan));
-  e1 = ThreadCodec<Tr>::encode(thread_entry<Tr>(raw1, index0 + 1, keep_nan));
+  e0 = thread_entry<Tr>(raw0, index0, keep_nan);
+  e1 = thread_entry<Tr>(raw1, index0 + 1, keep_nan);
 }
 
 /// Half cleaners of distance D, D/2, .., 1: sorts a bitonic sequence of N entries descending.
@@ -923,6 +918,10 @@ struct HostRowSource {
   void scan_full(F&& f) const {
     scan(f);
   }
+  template <class F>
+  void rescan(F&& f) const {
+    scan(f);
+  }
 };
 
 /// Host output of one row of the thread variant.
@@ -938,49 +937,34 @@ struct HostRowOut {
   }
 };
 
-/// One row, one thread. Src: scan(f) / scan_full(f) call f(raw, base, n) for consecutive
-/// batches of B = thread_batch(KB) elements in expert order (raw[j] = bits of expert
-/// base + j, 16-bit types in the low half; j >= n is padding); scan streams the row for the
-/// selection, scan_full again for the all-expert sum (cfg.want_full only). Out: store(slot,
-/// w, id) for slots < k, weight(slot) / id(slot) read a stored slot back (the softmax term
-/// is stored first, then replaced by its weight), scale(p) loads a per-expert scale.
-/// Selection: top = the KB largest entries, descending = the winners of the k rounds of the
-/// other variants. Mutants: off_by_one_k / drop_tied_expert (slot k-1 repeats slot k-2),
-/// nan_duplicates (slots after the first NaN repeat it) as in select_rounds; the weight
-/// epilogue is finish_rows' (same terms, same pairwise sum over kpad slots, same guard,
-/// divide and scale), the all-expert sum is taken in expert order relative to top[0].
-/// skip_partial_warp is applied by the callers (rows of a last partial 32-row tile are
-/// skipped), grid_overflow by the launcher; cfg.E_valid is not used.
-#if defined(__CUDACC__)
-#pragma nv_exec_check_disable
-#endif
-template <class Tr, int KB, class Src, class Out>
-MOECHECK_HD inline void thread_row(Src& src, const RowConfig& cfg, Mutant m, Out& out) {
+/// One selection step of the thread variant: the n <= Bt raw elements raw[0..n) (experts
+/// base, base + 1, ..; 16-bit types in the low half) become entries (thread_entry_pair), are sorted
+/// and merged into the descending list top (KB entries); raw[j >= n] is padding.
+template <class Tr, int KB, int Bt>
+MOECHECK_HD inline void thread_select_batch(typename Tr::Entry* top, const std::uint32_t* raw, int base, int n,
+                                            bool keep_nan) {
   using Entry = typename Tr::Entry;
-  constexpr int B = thread_batch(KB);
-  const bool keep_nan = m == Mutant::nan_duplicates;
-  const bool fp16 = m == Mutant::fp16_accumulation;
-  const int k = cfg.k;
-  Entry top[KB];
+  Entry b[Bt];
 MOECHECK_UNROLL
-  for (int j = 0; j < KB; ++j) top[j] = 0;
-  src.scan([&](const std::uint32_t* raw, int base, int n) {
-    Entry b[B];
-MOECHECK_UNROLL
-    for (int j = 0; j + 1 < B; j += 2) {
-      Entry e0, e1;
-      thread_entry_pair<Tr>(raw[j], raw[j + 1], base + j, keep_nan, e0, e1);
-      b[j] = j < n ? e0 : Entry(0);
-      b[j + 1] = j + 1 < n ? e1 : Entry(0);
-    }
-    if constexpr (B % 2 == 1) {
-      b[B - 1] = B - 1 < n ? ThreadCodec<Tr>::encode(thread_entry<Tr>(raw[B - 1], base + B - 1, keep_nan)) : Entry(0);
-    }
-    sort_desc<B, CompareExchangeOnce>(b);
-    merge_topk<KB, B>(top, b);
-  });
-MOECHECK_UNROLL
-  for (int j = 0; j < KB; ++j) top[j] = ThreadCodec<Tr>::decode(top[j]);
+  for (int j = 0; j + 1 < Bt; j += 2) {
+    Entry e0, e1;
+    thread_entry_pair<Tr>(raw[j], raw[j + 1], base + j, keep_nan, e0, e1);
+    b[j] = j < n ? e0 : Entry(0);
+    b[j + 1] = j + 1 < n ? e1 : Entry(0);
+  }
+  if constexpr (Bt % 2 == 1) {
+    b[Bt - 1] = Bt - 1 < n ? thread_entry<Tr>(raw[Bt - 1], base + Bt - 1, keep_nan) : Entry(0);
+  }
+  sort_desc<Bt, CompareExchangeOnce>(b);
+  merge_topk<KB, Bt>(top, b);
+}
+
+/// The selected list of the thread variant after its selection, with the planted selection
+/// bugs applied: off_by_one_k / drop_tied_expert (slot k-1 repeats
+/// slot k-2), nan_duplicates (slots after the first NaN repeat it), as in select_rounds.
+template <class Tr, int KB>
+MOECHECK_HD inline void thread_fix_top(typename Tr::Entry* top, int k, Mutant m) {
+  using Entry = typename Tr::Entry;
   // (Selects on constant slots with the slot tested through a bit mask: a test j == k - 1 lets
   // the compiler turn the loop into one store at index k - 1, and a dynamically indexed list
   // lives in local memory on the device.)
@@ -1005,19 +989,182 @@ MOECHECK_UNROLL
       seen = seen || nan_here;
     }
   }
-  const float mx = Tr::value(top[0]);
+}
+
+/// The all-expert sum of the thread variant: softmax terms relative to mx in expert order
+/// (Src::scan_full: batches of B = thread_batch(KB) elements).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, int KB, class Src>
+MOECHECK_HD inline float thread_full_sum(Src& src, float mx, Mutant m) {
+  constexpr int B = thread_batch(KB);
+  const bool keep_nan = m == Mutant::nan_duplicates;
+  const bool fp16 = m == Mutant::fp16_accumulation;
   float full = 0.0f;
-  if (cfg.want_full) {
-    src.scan_full([&](const std::uint32_t* raw, int base, int n) {
+  src.scan_full([&](const std::uint32_t* raw, int base, int n) {
 MOECHECK_UNROLL
-      for (int j = 0; j < B; ++j) {
-        if (j < n) {
-          const float x = Tr::value(thread_entry<Tr>(raw[j], base + j, keep_nan));
-          full = accumulate(full, softmax_term(x, mx), fp16);
-        }
+    for (int j = 0; j < B; ++j) {
+      if (j < n) {
+        const float x = Tr::value(thread_entry<Tr>(raw[j], base + j, keep_nan));
+        full = accumulate(full, softmax_term(x, mx), fp16);
       }
-    });
+    }
+  });
+  return full;
+}
+
+/// fp32 selection of the thread variant with 32-bit entries (a 64-bit compare-exchange costs
+/// three times the instructions of a 32-bit one). Coarse entry of expert i: the order-preserving
+/// key with its low ib bits (2^ib >= E) replaced by (2^ib - 1 - i): the order of the key's high
+/// 32 - ib bits (its "bucket"), then index ascending. One pass keeps the KB largest coarse
+/// entries (batch sort and merge as for the exact entries) and the largest entry the merges
+/// dropped. Let K be the bucket of the k-th coarse entry. Every expert of a higher bucket is in
+/// the exact top k, none of a lower bucket is; when no expert of bucket K lies past the k-th
+/// coarse entry (the next one, in the list or the largest dropped, has a lower bucket or does
+/// not exist), the first k coarse entries are exactly the top-k set: their exact entries
+/// (values reloaded by index, Src::load) sorted give thread_row's list, slots >= k padding.
+/// Otherwise (ties inside bucket K beyond the list; rare for continuous values) returns false
+/// and the caller selects with exact entries.
+/// Index mask of fp32 coarse entries for E experts: 2^b - 1 for the smallest b >= 1 with 2^b >= E.
+MOECHECK_HD inline std::uint32_t coarse_index_mask(int E) {
+  int ib = 1;
+  while ((1 << ib) < E) ++ib;
+  return (1u << ib) - 1u;
+}
+
+/// c (KB coarse entries, descending) := the KB largest of c and b (B <= KB, descending), as
+/// merge_topk; *dropped := the largest of *dropped and the entries the merge drops.
+template <int KB, int B>
+MOECHECK_HD inline void coarse_merge(std::uint32_t* c, const std::uint32_t* b, std::uint32_t& dropped) {
+  std::uint32_t lost = 0;
+MOECHECK_UNROLL
+  for (int j = 0; j < B; ++j) {
+    const std::uint32_t x = c[KB - 1 - j], y = b[j];
+    c[KB - 1 - j] = x > y ? x : y;
+    const std::uint32_t lo = x > y ? y : x;
+    lost = lost > lo ? lost : lo;
   }
+  dropped = dropped > lost ? dropped : lost;
+  bitonic_clean<KB, KB / 2>(c);
+}
+
+/// One coarse selection step: the coarse entries of raw[0..n) (experts base + j; raw[j >= n]
+/// is padding), sorted, merged into c (coarse_merge).
+template <int KB, int Bt>
+MOECHECK_HD inline void coarse_select_batch(std::uint32_t* c, std::uint32_t& dropped, const std::uint32_t* raw,
+                                            int base, int n, std::uint32_t imask, bool keep_nan) {
+  std::uint32_t b[Bt];
+MOECHECK_UNROLL
+  for (int j = 0; j < Bt; ++j) {
+    const std::uint32_t key = static_cast<std::uint32_t>(thread_entry<F32>(raw[j], 0, keep_nan) >> 32);
+    b[j] = j < n ? (key & ~imask) | (imask - static_cast<std::uint32_t>(base + j)) : 0u;
+  }
+  sort_desc<Bt, CompareExchangeOnce>(b);
+  coarse_merge<KB, Bt>(c, b, dropped);
+}
+
+/// True when the first k of the coarse list c (the KB largest coarse entries of a row,
+/// descending; `dropped` the largest of the others, 0 if none) are exactly the row's top-k
+/// set: no expert of the k-th entry's bucket ranks after it.
+template <int KB>
+MOECHECK_HD inline bool coarse_decides(const std::uint32_t* c, std::uint32_t dropped, int k, std::uint32_t imask) {
+  // c[k - 1] and c[k] by selects on constant slots tested through bit masks (a test j == k - 1
+  // would become a dynamically indexed load, the list in local memory on the device).
+  const std::uint32_t kth_bit = 1u << (k - 1);
+  std::uint32_t kth = c[0], next = 0;
+MOECHECK_UNROLL
+  for (int j = 1; j < KB; ++j) {
+    kth = ((kth_bit >> j) & 1u) != 0 ? c[j] : kth;
+    next = ((kth_bit >> (j - 1)) & 1u) != 0 ? c[j] : next;
+  }
+  if (k == KB) next = dropped;
+  return next == 0 || (next & ~imask) != (kth & ~imask);
+}
+
+/// top (KB exact fp32 entries, descending) := the exact entries of the first k coarse entries
+/// of c (values reloaded with load(index)), slots >= k padding.
+template <int KB, int B, class Load>
+MOECHECK_HD inline void coarse_to_exact(const std::uint32_t* c, int k, std::uint32_t imask, bool keep_nan, Load&& load,
+                                        std::uint64_t* top) {
+MOECHECK_UNROLL
+  for (int j = 0; j < KB; ++j) top[j] = 0;
+MOECHECK_UNROLL
+  for (int q = 0; q < KB; q += B) {
+    std::uint64_t b[B];
+MOECHECK_UNROLL
+    for (int j = 0; j < B; ++j) {
+      b[j] = 0;
+      if (q + j < k) {
+        const int idx = static_cast<int>(imask - (c[q + j] & imask));
+        b[j] = thread_entry<F32>(load(idx), idx, keep_nan);
+      }
+    }
+    sort_desc<B, CompareExchangeOnce>(b);
+    merge_topk<KB, B>(top, b);
+  }
+}
+
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <int KB, int B, class Src>
+MOECHECK_HD inline bool thread_select_f32_coarse(Src& src, int E, int k, bool keep_nan, std::uint64_t* top) {
+  const std::uint32_t imask = coarse_index_mask(E);
+  std::uint32_t c[KB];
+MOECHECK_UNROLL
+  for (int j = 0; j < KB; ++j) c[j] = 0;
+  std::uint32_t dropped = 0;
+  src.scan([&](const std::uint32_t* raw, int base, int n) {
+    coarse_select_batch<KB, B>(c, dropped, raw, base, n, imask, keep_nan);
+  });
+  if (!coarse_decides<KB>(c, dropped, k, imask)) return false;
+  coarse_to_exact<KB, B>(c, k, imask, keep_nan, [&](int idx) { return src.load(idx); }, top);
+  return true;
+}
+
+/// One row, one thread. Src: scan(f) / scan_full(f) call f(raw, base, n) for consecutive
+/// batches of B = thread_batch(KB) elements in expert order (raw[j] = bits of expert
+/// base + j, 16-bit types in the low half; j >= n is padding); scan streams the row for the
+/// selection, scan_full again for the all-expert sum (cfg.want_full only); fp32 also needs
+/// load(i) (raw bits of expert i) and rescan(f) (scan again: the exact selection when the
+/// coarse one cannot decide, thread_select_f32_coarse). Out: store(slot,
+/// w, id) for slots < k, weight(slot) / id(slot) read a stored slot back (the softmax term
+/// is stored first, then replaced by its weight), scale(p) loads a per-expert scale.
+/// Selection: top = the KB largest entries, descending = the winners of the k rounds of the
+/// other variants. Mutants: thread_fix_top; the weight epilogue is finish_rows' (same terms,
+/// same pairwise sum over kpad slots, same guard, divide and scale), the all-expert sum is
+/// taken in expert order relative to top[0] (thread_full_sum). skip_partial_warp is applied
+/// by the callers (rows of a last partial 32-row tile are skipped), grid_overflow by the
+/// launcher; cfg.E_valid is not used. group_row computes the same outputs with S lanes.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, int KB, class Src, class Out>
+MOECHECK_HD inline void thread_row(Src& src, const RowConfig& cfg, Mutant m, Out& out) {
+  using Entry = typename Tr::Entry;
+  constexpr int B = thread_batch(KB);
+  const bool keep_nan = m == Mutant::nan_duplicates;
+  const bool fp16 = m == Mutant::fp16_accumulation;
+  const int k = cfg.k;
+  Entry top[KB];
+  const auto select = [&](const std::uint32_t* raw, int base, int n) {
+    thread_select_batch<Tr, KB, B>(top, raw, base, n, keep_nan);
+  };
+  if constexpr (Tr::kType == GatingType::f32) {
+    if (!thread_select_f32_coarse<KB, B>(src, cfg.E, k, keep_nan, top)) {
+MOECHECK_UNROLL
+      for (int j = 0; j < KB; ++j) top[j] = 0;
+      src.rescan(select);
+    }
+  } else {
+MOECHECK_UNROLL
+    for (int j = 0; j < KB; ++j) top[j] = 0;
+    src.scan(select);
+  }
+  thread_fix_top<Tr, KB>(top, k, m);
+  const float mx = Tr::value(top[0]);
+  const float full = cfg.want_full ? thread_full_sum<Tr, KB>(src, mx, m) : 0.0f;
   float e[KB], s[KB];
 MOECHECK_UNROLL
   for (int j = 0; j < KB; ++j) {
@@ -1045,6 +1192,213 @@ MOECHECK_NO_UNROLL
     if (cfg.scale != nullptr) w = mul_rn(w, out.scale(cfg.scale + (m == Mutant::scale_by_slot ? j : id)));
     out.store(j, w, id);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Thread variant, lane groups: S lanes of a warp share a row (same outputs as thread_row)
+// ---------------------------------------------------------------------------------------
+
+/// Lanes per row the thread variant's launcher uses for T rows of E experts of `bytes`-byte
+/// elements, top-list bucket KB, on a device of `sms` multiprocessors, when the rows can be
+/// read in 16-byte units (contiguous, aligned, E * bytes % 16 == 0; otherwise 1):
+///  * 1 (one thread per row) once T >= sms * 512: 16 warps of rows per multiprocessor keep
+///    the memory system busy, and a lane group only adds merge work;
+///  * 1 for 16-bit rows of at most 128 bytes (E <= 64) from T >= sms * 64: measured on an
+///    H200 (2026-12-01, E = 64, k = 4, T = 16384) one thread per row took 3.73 us (bf16) and
+///    3.88 us (f16) against 4.14 and 4.25 us for lane groups of 8;
+///  * otherwise the smallest power of two S <= 32 with T * S >= sms * 512, at most one lane
+///    per 16-byte unit of a row, and at least KB / 2 (a lane holds at most two output slots).
+MOECHECK_HD constexpr int thread_lanes_per_row(int E, int bytes, int KB, std::int64_t T, int sms) {
+  const std::int64_t want = static_cast<std::int64_t>(sms) * 512;
+  if (T >= want) return 1;
+  if (bytes == 2 && E * bytes <= 128 && T >= static_cast<std::int64_t>(sms) * 64) return 1;
+  int s = 1;
+  while (s < 32 && T * s < want) s *= 2;
+  const int units = E * bytes / 16;
+  while (s > 1 && s > units) s /= 2;
+  return s < KB / 2 ? KB / 2 : s;
+}
+
+/// Output slots a lane of a group of S lanes owns (KB / min(S, KB): 1 or 2 for S >= KB / 2).
+MOECHECK_HD constexpr int group_slots_per_lane(int KB, int S) { return S >= KB ? 1 : KB / S; }
+
+/// The entry at dynamic position j of a list held in registers (a select chain: constant
+/// register indices, no local memory on the device).
+template <int KB, class Entry>
+MOECHECK_HD inline Entry select_at(const Entry* list, int j) {
+  Entry r = list[0];
+MOECHECK_UNROLL
+  for (int i = 1; i < KB; ++i) r = i == j ? list[i] : r;
+  return r;
+}
+
+/// One row per group of S lanes (S a power of two, 2..32; groups are aligned blocks of S
+/// lanes of the warp, lane g = lane % S of its group), same outputs as thread_row for every
+/// family and mutant. Ctx: warp context (HostWarp: 32 lanes; device: the calling lane), every
+/// lane of the warp takes part (collectives). Per held lane i: lsrc[i].scan(f) calls f(raw,
+/// base, n) for the lane's share of the row in batches of LaneSrc::kBatch consecutive experts
+/// (any subset, every expert of the row in exactly one lane of the group), rsrc[i] is a
+/// thread_row source of the whole row (scan_full: the all-expert sum, cfg.want_full only),
+/// out[i] the row's output (store(slot, w, id)); a lane with out[i].active() false stores
+/// nothing.
+/// Algorithm: each lane selects the KB largest entries of its share (thread_select_batch),
+/// log2(S) butterfly steps merge the partner lane's list (lane ^ o) into the lane's own
+/// (merge_topk; both partners obtain the top KB of the union, which is unique), so every lane
+/// holds thread_row's list. Then lane g owns slots [g * P, g * P + P), P =
+/// group_slots_per_lane: its terms, a pairwise sum over its P slots and a butterfly over
+/// KB / P lanes (add is commutative, so the butterfly's sums equal thread_row's pairwise
+/// tree bit for bit), the guard, divide and scale of thread_row.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class Tr, int KB, class Ctx, class LaneSrc, class RowSrc, class Out>
+MOECHECK_HD inline void group_row(const Ctx& ctx, int S, LaneSrc* lsrc, RowSrc* rsrc, const RowConfig& cfg,
+                                  Mutant m, Out* out) {
+  using Entry = typename Tr::Entry;
+  constexpr int N = Ctx::N;
+  constexpr int Bt = LaneSrc::kBatch;
+  const bool keep_nan = m == Mutant::nan_duplicates;
+  const bool fp16 = m == Mutant::fp16_accumulation;
+  const int k = cfg.k;
+  Entry top[N][KB];
+  bool exact = true;
+  if constexpr (Tr::kType == GatingType::f32) {
+    // fp32: coarse entries (thread_select_f32_coarse) in every lane, merged by the butterfly.
+    // Each lane knows the largest entry it dropped (in its own merges and in the butterfly's,
+    // which both partners make alike), so the largest dropped entry of a group is the maximum
+    // over its lanes: the group cannot decide exactly when one of its lanes cannot, and the
+    // exact selection below runs for the whole warp (its shuffles need every lane) when any
+    // lane cannot.
+    const std::uint32_t imask = coarse_index_mask(cfg.E);
+    std::uint32_t c[N][KB], dropped[N];
+    ctx.each([&](int i) {
+MOECHECK_UNROLL
+      for (int j = 0; j < KB; ++j) c[i][j] = 0;
+      dropped[i] = 0;
+      lsrc[i].scan([&](const std::uint32_t* raw, int base, int n) {
+        coarse_select_batch<KB, Bt>(c[i], dropped[i], raw, base, n, imask, keep_nan);
+      });
+    });
+    for (int o = 1; o < S; o <<= 1) {
+      int src[N];
+      ctx.each([&](int i) { src[i] = ctx.lane(i) ^ o; });
+      std::uint32_t other[N][KB];
+MOECHECK_UNROLL
+      for (int j = 0; j < KB; ++j) {
+        std::uint32_t col[N], got[N];
+        ctx.each([&](int i) { col[i] = c[i][j]; });
+        ctx.shfl(got, col, src);
+        ctx.each([&](int i) { other[i][j] = got[i]; });
+      }
+      ctx.each([&](int i) { coarse_merge<KB, KB>(c[i], other[i], dropped[i]); });
+    }
+    bool undecided[N];
+    ctx.each([&](int i) { undecided[i] = !coarse_decides<KB>(c[i], dropped[i], k, imask); });
+    if (!ctx.any(undecided)) {
+      ctx.each([&](int i) {
+        coarse_to_exact<KB, thread_batch(KB)>(c[i], k, imask, keep_nan, [&](int idx) { return rsrc[i].load(idx); },
+                                              top[i]);
+      });
+      exact = false;
+    }
+  }
+  if (exact) {
+    ctx.each([&](int i) {
+MOECHECK_UNROLL
+      for (int j = 0; j < KB; ++j) top[i][j] = 0;
+      lsrc[i].scan([&](const std::uint32_t* raw, int base, int n) {
+        thread_select_batch<Tr, KB, Bt>(top[i], raw, base, n, keep_nan);
+      });
+    });
+    for (int o = 1; o < S; o <<= 1) {
+      int src[N];
+      ctx.each([&](int i) { src[i] = ctx.lane(i) ^ o; });
+      Entry other[N][KB];
+MOECHECK_UNROLL
+      for (int j = 0; j < KB; ++j) {
+        Entry col[N], got[N];
+        ctx.each([&](int i) { col[i] = top[i][j]; });
+        ctx.shfl(got, col, src);
+        ctx.each([&](int i) { other[i][j] = got[i]; });
+      }
+      ctx.each([&](int i) { merge_topk<KB, KB>(top[i], other[i]); });
+    }
+  }
+  const int P = group_slots_per_lane(KB, S);
+  float e[N][2], s[N], mxs[N], sc[N][2];
+  std::int32_t ids[N][2];
+  ctx.each([&](int i) {
+    thread_fix_top<Tr, KB>(top[i], k, m);
+    mxs[i] = Tr::value(top[i][0]);
+    const int g = ctx.lane(i) & (S - 1);
+MOECHECK_UNROLL
+    for (int q = 0; q < 2; ++q) {
+      const int j = g * P + q;
+      const Entry ent = select_at<KB>(top[i], j);
+      ids[i][q] = static_cast<std::int32_t>(entry_index(ent));
+      // The scales are loaded first: their latency overlaps the terms and the sum.
+      sc[i][q] = 1.0f;
+      if (cfg.scale != nullptr && q < P && j < k && out[i].active()) {
+        sc[i][q] = out[i].scale(cfg.scale + (m == Mutant::scale_by_slot ? j : ids[i][q]));
+      }
+      e[i][q] = q < P && j < k ? softmax_term(Tr::value(ent), mxs[i]) : 0.0f;
+    }
+    s[i] = P == 2 ? accumulate(e[i][0], e[i][1], fp16) : e[i][0];
+  });
+  ctx.xor_sum(s, KB / P, fp16);
+  ctx.each([&](int i) {
+    float d = cfg.want_full ? thread_full_sum<Tr, KB>(rsrc[i], mxs[i], m) : s[i];
+    if (d == 0.0f && m != Mutant::zero_sum_divide) d = 1.0f;
+    const int g = ctx.lane(i) & (S - 1);
+MOECHECK_UNROLL
+    for (int q = 0; q < 2; ++q) {
+      const int j = g * P + q;
+      if (q < P && j < k && out[i].active()) {
+        float w = div_rn(e[i][q], d);
+        if (cfg.scale != nullptr) w = mul_rn(w, sc[i][q]);
+        out[i].store(j, w, ids[i][q]);
+      }
+    }
+  });
+}
+
+/// Host share of lane g of a group of S lanes: the row's 16-byte units g, g + S, g + 2S, ..
+/// (16 / bytes consecutive experts each; the row is contiguous and E * bytes % 16 == 0), in
+/// batches of Bt experts (Bt divides the unit).
+template <class Tr, int Bt>
+struct HostLaneSource {
+  static constexpr int kBatch = Bt;
+  static constexpr int UE = 16 / Tr::kBytes;
+  static_assert(UE % Bt == 0, "batches lie inside a unit");
+  const unsigned char* row = nullptr;
+  int units = 0;
+  int S = 1;
+  int g = 0;
+  template <class F>
+  void scan(F&& f) const {
+    for (int u = g; u < units; u += S) {
+      for (int b0 = 0; b0 < UE; b0 += Bt) {
+        std::uint32_t raw[Bt];
+        for (int j = 0; j < Bt; ++j) {
+          const unsigned char* p = row + (static_cast<std::int64_t>(u) * UE + b0 + j) * Tr::kBytes;
+          if constexpr (Tr::kBytes == 4) {
+            std::memcpy(&raw[j], p, 4);
+          } else {
+            std::uint16_t h;
+            std::memcpy(&h, p, 2);
+            raw[j] = h;
+          }
+        }
+        f(static_cast<const std::uint32_t*>(raw), u * UE + b0, Bt);
+      }
+    }
+  }
+};
+
+/// Batch of a lane group's share: thread_batch(KB), at most one 16-byte unit.
+template <class Tr>
+MOECHECK_HD constexpr int group_batch(int KB) {
+  return thread_batch(KB) < 16 / Tr::kBytes ? thread_batch(KB) : 16 / Tr::kBytes;
 }
 
 }  // namespace moecheck::kernels::row

@@ -134,6 +134,19 @@ struct DirectRowSource {
   __device__ __forceinline__ void scan_full(F&& f) const {
     scan(f);
   }
+  template <class F>
+  __device__ __forceinline__ void rescan(F&& f) const {
+    scan(f);
+  }
+  /// Raw bits of expert i (16-bit types in the low half).
+  __device__ __forceinline__ std::uint32_t load(int i) const {
+    const char* p = row + static_cast<std::int64_t>(i) * cs * Tr::kBytes;
+    if constexpr (Tr::kBytes == 4) {
+      return __ldg(reinterpret_cast<const unsigned int*>(p));
+    } else {
+      return __ldg(reinterpret_cast<const unsigned short*>(p));
+    }
+  }
 };
 
 /// A warp's stream of staged chunks: chunk c of every row of tile t, for the warp's tiles
@@ -218,7 +231,7 @@ struct ChunkStream {
 };
 
 /// Staged element source: the selection pass reads the warp's chunk stream, the all-expert
-/// pass reads the row directly (16-byte loads).
+/// pass, a second selection pass and single experts read the row directly.
 template <class Tr, int B, bool kMut>
 struct StagedRowSource {
   ChunkStream<Tr, kMut>* stream;
@@ -231,6 +244,11 @@ struct StagedRowSource {
   __device__ __forceinline__ void scan_full(F&& f) const {
     direct.scan(f);
   }
+  template <class F>
+  __device__ __forceinline__ void rescan(F&& f) const {
+    direct.scan(f);
+  }
+  __device__ __forceinline__ std::uint32_t load(int i) const { return direct.load(i); }
 };
 
 /// Output of one lane's row: its slots in the warp's shared output tile.
@@ -337,6 +355,99 @@ __global__ void __launch_bounds__(kThreadWarps * 32, thread_min_blocks(KB, kStag
   if constexpr (kStaged) cp_async_wait<0>();
 }
 
+// ---------------------------------------------------------------------------------------
+// Lane groups: S lanes of a warp share a row (row::group_row; fewer rows than fill the GPU)
+// ---------------------------------------------------------------------------------------
+
+constexpr int kGroupThreads = 256;  ///< lane-group kernel: 8 warps per block
+
+/// Device share of lane g of a group of S lanes, in row::HostLaneSource's order: the row's
+/// 16-byte units g, g + S, g + 2S, .., up to four loads in flight per step.
+template <class Tr, int Bt>
+struct DeviceLaneSource {
+  static constexpr int kBatch = Bt;
+  static constexpr int UE = 16 / Tr::kBytes;
+  const char* row;
+  int units;
+  int S;
+  int g;
+  template <class F>
+  __device__ __forceinline__ void scan(F&& f) const {
+    const uint4* rv = reinterpret_cast<const uint4*>(row);
+    for (int u0 = g; u0 < units; u0 += 4 * S) {
+      uint4 v[4];
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int u = u0 + q * S;
+        // Cached normally (not evict-first): the fp32 coarse selection reloads its k winners.
+        v[q] = u < units ? __ldg(rv + u) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int u = u0 + q * S;
+        if (u < units) {
+          const std::uint32_t w[4] = {v[q].x, v[q].y, v[q].z, v[q].w};
+#pragma unroll
+          for (int b0 = 0; b0 < UE; b0 += Bt) {
+            std::uint32_t raw[Bt];
+#pragma unroll
+            for (int j = 0; j < Bt; ++j) raw[j] = row::raw_elem<Tr, UE>(w, b0 + j);
+            f(static_cast<const std::uint32_t*>(raw), u * UE + b0, Bt);
+          }
+        }
+      }
+    }
+  }
+};
+
+/// Output of a lane group's row: the lanes store their own slots directly.
+struct GroupRowOut {
+  float* wp;
+  std::int32_t* ip;
+  bool on;
+  __device__ __forceinline__ bool active() const { return on; }
+  __device__ __forceinline__ static float scale(const float* p) { return __ldg(p); }
+  __device__ __forceinline__ void store(int slot, float wv, std::int32_t idv) const {
+    __stcs(wp + slot, wv);
+    __stcs(ip + slot, idv);
+  }
+};
+
+/// One row per group of p.lanes lanes (2..32), 32 / p.lanes rows per warp, grid-stride over
+/// the warps' row batches (any whole number of warps per block, at most kGroupThreads). Rows
+/// must be readable in 16-byte units (contiguous columns, aligned base and pitch,
+/// E * bytes % 16 == 0). Lanes past T (last batch) compute a copy of
+/// the last row and store nothing. skip_partial_warp: rows of the last partial 32-row tile
+/// are skipped, as in thread_per_row_kernel.
+template <class Tr, int KB, bool kMut>
+__global__ void __launch_bounds__(kGroupThreads) thread_group_kernel(const KernelParams p) {
+  constexpr int B = row::thread_batch(KB);
+  constexpr int Bt = row::group_batch<Tr>(KB);
+  const Mutant m = kMut ? p.mutant : Mutant::none;
+  const int lane = static_cast<int>(threadIdx.x & 31u);
+  const int S = p.lanes;
+  const int rpw = 32 / S;
+  const std::int64_t tiles_rows = thread_tiles(p.T_eff, m) * 32;
+  const std::int64_t T = p.T_eff < tiles_rows ? p.T_eff : tiles_rows;
+  const std::int64_t nb = (T + rpw - 1) / rpw;
+  const std::int64_t nw = static_cast<std::int64_t>(gridDim.x) * (blockDim.x >> 5);
+  const DeviceWarp ctx{lane};
+  const int E = p.cfg.E;
+  const int k = p.cfg.k;
+  const int units = E * Tr::kBytes / 16;
+  const std::int64_t row_bytes = p.row_stride * Tr::kBytes;
+  for (std::int64_t b = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; b < nb; b += nw) {
+    const std::int64_t r = b * rpw + lane / S;
+    const bool on = r < T;
+    const std::int64_t rr = on ? r : T - 1;
+    const char* rp = p.gating + rr * row_bytes;
+    DeviceLaneSource<Tr, Bt> ls{rp, units, S, lane & (S - 1)};
+    DirectRowSource<Tr, B, true> rs{rp, E, 1};
+    GroupRowOut out{p.weights + rr * k, p.ids + rr * k, on};
+    row::group_row<Tr, KB>(ctx, S, &ls, &rs, p.cfg, m, &out);
+  }
+}
+
 template <class Tr, int KB, bool kMut>
 cudaError_t launch_thread_kb(const RoutingArgs& a, const KernelParams& p, cudaStream_t stream) {
   // Staged loads need whole 16-byte words: contiguous columns, aligned base and row pitch,
@@ -345,8 +456,31 @@ cudaError_t launch_thread_kb(const RoutingArgs& a, const KernelParams& p, cudaSt
                       (a.T <= 1 || (p.row_stride * Tr::kBytes) % 16 == 0) && (a.E * Tr::kBytes) % 16 == 0;
   const std::int64_t ntiles = thread_tiles(p.T_eff, p.mutant);
   if (ntiles == 0) return cudaSuccess;
-  const std::int64_t blocks = (ntiles + kThreadWarps - 1) / kThreadWarps;  // a warp per tile
   KernelParams q = p;
+  // Lanes per row: one thread per row for layouts without 16-byte units and for the
+  // shared_race mutant (planted in the staged one-thread kernel); otherwise the request, at
+  // least KB / 2, or the heuristic.
+  int lanes = 1;
+  if (staged && !(kMut && p.mutant == Mutant::shared_race)) {
+    if (p.lanes > 0) {
+      lanes = p.lanes == 1 ? 1 : (p.lanes < KB / 2 ? KB / 2 : p.lanes);
+    } else {
+      int sms = 0;
+      if (const cudaError_t e = sm_count(&sms); e != cudaSuccess) return e;
+      lanes = row::thread_lanes_per_row(a.E, Tr::kBytes, KB, p.T_eff, sms);
+    }
+  }
+  if (lanes > 1) {
+    q.lanes = lanes;
+    const std::int64_t rows = ntiles * 32 < p.T_eff ? ntiles * 32 : p.T_eff;
+    const std::int64_t batches = (rows + (32 / lanes) - 1) / (32 / lanes);
+    int threads = kGroupThreads;
+    if (const cudaError_t e = spread_threads(batches, kGroupThreads, &threads); e != cudaSuccess) return e;
+    const std::int64_t blocks = (batches + threads / 32 - 1) / (threads / 32);
+    return launch_capped<thread_group_kernel<Tr, KB, kMut>>(q, blocks, threads, stream);
+  }
+  q.lanes = 1;
+  const std::int64_t blocks = (ntiles + kThreadWarps - 1) / kThreadWarps;  // a warp per tile
   q.vec_out = a.k % 4 == 0 && reinterpret_cast<std::uintptr_t>(a.weights) % 16 == 0 &&
               reinterpret_cast<std::uintptr_t>(a.ids) % 16 == 0;
   constexpr int kStagedSmem = kThreadWarps * thread_warp_smem(KB, true);

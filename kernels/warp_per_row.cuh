@@ -67,8 +67,10 @@ __global__ void __launch_bounds__(kWarpThreads) warp_per_row_kernel(const Kernel
 template <class Tr, int V, int R, bool kMut>
 cudaError_t launch_warp_vr(const KernelParams& p, cudaStream_t stream) {
   const std::int64_t batches = (p.T_eff + R - 1) / R;
-  const std::int64_t blocks = (batches + kWarpThreads / 32 - 1) / (kWarpThreads / 32);
-  return launch_capped<warp_per_row_kernel<Tr, V, R, kMut>>(p, blocks, kWarpThreads, stream);
+  int threads = kWarpThreads;
+  if (const cudaError_t e = spread_threads(batches, kWarpThreads, &threads); e != cudaSuccess) return e;
+  const std::int64_t blocks = (batches + threads / 32 - 1) / (threads / 32);
+  return launch_capped<warp_per_row_kernel<Tr, V, R, kMut>>(p, blocks, threads, stream);
 }
 
 /// V elements per lane. The planted-bug builds always take one row per warp.

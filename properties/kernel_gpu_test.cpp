@@ -3,8 +3,9 @@
 // the reference oracle, with poisoned outputs; T = 0, T = 70000 (> 65535), E up to 4096,
 // strided / transposed / misaligned layouts; bitwise determinism across launches and streams;
 // the GPU-only planted bugs (grid_overflow, shared_race) detected; every CPU-visible mutant
-// identical to its emulation; launch errors; all three variants (warp, block, thread per row).
-// Skips cleanly without a CUDA device.
+// identical to its emulation; launch errors; all three variants (warp, block, thread per row),
+// thread_per_row with every lane count (launch_thread_per_row_lanes). Skips cleanly without a
+// CUDA device.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -85,9 +86,10 @@ Output emulate(const KernelProblem& p, K::Variant v, K::Mutant m = K::Mutant::no
 }
 
 /// Runs the kernel on `stream` with outputs poisoned on the device first. `offset_elems`
-/// shifts the gating pointer (misaligned base: no vector loads).
+/// shifts the gating pointer (misaligned base: no vector loads). lanes >= 0: thread_per_row
+/// with that many lanes per row (launch_thread_per_row_lanes_mutant; v is ignored).
 void run_device(const KernelProblem& p, K::Variant v, K::Mutant m, Output* out, cudaStream_t stream = nullptr,
-                int offset_elems = 0) {
+                int offset_elems = 0, int lanes = -1) {
   const std::size_t n = static_cast<std::size_t>(p.c.T * p.c.k);
   const int bytes = static_cast<int>(moecheck::dtype_size(p.c.dtype));
   DeviceBuffers b;
@@ -107,7 +109,11 @@ void run_device(const KernelProblem& p, K::Variant v, K::Mutant m, Output* out, 
     CUDA_ASSERT(cudaMemcpy(b.w, out->w.data(), n * sizeof(float), cudaMemcpyHostToDevice));
     CUDA_ASSERT(cudaMemcpy(b.ids, out->ids.data(), n * sizeof(std::int32_t), cudaMemcpyHostToDevice));
   }
-  CUDA_ASSERT(K::launch_routing_mutant(p.args(gp, b.s, b.w, b.ids), v, stream, m));
+  if (lanes >= 0) {
+    CUDA_ASSERT(K::launch_thread_per_row_lanes_mutant(p.args(gp, b.s, b.w, b.ids), lanes, stream, m));
+  } else {
+    CUDA_ASSERT(K::launch_routing_mutant(p.args(gp, b.s, b.w, b.ids), v, stream, m));
+  }
   CUDA_ASSERT(cudaStreamSynchronize(stream));
   if (n) {
     CUDA_ASSERT(cudaMemcpy(out->w.data(), b.w, n * sizeof(float), cudaMemcpyDeviceToHost));
@@ -246,13 +252,18 @@ TEST_F(KernelGpu, ThreadPerRowTilesAndLayouts) {
   // Many 32-row tiles per warp (grid-stride and the staged chunk stream continued across
   // tiles), partial last tiles, every k bucket, rows that are not a whole number of chunks,
   // staged (contiguous) and direct (padded / transposed / strided) layouts.
+  // Both one thread per row (lanes = 1) and the launcher's choice (lane groups below
+  // 132 * 512 rows for layouts of 16-byte units).
   auto check = [](const KernelProblem& p) {
-    Output dev;
-    run_device(p, K::Variant::thread_per_row, K::Mutant::none, &dev);
-    if (::testing::Test::HasFatalFailure()) return;
-    ASSERT_EQ(first_difference(dev, emulate(p, K::Variant::thread_per_row), p.c.k), "") << p.describe();
-    const auto rep = oracle(p, dev);
-    ASSERT_TRUE(rep.ok()) << rep.str() << "\n" << p.describe();
+    const Output emu = emulate(p, K::Variant::thread_per_row);
+    for (int lanes : {1, 0}) {
+      Output dev;
+      run_device(p, K::Variant::thread_per_row, K::Mutant::none, &dev, nullptr, 0, lanes);
+      if (::testing::Test::HasFatalFailure()) return;
+      ASSERT_EQ(first_difference(dev, emu, p.c.k), "") << p.describe() << " lanes " << lanes;
+      const auto rep = oracle(p, dev);
+      ASSERT_TRUE(rep.ok()) << rep.str() << "\n" << p.describe() << " lanes " << lanes;
+    }
   };
   std::uint64_t seed = 1500;
   for (int k : {1, 2, 4, 5, 8, 16, 32}) {
@@ -279,6 +290,58 @@ TEST_F(KernelGpu, ThreadPerRowTilesAndLayouts) {
     check(make_problem(seed, b.dtype, 150001, b.E, b.k, b.family, Layout::contiguous, kMixedValues, "mixed"));
     if (HasFatalFailure()) return;
   }
+}
+
+TEST_F(KernelGpu, ThreadLaneGroupsEveryLaneCount) {
+  // thread_per_row with every lane count (1 to 32 lanes per row; values below KB / 2 are
+  // raised), every k bucket, dtype and family, rows of one to 512 16-byte units, partial last
+  // warps and a grid-stride tail, and every CPU-visible mutant: the same bits as the
+  // one-thread-per-row emulation.
+  std::uint64_t seed = 4100;
+  for (int k : {1, 3, 4, 8, 16, 32}) {
+    for (int E : {8, 64, 128, 256, 512, 2048}) {
+      if (k > E) continue;
+      for (int dt = 0; dt < 3; ++dt) {
+        ++seed;
+        const std::int64_t T = seed % 4 == 0 ? 70001 : 1 + static_cast<std::int64_t>(seed * 37 % 3000);
+        const auto p = make_problem(seed, static_cast<DType>(dt), E >= 2048 && T > 3000 ? 3001 : T, E, k,
+                                    static_cast<Family>(seed % 3), Layout::contiguous, kMixedValues,
+                                    scale_family_for(seed));
+        const Output emu = emulate(p, K::Variant::thread_per_row);
+        for (int lanes : {1, 2, 4, 8, 16, 32}) {
+          Output dev;
+          run_device(p, K::Variant::thread_per_row, K::Mutant::none, &dev, nullptr, 0, lanes);
+          if (HasFatalFailure()) return;
+          ASSERT_EQ(first_difference(dev, emu, p.c.k), "") << p.describe() << " lanes " << lanes;
+        }
+      }
+    }
+  }
+  for (int i = 1; i < static_cast<int>(K::Mutant::count_); ++i) {
+    const auto m = static_cast<K::Mutant>(i);
+    if (K::mutant_is_gpu_only(m)) continue;
+    ++seed;
+    const auto p = make_problem(seed, static_cast<DType>(seed % 3), 301, 64, 8, static_cast<Family>(seed % 3),
+                                Layout::contiguous, kMixedValues, scale_family_for(seed));
+    const Output emu = emulate(p, K::Variant::thread_per_row, m);
+    for (int lanes : {4, 8, 32}) {
+      Output dev;
+      run_device(p, K::Variant::thread_per_row, m, &dev, nullptr, 0, lanes);
+      if (HasFatalFailure()) return;
+      ASSERT_EQ(first_difference(dev, emu, p.c.k), "") << p.describe() << " mutant " << K::mutant_name(m)
+                                                       << " lanes " << lanes;
+    }
+  }
+  // Requests the launcher must refuse before touching the device.
+  K::RoutingArgs a;
+  a.T = 4;
+  a.E = 64;
+  a.k = 4;
+  a.row_stride = 64;
+  a.gating = reinterpret_cast<const void*>(16);
+  a.weights = reinterpret_cast<float*>(16);
+  a.ids = reinterpret_cast<std::int32_t*>(16);
+  for (int lanes : {-1, 3, 64}) EXPECT_EQ(K::launch_thread_per_row_lanes(a, lanes, nullptr), cudaErrorInvalidValue);
 }
 
 TEST_F(KernelGpu, LargeExperts) {
@@ -377,6 +440,14 @@ TEST_F(KernelGpu, GridOverflowMutantIsDetected) {
     const auto rep = oracle(p, bad);
     ASSERT_FALSE(rep.ok()) << "grid_overflow not detected (" << K::variant_name(v) << ")";
     EXPECT_EQ(rep.violations.front().check, "unwritten") << rep.str();
+    EXPECT_EQ(rep.violations.front().row, 65536) << rep.str();
+  }
+  // thread_per_row's lane groups (70000 rows would take one thread per row).
+  for (int lanes : {2, 8}) {
+    Output bad;
+    run_device(p, K::Variant::thread_per_row, K::Mutant::grid_overflow, &bad, nullptr, 0, lanes);
+    const auto rep = oracle(p, bad);
+    ASSERT_FALSE(rep.ok()) << "grid_overflow not detected (lanes " << lanes << ")";
     EXPECT_EQ(rep.violations.front().row, 65536) << rep.str();
   }
 }

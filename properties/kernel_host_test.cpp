@@ -251,23 +251,21 @@ void check_merge(Rng& rng) {
   }
 }
 
-TEST(RowMath, ThreadCodecKeepsOrderAndRoundTrips) {
-  // Encoded entries of every 16-bit pattern: decode(encode(e)) == e, the order of any two
-  // entries is kept, real entries never encode to the padding entry 0.
-  std::vector<std::uint32_t> e16;
-  for (std::uint32_t raw = 0; raw < 65536; raw += 1) {
-    e16.push_back(R::thread_entry<R::BF16>(raw, static_cast<int>(raw % 4096), false));
-    e16.push_back(R::thread_entry<R::F16>(raw, static_cast<int>((raw * 7) % 4096), false));
+TEST(RowMath, ThreadEntriesAbovePadding) {
+  // The thread variant pads its top list and short batches with the entry 0: every real entry
+  // of every 16-bit pattern (NaN-keeping mutant included) and every fp32 sign / exponent
+  // extreme must rank above it.
+  for (std::uint32_t raw = 0; raw < 65536; ++raw) {
+    for (const bool keep_nan : {false, true}) {
+      ASSERT_GT(R::thread_entry<R::BF16>(raw, 4095, keep_nan), 0u) << raw;
+      ASSERT_GT(R::thread_entry<R::F16>(raw, 4095, keep_nan), 0u) << raw;
+      ASSERT_GT(R::thread_entry<R::F32>(raw << 16 | raw, 4095, keep_nan), 0u) << raw;
+    }
   }
-  Rng rng(17);
-  for (int i = 0; i < 200000; ++i) {
-    const std::uint32_t a = e16[rng.next() % e16.size()], b = e16[rng.next() % e16.size()];
-    const std::uint32_t ea = R::ThreadCodec<R::BF16>::encode(a), eb = R::ThreadCodec<R::BF16>::encode(b);
-    ASSERT_EQ(R::ThreadCodec<R::BF16>::decode(ea), a);
-    ASSERT_NE(ea, 0u);
-    ASSERT_EQ(a < b, ea < eb) << std::hex << a << " " << b;
+  for (std::uint32_t raw : {0x00000000u, 0x80000000u, 0xff800000u, 0xffffffffu, 0x7fffffffu, 0x7f800000u}) {
+    ASSERT_GT(R::thread_entry<R::F32>(raw, 4095, true), 0u) << raw;
+    ASSERT_GT(R::thread_entry<R::F32>(raw, 4095, false), 0u) << raw;
   }
-  EXPECT_EQ(R::ThreadCodec<R::BF16>::decode(0u), 0u);
 }
 
 TEST(RowMath, TopListMerge) {
@@ -369,6 +367,58 @@ TEST(Emulation, ThreadPerRowManyRows) {
       if (HasFatalFailure()) return;
     }
   }
+}
+
+/// An fp32 contiguous problem of 40 rows whose values take the thread variant's coarse
+/// selection down either path: 0 spread (normal) values, 1 one key bucket (values that differ
+/// only in the low mantissa bits), 2 a cluster around one value, 3 exact duplicates, 4 a mix
+/// of negative near-ties, near-duplicates and spread values.
+KernelProblem f32_bucket_problem(std::uint64_t seed, int E, int k, int pattern) {
+  Rng rng(seed * 7919);
+  auto p = make_problem(seed, DType::f32, 40, E, k, seed % 2 == 0 ? Family::gemma4 : Family::softmax_topk,
+                        Layout::contiguous, "normal", scale_family_for(seed));
+  auto* v = reinterpret_cast<std::uint32_t*>(p.storage.data());
+  for (std::int64_t t = 0; t < p.c.T; ++t) {
+    const std::uint32_t base = 0x3f800000u + static_cast<std::uint32_t>(rng.below(1u << 10)) * 4096u;
+    for (int e = 0; e < E; ++e) {
+      std::uint32_t& x = v[t * E + e];
+      const std::uint64_t r = rng.below(100);
+      switch (pattern) {
+        case 0: break;
+        case 1: x = base + static_cast<std::uint32_t>(rng.below(4096)); break;
+        case 2: x = r < 30 ? base + static_cast<std::uint32_t>(rng.below(64)) : x; break;
+        case 3: x = r < 50 ? base : x; break;
+        default: x = r < 20 ? (base | 0x80000000u) + static_cast<std::uint32_t>(rng.below(8))
+                            : (r < 40 ? base + static_cast<std::uint32_t>(rng.below(3)) : x);
+      }
+    }
+  }
+  return p;
+}
+
+TEST(Emulation, ThreadF32CoarseSelectionIsExact) {
+  // fp32 rows select with 32-bit coarse entries (key high bits + index) and fall back to exact
+  // entries when the k-th expert's key bucket continues past the list. thread_per_row must
+  // match warp_per_row (an independent selection with the same renormalised sum order) bit for
+  // bit on rows built for both paths (f32_bucket_problem), and the oracle.
+  std::uint64_t seed = 5000;
+  int compared = 0;
+  for (int E : {8, 33, 64, 100, 128, 256, 512}) {
+    for (int k : {1, 2, 4, 5, 8, 16, 32}) {
+      if (k > E) continue;
+      for (int pattern = 0; pattern < 5; ++pattern) {
+        const auto p = f32_bucket_problem(++seed, E, k, pattern);
+        const Output thread = run_host(p, K::Variant::thread_per_row);
+        const Output warp = run_host(p, K::Variant::warp_per_row);
+        ASSERT_EQ(thread.status, K::ArgStatus::ok) << thread.message;
+        ASSERT_TRUE(same_bits(thread, warp)) << "pattern " << pattern << "\n" << replay(p, K::Variant::thread_per_row);
+        const CheckReport rep = oracle(p, thread);
+        ASSERT_TRUE(rep.ok()) << rep.str() << "\n" << replay(p, K::Variant::thread_per_row);
+        ++compared;
+      }
+    }
+  }
+  EXPECT_GT(compared, 150);
 }
 
 TEST(Emulation, RandomProblemsMatchOracle) {
@@ -547,7 +597,8 @@ TEST(Emulation, NamesAndHeuristic) {
   EXPECT_FALSE(K::mutant_is_gpu_only(K::Mutant::nan_duplicates));
   EXPECT_TRUE(K::parse_variant("thread", &out));
   EXPECT_EQ(out, K::Variant::thread_per_row);
-  for (std::int64_t T : {std::int64_t{0}, std::int64_t{1}, K::kThreadPerRowMinRows - 1, K::kThreadPerRowMinRows,
+  for (std::int64_t T : {std::int64_t{0}, std::int64_t{1}, K::kThreadPerRowLargeExpertMinRows - 1,
+                         K::kThreadPerRowLargeExpertMinRows, K::kThreadPerRowMinRows - 1, K::kThreadPerRowMinRows,
                          std::int64_t{250000}}) {
     for (int E = 1; E <= K::kMaxExperts; ++E) {
       for (const K::GatingType dt : {K::GatingType::f32, K::GatingType::f16, K::GatingType::bf16}) {
@@ -557,12 +608,172 @@ TEST(Emulation, NamesAndHeuristic) {
         if (v == K::Variant::warp_per_row) {
           ASSERT_LE(E, K::kWarpMaxExperts);
         }
-        ASSERT_EQ(v == K::Variant::thread_per_row, T >= K::kThreadPerRowMinRows) << "E " << E << " T " << T;
-        if (T < K::kThreadPerRowMinRows) {
+        const bool thread = T >= K::kThreadPerRowMinRows ||
+                            (E > K::kWarpMaxExperts && T >= K::kThreadPerRowLargeExpertMinRows);
+        ASSERT_EQ(v == K::Variant::thread_per_row, thread) << "E " << E << " T " << T;
+        if (!thread) {
           const bool fp32_block = dt == K::GatingType::f32 && E > 256 && T <= K::kBlockPreferMaxRows;
           ASSERT_EQ(v == K::Variant::warp_per_row, E <= K::kWarpMaxExperts && !fp32_block) << "E " << E << " T " << T;
         }
       }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Thread variant, lane groups (row::group_row): S lanes per row, same outputs as thread_row
+// ---------------------------------------------------------------------------------------
+
+/// Output of one row of a host lane group.
+struct HostGroupOut {
+  float* w = nullptr;
+  std::int32_t* ids = nullptr;
+  bool on = false;
+  bool active() const { return on; }
+  static float scale(const float* p) { return *p; }
+  void store(int slot, float wv, std::int32_t id) const {
+    w[slot] = wv;
+    ids[slot] = id;
+  }
+};
+
+/// Runs row::group_row with the 32-lane host warp, 32 / S rows per warp (the device kernel's
+/// row assignment; lanes past the last row compute a copy of it and store nothing), on a
+/// contiguous problem whose rows are whole 16-byte units. skip_partial_warp: the rows of the
+/// last partial 32-row tile are left unwritten, as in the kernel.
+template <class Tr, int KB>
+Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m) {
+  Output o;
+  const std::size_t n = static_cast<std::size_t>(p.c.T) * static_cast<std::size_t>(p.c.k);
+  o.w.resize(n);
+  o.ids.resize(n);
+  moecheck::poison_outputs(o.w.data(), o.ids.data(), static_cast<std::int64_t>(n));
+  const K::RoutingArgs a = p.host_args(o.w.data(), o.ids.data());
+  const K::Mutant rm = K::mutant_is_gpu_only(m) ? K::Mutant::none : m;
+  const R::RowConfig cfg = R::make_row_config(a.E, a.k, a.family, a.scale, rm);
+  const std::int64_t rows = rm == K::Mutant::skip_partial_warp ? a.T - a.T % 32 : a.T;
+  const int rpw = 32 / S;
+  const auto* base = static_cast<const unsigned char*>(a.gating);
+  const R::HostWarp ctx;
+  for (std::int64_t r0 = 0; r0 < rows; r0 += rpw) {
+    R::HostLaneSource<Tr, R::group_batch<Tr>(KB)> ls[32];
+    R::HostRowSource<Tr, R::thread_batch(KB)> rs[32];
+    HostGroupOut out[32];
+    for (int l = 0; l < 32; ++l) {
+      const std::int64_t r = r0 + l / S;
+      const std::int64_t rr = r < rows ? r : rows - 1;
+      const unsigned char* rp = base + rr * a.row_stride * Tr::kBytes;
+      ls[l] = {rp, a.E * Tr::kBytes / 16, S, l % S};
+      rs[l] = {rp, a.E, 1};
+      out[l] = {a.weights + rr * a.k, a.ids + rr * a.k, r < rows};
+    }
+    R::group_row<Tr, KB>(ctx, S, ls, rs, cfg, rm, out);
+  }
+  return o;
+}
+
+Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m) {
+  return R::with_traits_and_bucket<K::kMaxK>(K::GatingType(gating_type(p.c.dtype)), R::thread_bucket(p.c.k), Output{},
+                                             [&](auto tr, auto kb) {
+                                               return run_lane_groups<decltype(tr), decltype(kb)::value>(p, S, m);
+                                             });
+}
+
+TEST(Emulation, ThreadLaneGroupsMatchThreadPerRow) {
+  // Every lane count the launcher may use (2..32, at least KB / 2), every k bucket, every
+  // family and dtype, rows of 1 to 256 units, partial last warps, and every CPU-visible
+  // mutant: the same bits as the one-thread-per-row emulation.
+  std::uint64_t seed = 9100;
+  int compared = 0;
+  for (int k : {1, 2, 3, 4, 8, 13, 16, 32}) {
+    for (int E : {8, 32, 64, 128, 256, 512, 2048}) {
+      if (k > E) continue;
+      for (int dt = 0; dt < 3; ++dt) {
+        ++seed;
+        const auto dtype = static_cast<DType>(dt);
+        if (E * static_cast<int>(moecheck::dtype_size(dtype)) % 16 != 0) continue;
+        const Family fam = static_cast<Family>(seed % 3);
+        const auto p = make_problem(seed, dtype, 37 + static_cast<std::int64_t>(seed % 5), E, k, fam,
+                                    Layout::contiguous, kMixedValues, scale_family_for(seed));
+        const Output want = run_host(p, K::Variant::thread_per_row);
+        ASSERT_EQ(want.status, K::ArgStatus::ok) << want.message;
+        const int kb = R::thread_bucket(k);
+        for (int S = kb / 2 < 2 ? 2 : kb / 2; S <= 32; S *= 2) {
+          ASSERT_TRUE(same_bits(run_lane_groups(p, S, K::Mutant::none), want))
+              << "S = " << S << "\n" << replay(p, K::Variant::thread_per_row);
+          ++compared;
+        }
+      }
+    }
+  }
+  EXPECT_GT(compared, 300);
+}
+
+TEST(Emulation, ThreadLaneGroupsMatchUnderEveryMutant) {
+  std::uint64_t seed = 9300;
+  for (int i = 1; i < static_cast<int>(K::Mutant::count_); ++i) {
+    const auto m = static_cast<K::Mutant>(i);
+    for (int dt = 0; dt < 3; ++dt) {
+      for (int k : {4, 8, 32}) {
+        ++seed;
+        const auto p = make_problem(seed, static_cast<DType>(dt), 70, 64, k, static_cast<Family>(seed % 3),
+                                    Layout::contiguous, kMixedValues, scale_family_for(seed));
+        const Output want = run_host(p, K::Variant::thread_per_row, m);
+        ASSERT_EQ(want.status, K::ArgStatus::ok) << want.message;
+        for (int S : {2, 4, 8, 16, 32}) {
+          if (S < R::thread_bucket(k) / 2) continue;
+          const Output got = run_lane_groups(p, S, m);
+          ASSERT_EQ(got.ids, want.ids) << "S = " << S << "\n" << replay(p, K::Variant::thread_per_row, m);
+          for (std::size_t j = 0; j < got.w.size(); ++j) {
+            const bool both_nan = std::isnan(got.w[j]) && std::isnan(want.w[j]);
+            ASSERT_TRUE(both_nan || std::memcmp(&got.w[j], &want.w[j], 4) == 0)
+                << "slot " << j << " S = " << S << "\n" << replay(p, K::Variant::thread_per_row, m);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Emulation, ThreadLaneGroupsF32CoarseMatchThreadPerRow) {
+  // The lane groups' fp32 coarse selection (all-reduced dropped entry, warp-wide fallback to
+  // exact entries) on rows built for both paths: the one-thread-per-row bits for every S.
+  std::uint64_t seed = 6000;
+  for (int E : {8, 64, 128, 256, 512}) {
+    for (int k : {1, 4, 5, 8, 16, 32}) {
+      if (k > E) continue;
+      for (int pattern = 0; pattern < 5; ++pattern) {
+        const auto p = f32_bucket_problem(++seed, E, k, pattern);
+        const Output want = run_host(p, K::Variant::thread_per_row);
+        for (int S = R::thread_bucket(k) / 2 < 2 ? 2 : R::thread_bucket(k) / 2; S <= 32; S *= 2) {
+          ASSERT_TRUE(same_bits(run_lane_groups(p, S, K::Mutant::none), want))
+              << "S = " << S << " pattern " << pattern << "\n" << replay(p, K::Variant::thread_per_row);
+        }
+      }
+    }
+  }
+}
+
+TEST(Emulation, ThreadLanesHeuristic) {
+  // 132 multiprocessors (H100 / H200): one thread per row from 132 * 512 rows on (16-bit rows
+  // of 128 bytes from 132 * 64); below, lane groups that give about 67584 threads, one 16-byte
+  // unit per lane at most, >= KB / 2.
+  EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 250000, 132), 1);
+  EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 67584, 132), 1);
+  EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 16384, 132), 8);
+  EXPECT_EQ(R::thread_lanes_per_row(256, 4, 8, 16384, 132), 8);
+  EXPECT_EQ(R::thread_lanes_per_row(128, 2, 8, 2048, 132), 16);  // 16 units per row
+  EXPECT_EQ(R::thread_lanes_per_row(2048, 4, 8, 2048, 132), 32);
+  EXPECT_EQ(R::thread_lanes_per_row(64, 2, 4, 1, 132), 8);
+  EXPECT_EQ(R::thread_lanes_per_row(64, 2, 4, 8447, 132), 8);   // 16-bit rows of 128 bytes:
+  EXPECT_EQ(R::thread_lanes_per_row(64, 2, 4, 8448, 132), 1);   // one thread per row from sms * 64
+  EXPECT_EQ(R::thread_lanes_per_row(64, 4, 4, 16384, 132), 8);  // (fp32 keeps lane groups)
+  EXPECT_EQ(R::thread_lanes_per_row(8, 2, 32, 1, 132), 16);      // KB / 2 over the one unit
+  for (int KB : {1, 2, 4, 8, 16, 32}) {
+    for (std::int64_t T : {1, 64, 1024, 16384, 65536, 250000}) {
+      const int s = R::thread_lanes_per_row(512, 2, KB, T, 132);
+      EXPECT_TRUE(s >= 1 && s <= 32 && (s & (s - 1)) == 0) << s;
+      EXPECT_TRUE(s == 1 || s >= KB / 2) << s;
     }
   }
 }
