@@ -1,0 +1,651 @@
+// Worker processes for code under test (see isolated_worker.hpp for the design).
+#include "harness/core/isolated_worker.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+namespace moecheck {
+namespace {
+
+/// Requests to the zygote.
+struct ZygoteRequest {
+  std::int32_t op = 0;  ///< kSpawn (the worker's socket attached) or kReap
+  std::int32_t pid = 0; ///< kReap: the worker to wait for
+};
+constexpr std::int32_t kSpawn = 1;
+constexpr std::int32_t kReap = 2;
+
+/// The zygote's answers: kSpawn: pid > 0, or -errno; kReap: pid and its wait status.
+struct ZygoteReply {
+  std::int32_t pid = 0;
+  std::int32_t status = 0;
+};
+
+/// The most workers a zygote tracks at once (the caller keeps at most one live).
+constexpr int kMaxTracked = 8;
+
+/// Reply code of a request the worker itself could not serve (region mapping, exception).
+constexpr std::int32_t kWorkerFailure = -1;
+
+double seconds_since(const timespec& t0) {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<double>(now.tv_sec - t0.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec - t0.tv_nsec);
+}
+
+void copy_message(char (&dst)[1024], const std::string& src) {
+  const std::size_t n = std::min(src.size(), sizeof dst - 1);
+  std::memcpy(dst, src.data(), n);
+  dst[n] = '\0';
+}
+
+/// Sends `msg` with one descriptor attached (fd < 0: none). True when the whole message went.
+template <typename Msg>
+bool send_with_fd(int sock, const Msg& msg, int fd) {
+  iovec iov{const_cast<Msg*>(&msg), sizeof msg};
+  msghdr h{};
+  h.msg_iov = &iov;
+  h.msg_iovlen = 1;
+  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+  if (fd >= 0) {
+    h.msg_control = ctl;
+    h.msg_controllen = sizeof ctl;
+    cmsghdr* c = CMSG_FIRSTHDR(&h);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  for (;;) {
+    const ssize_t n = sendmsg(sock, &h, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    return n == static_cast<ssize_t>(sizeof msg);
+  }
+}
+
+/// Receives one message and the descriptor attached to it (*fd = -1 when none). Returns the
+/// bytes received (0 at end of stream, -1 on error).
+template <typename Msg>
+ssize_t recv_with_fd(int sock, Msg* msg, int* fd) {
+  iovec iov{msg, sizeof *msg};
+  msghdr h{};
+  h.msg_iov = &iov;
+  h.msg_iovlen = 1;
+  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+  h.msg_control = ctl;
+  h.msg_controllen = sizeof ctl;
+  *fd = -1;
+  for (;;) {
+    const ssize_t n = recvmsg(sock, &h, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) {
+      for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
+          std::memcpy(fd, CMSG_DATA(c), sizeof *fd);
+        }
+      }
+    }
+    return n;
+  }
+}
+
+/// Closes every descriptor >= 3 except `keep_a` and `keep_b`.
+void close_other_fds(int keep_a, int keep_b) {
+  const int lo = std::min(keep_a, keep_b), hi = std::max(keep_a, keep_b);
+  auto close_range_of = [](int first, int last) {  // [first, last], last may be "unbounded"
+    if (first > last) return;
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, static_cast<unsigned>(first), static_cast<unsigned>(last), 0u) == 0) return;
+#endif
+    rlimit rl{};
+    long top = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+      top = std::min<long>(static_cast<long>(rl.rlim_cur), top);
+    }
+    for (long fd = first; fd <= std::min<long>(last, top - 1); ++fd) ::close(static_cast<int>(fd));
+  };
+  close_range_of(3, lo - 1);
+  close_range_of(lo + 1, hi - 1);
+  close_range_of(hi + 1, 0x7fffffff);
+}
+
+/// Signals back to their defaults and none blocked (the caller may have blocked some or set
+/// handlers for its stop requests; a worker must die of SIGTERM/SIGINT like any process).
+void default_signals() {
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2}) signal(s, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+/// A worker process: starts the service, then serves requests on `sock` until it closes.
+[[noreturn]] void worker_main(int sock, int memfd, WorkerService& service) {
+  WorkerReply ready{};
+  try {
+    const std::string e = service.start();
+    if (!e.empty()) {
+      ready.code = 1;
+      copy_message(ready.message, e);
+    }
+  } catch (const std::exception& ex) {
+    ready.code = 1;
+    copy_message(ready.message, std::string("exception while starting: ") + ex.what());
+  } catch (...) {
+    ready.code = 1;
+    copy_message(ready.message, "unknown exception while starting");
+  }
+  if (send(sock, &ready, sizeof ready, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof ready) || ready.code != 0) {
+    _exit(1);
+  }
+  unsigned char* map = nullptr;
+  std::size_t mapped = 0;
+  for (;;) {
+    WorkerRequest req;
+    const ssize_t n = recv(sock, &req, sizeof req, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n != static_cast<ssize_t>(sizeof req)) _exit(n == 0 ? 0 : 2);  // the caller is gone
+    WorkerReply rep{};
+    rep.seq = req.seq;
+    if (req.region_bytes > mapped) {
+      if (map) munmap(map, mapped);
+      void* p = mmap(nullptr, req.region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+      map = p == MAP_FAILED ? nullptr : static_cast<unsigned char*>(p);
+      mapped = map ? req.region_bytes : 0;
+    }
+    if (!map) {
+      rep.code = kWorkerFailure;
+      rep.fatal = 1;
+      copy_message(rep.message, std::string("worker: cannot map the exchange region: ") + std::strerror(errno));
+    } else {
+      try {
+        service.serve(req, map, rep);
+      } catch (const std::exception& ex) {
+        rep.code = kWorkerFailure;
+        rep.fatal = 1;
+        copy_message(rep.message, std::string("worker: exception: ") + ex.what());
+      } catch (...) {
+        rep.code = kWorkerFailure;
+        rep.fatal = 1;
+        copy_message(rep.message, "worker: unknown exception");
+      }
+    }
+    if (send(sock, &rep, sizeof rep, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof rep)) _exit(3);
+    if (rep.fatal) _exit(0);
+  }
+}
+
+/// The zygote: forks workers on request, reaps them on request, and leaves (killing its
+/// workers) when the caller's end of `ctl` closes. Only system calls until a worker is forked.
+[[noreturn]] void zygote_main(int ctl, int memfd, WorkerService& service) {
+  const pid_t self = getpid();
+  pid_t live[kMaxTracked] = {};
+  for (;;) {
+    ZygoteRequest req;
+    int fd = -1;
+    const ssize_t n = recv_with_fd(ctl, &req, &fd);
+    if (n != static_cast<ssize_t>(sizeof req)) {
+      if (fd >= 0) ::close(fd);
+      if (n > 0) continue;  // malformed: ignore
+      for (pid_t p : live) {
+        if (p > 0) {
+          kill(-p, SIGKILL);
+          kill(p, SIGKILL);
+        }
+      }
+      _exit(0);
+    }
+    ZygoteReply rep;
+    if (req.op == kSpawn) {
+      int slot = -1;
+      for (int i = 0; i < kMaxTracked && slot < 0; ++i) {
+        if (live[i] == 0) slot = i;
+      }
+      if (fd < 0 || slot < 0) {
+        rep.pid = -(fd < 0 ? EBADF : EAGAIN);
+      } else {
+        const pid_t pid = fork();
+        if (pid == 0) {
+          // The worker: own process group, killed with the zygote (single-threaded, so
+          // PR_SET_PDEATHSIG follows the process), only its request socket and the region.
+          setpgid(0, 0);
+          prctl(PR_SET_PDEATHSIG, SIGKILL);
+          if (getppid() != self) _exit(127);
+          ::close(ctl);
+          worker_main(fd, memfd, service);
+        }
+        if (pid > 0) {
+          setpgid(pid, pid);  // also here: no window in which a group kill would miss it
+          live[slot] = pid;
+        }
+        rep.pid = pid > 0 ? pid : -errno;
+      }
+    } else if (req.op == kReap) {
+      int st = 0;
+      pid_t r;
+      while ((r = waitpid(req.pid, &st, 0)) < 0 && errno == EINTR) {
+      }
+      rep.pid = r;
+      rep.status = st;
+      for (pid_t& p : live) {
+        if (p == req.pid) p = 0;
+      }
+    }
+    if (fd >= 0) ::close(fd);
+    if (!send_with_fd(ctl, rep, -1)) _exit(0);
+  }
+}
+
+/// Sends a request to the zygote and waits (at most 10 s) for its answer.
+bool ask_zygote(int ctl, const ZygoteRequest& req, int fd, ZygoteReply* rep) {
+  if (!send_with_fd(ctl, req, fd)) return false;
+  pollfd p{ctl, POLLIN, 0};
+  int r;
+  while ((r = poll(&p, 1, 10000)) < 0 && errno == EINTR) {
+  }
+  if (r <= 0) return false;
+  int got = -1;
+  const ssize_t n = recv_with_fd(ctl, rep, &got);
+  if (got >= 0) ::close(got);
+  return n == static_cast<ssize_t>(sizeof *rep);
+}
+
+std::string describe_wait_status(int st) {
+  if (WIFSIGNALED(st)) {
+    const int sig = WTERMSIG(st);
+    const char* sn = strsignal(sig);
+    return "was killed by signal " + std::to_string(sig) + " (" + (sn ? sn : "?") + ")";
+  }
+  if (WIFEXITED(st)) return "exited with status " + std::to_string(WEXITSTATUS(st));
+  return "ended (wait status " + std::to_string(st) + ")";  // not reached: the zygote waits for exits only
+}
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
+}  // namespace
+
+IsolatedWorker::IsolatedWorker(WorkerService& service) : service_(service) {
+  memfd_ = memfd_create("moecheck-worker", MFD_CLOEXEC);
+  if (memfd_ < 0) throw std::runtime_error(std::string("worker exchange: memfd_create failed: ") + std::strerror(errno));
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    const int e = errno;
+    ::close(memfd_);
+    throw std::runtime_error(std::string("worker channel: socketpair failed: ") + std::strerror(e));
+  }
+  std::fflush(nullptr);  // nothing buffered may be written twice
+  const pid_t pid = fork();
+  if (pid < 0) {
+    const int e = errno;
+    ::close(sv[0]);
+    ::close(sv[1]);
+    ::close(memfd_);
+    throw std::runtime_error(std::string("worker supervisor: fork failed: ") + std::strerror(e));
+  }
+  if (pid == 0) {
+    setpgid(0, 0);
+    default_signals();
+    signal(SIGPIPE, SIG_IGN);
+    ::close(sv[0]);
+    close_other_fds(sv[1], memfd_);
+    zygote_main(sv[1], memfd_, service_);
+  }
+  setpgid(pid, pid);
+  ::close(sv[1]);
+  zctl_ = sv[0];
+  zpid_ = pid;
+}
+
+IsolatedWorker::~IsolatedWorker() {
+  stop_worker();
+  if (zctl_ >= 0) ::close(zctl_);
+  if (zpid_ > 0) {
+    kill(zpid_, SIGKILL);
+    while (waitpid(zpid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (map_) munmap(map_, cap_);
+  if (memfd_ >= 0) ::close(memfd_);
+}
+
+unsigned char* IsolatedWorker::region(std::size_t bytes, std::string* error) {
+  if (bytes <= cap_ && map_) return map_;
+  const std::size_t page = 65536;
+  std::size_t want = std::max<std::size_t>({bytes, cap_ * 2, page});
+  want = (want + page - 1) / page * page;
+  if (ftruncate(memfd_, static_cast<off_t>(want)) != 0) {
+    *error = "cannot grow the worker exchange region to " + std::to_string(want) + " bytes: " + std::strerror(errno);
+    return nullptr;
+  }
+  if (map_) munmap(map_, cap_);
+  map_ = nullptr;
+  cap_ = 0;
+  void* p = mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+  if (p == MAP_FAILED) {
+    *error = "cannot map the worker exchange region (" + std::to_string(want) + " bytes): " + std::strerror(errno);
+    return nullptr;
+  }
+  map_ = static_cast<unsigned char*>(p);
+  cap_ = want;
+  return map_;
+}
+
+std::string IsolatedWorker::reap_worker() {
+  if (wpid_ <= 0) return {};
+  kill(-wpid_, SIGKILL);
+  kill(wpid_, SIGKILL);
+  if (wsock_ >= 0) ::close(wsock_);
+  wsock_ = -1;
+  ZygoteRequest req;
+  req.op = kReap;
+  req.pid = wpid_;
+  wpid_ = 0;
+  ZygoteReply rep;
+  if (!ask_zygote(zctl_, req, -1, &rep)) {
+    zygote_gone_ = "the worker supervisor process (pid " + std::to_string(zpid_) + ") no longer answers";
+    return "ended (how is unknown: " + zygote_gone_ + ")";
+  }
+  return describe_wait_status(rep.status);
+}
+
+void IsolatedWorker::stop_worker() { reap_worker(); }
+
+WorkerCallResult IsolatedWorker::wait_reply(std::uint64_t seq, double timeout_s, const CallLimits& limits) {
+  WorkerCallResult out;
+  timespec t0{};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    pollfd p{wsock_, POLLIN, 0};
+    const int r = poll(&p, 1, 10);
+    if (r > 0) {
+      WorkerReply rep;
+      const ssize_t n = recv(wsock_, &rep, sizeof rep, MSG_DONTWAIT);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n == static_cast<ssize_t>(sizeof rep)) {
+        if (rep.seq != seq) continue;  // a late answer to an earlier request
+        out.kind = WorkerCallResult::Kind::replied;
+        out.reply = rep;
+        if (rep.fatal) reap_worker();
+        return out;
+      }
+      out.kind = WorkerCallResult::Kind::died;
+      out.error = n == 0 ? reap_worker() : "closed its channel (" + reap_worker() + ")";
+      return out;
+    }
+    if (r < 0 && errno != EINTR) {
+      out.kind = WorkerCallResult::Kind::died;
+      out.error = std::string("channel error: ") + std::strerror(errno) + " (" + reap_worker() + ")";
+      return out;
+    }
+    if (limits.abandon && limits.abandon()) {
+      reap_worker();
+      out.kind = WorkerCallResult::Kind::abandoned;
+      return out;
+    }
+    if (seconds_since(t0) >= timeout_s) {
+      reap_worker();
+      out.kind = WorkerCallResult::Kind::timed_out;
+      return out;
+    }
+  }
+}
+
+WorkerCallResult IsolatedWorker::start(const CallLimits& limits) {
+  WorkerCallResult out;
+  if (wpid_ > 0) {
+    out.kind = WorkerCallResult::Kind::replied;
+    return out;
+  }
+  if (!zygote_gone_.empty()) {
+    out.error = zygote_gone_;
+    return out;
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    out.error = std::string("socketpair failed: ") + std::strerror(errno);
+    return out;
+  }
+  ZygoteRequest req;
+  req.op = kSpawn;
+  ZygoteReply rep;
+  const bool answered = ask_zygote(zctl_, req, sv[1], &rep);
+  ::close(sv[1]);
+  if (!answered) {
+    ::close(sv[0]);
+    zygote_gone_ = "the worker supervisor process (pid " + std::to_string(zpid_) + ") no longer answers";
+    out.error = zygote_gone_;
+    return out;
+  }
+  if (rep.pid <= 0) {
+    ::close(sv[0]);
+    out.error = std::string("fork of a worker failed: ") + std::strerror(-rep.pid);
+    return out;
+  }
+  wpid_ = rep.pid;
+  wsock_ = sv[0];
+  ++started_;
+  const double limit = std::max(limits.timeout_s, kStartSeconds);
+  WorkerCallResult ready = wait_reply(0, limit, limits);
+  switch (ready.kind) {
+    case WorkerCallResult::Kind::replied:
+      if (ready.reply.code != 0) {
+        out.error = ready.reply.message;
+        reap_worker();
+        return out;
+      }
+      return ready;
+    case WorkerCallResult::Kind::died:
+      out.error = "the worker " + ready.error + " while starting";
+      return out;
+    case WorkerCallResult::Kind::timed_out:
+      out.error = "the worker did not become ready within " + seconds_text(limit) + " s (killed)";
+      return out;
+    case WorkerCallResult::Kind::abandoned:
+      return ready;
+    case WorkerCallResult::Kind::failed:
+      break;
+  }
+  return ready;
+}
+
+WorkerCallResult IsolatedWorker::call(WorkerRequest& req, const CallLimits& limits) {
+  if (wpid_ <= 0) {
+    WorkerCallResult s = start(limits);
+    if (s.kind != WorkerCallResult::Kind::replied) return s;
+  }
+  req.seq = ++seq_;
+  const ssize_t n = send(wsock_, &req, sizeof req, MSG_NOSIGNAL);
+  if (n != static_cast<ssize_t>(sizeof req)) {
+    WorkerCallResult out;
+    out.kind = WorkerCallResult::Kind::died;
+    out.error = reap_worker();
+    return out;
+  }
+  return wait_reply(req.seq, limits.timeout_s, limits);
+}
+
+// ---- cases through a worker ----------------------------------------------------------------
+
+CaseInputs case_inputs(const MaterializedCase& m) {
+  CaseInputs in;
+  in.storage = m.storage.data();
+  in.storage_bytes = m.storage.size();
+  in.view = m.view;
+  in.params = m.params;
+  return in;
+}
+
+namespace {
+
+/// Where the parts of one case sit in the shared region (64-byte aligned).
+struct RegionLayout {
+  std::size_t scale = 0, bias = 0, weights = 0, ids = 0, total = 0;
+};
+
+RegionLayout layout_for(std::size_t storage_bytes, std::int64_t E, bool scale, bool bias, std::size_t padded) {
+  auto up = [](std::size_t x) { return (x + 63) / 64 * 64; };
+  const std::size_t eb = sizeof(float) * static_cast<std::size_t>(std::max<std::int64_t>(E, 0));
+  RegionLayout l;
+  std::size_t o = up(storage_bytes);
+  l.scale = o;
+  if (scale) o = up(o + eb);
+  l.bias = o;
+  if (bias) o = up(o + eb);
+  l.weights = o;
+  o = up(o + padded * sizeof(float));
+  l.ids = o;
+  o = up(o + padded * sizeof(std::int32_t));
+  l.total = std::max<std::size_t>(o, 64);
+  return l;
+}
+
+// Request arguments of a case.
+enum Arg {
+  kStorageBytes, kDataOffset, kDType, kT, kE, kRowStride, kColStride, kFamily, kK, kHasScale, kHasBias,
+  kNGroup, kTopkGroup, kRoutedScaling, kN
+};
+
+}  // namespace
+
+/// The worker side of CaseWorker: decodes a case from the region and runs the runner on it.
+class CaseWorker::Service final : public WorkerService {
+ public:
+  explicit Service(CaseRunner& r) : runner_(r) {}
+  std::string start() override { return runner_.start(); }
+  void serve(const WorkerRequest& req, unsigned char* region, WorkerReply& reply) override {
+    const std::int64_t* a = req.args;
+    const std::size_t n = static_cast<std::size_t>(a[kN]);
+    const std::size_t g = static_cast<std::size_t>(kOutputGuardElements);
+    const RegionLayout l = layout_for(static_cast<std::size_t>(a[kStorageBytes]), a[kE], a[kHasScale] != 0,
+                                      a[kHasBias] != 0, n + 2 * g);
+    if (l.total > req.region_bytes) {
+      reply.code = kWorkerFailure;
+      reply.fatal = 1;
+      copy_message(reply.message, "worker: request larger than its region");
+      return;
+    }
+    CaseInputs in;
+    in.storage = region;
+    in.storage_bytes = static_cast<std::size_t>(a[kStorageBytes]);
+    in.view.data = a[kDataOffset] < 0 ? nullptr : region + a[kDataOffset];
+    in.view.dtype = static_cast<DType>(a[kDType]);
+    in.view.T = a[kT];
+    in.view.E = a[kE];
+    in.view.row_stride = a[kRowStride];
+    in.view.col_stride = a[kColStride];
+    in.params.family = static_cast<Family>(a[kFamily]);
+    in.params.k = static_cast<int>(a[kK]);
+    in.params.scale = a[kHasScale] ? reinterpret_cast<const float*>(region + l.scale) : nullptr;
+    in.params.bias = a[kHasBias] ? reinterpret_cast<const float*>(region + l.bias) : nullptr;
+    in.params.n_group = static_cast<int>(a[kNGroup]);
+    in.params.topk_group = static_cast<int>(a[kTopkGroup]);
+    const std::uint32_t rs = static_cast<std::uint32_t>(a[kRoutedScaling]);
+    std::memcpy(&in.params.routed_scaling, &rs, sizeof rs);
+    auto* w = reinterpret_cast<float*>(region + l.weights);
+    auto* id = reinterpret_cast<std::int32_t*>(region + l.ids);
+    bool fatal = false;
+    const RunOutcome out = runner_.run(in, w + g, id + g, &fatal);
+    reply.code = static_cast<std::int32_t>(out.status);
+    reply.fatal = fatal ? 1 : 0;
+    copy_message(reply.message, out.error);
+  }
+
+ private:
+  CaseRunner& runner_;
+};
+
+CaseWorker::CaseWorker(CaseRunner& runner)
+    : service_(std::make_unique<Service>(runner)), worker_(std::make_unique<IsolatedWorker>(*service_)) {}
+
+CaseWorker::~CaseWorker() = default;
+
+std::string CaseWorker::start(const CallLimits& limits) {
+  WorkerCallResult r = worker_->start(limits);
+  if (r.kind == WorkerCallResult::Kind::replied) return {};
+  if (r.kind == WorkerCallResult::Kind::abandoned) return "the start of the worker was abandoned";
+  return r.error;
+}
+
+RunOutcome CaseWorker::run(const MaterializedCase& m, float* weights, std::int32_t* ids, const CallLimits& limits,
+                           const std::string& what) {
+  if (!lost_.empty()) return {RunOutcome::Status::abandoned, lost_};
+  const std::size_t g = static_cast<std::size_t>(kOutputGuardElements);
+  const std::int64_t n64 = std::max<std::int64_t>(m.view.T * static_cast<std::int64_t>(m.params.k), 0);
+  const std::size_t n = static_cast<std::size_t>(n64);
+  const std::size_t padded = n + 2 * g;
+  const bool has_scale = m.params.scale != nullptr, has_bias = m.params.bias != nullptr;
+  const RegionLayout l = layout_for(m.storage.size(), m.view.E, has_scale, has_bias, padded);
+  std::string err;
+  unsigned char* region = worker_->region(l.total, &err);
+  if (!region) return {RunOutcome::Status::crashed, "harness: " + err};
+  const std::size_t eb = sizeof(float) * static_cast<std::size_t>(std::max<std::int64_t>(m.view.E, 0));
+  if (!m.storage.empty()) std::memcpy(region, m.storage.data(), m.storage.size());
+  if (has_scale) std::memcpy(region + l.scale, m.params.scale, eb);
+  if (has_bias) std::memcpy(region + l.bias, m.params.bias, eb);
+  std::memcpy(region + l.weights, weights - g, padded * sizeof(float));  // the caller's poison and guards
+  std::memcpy(region + l.ids, ids - g, padded * sizeof(std::int32_t));
+  WorkerRequest req;
+  req.region_bytes = l.total;
+  std::int64_t* a = req.args;
+  a[kStorageBytes] = static_cast<std::int64_t>(m.storage.size());
+  a[kDataOffset] = m.view.data ? static_cast<const std::uint8_t*>(m.view.data) - m.storage.data() : -1;
+  a[kDType] = static_cast<std::int64_t>(m.view.dtype);
+  a[kT] = m.view.T;
+  a[kE] = m.view.E;
+  a[kRowStride] = m.view.row_stride;
+  a[kColStride] = m.view.col_stride;
+  a[kFamily] = static_cast<std::int64_t>(m.params.family);
+  a[kK] = m.params.k;
+  a[kHasScale] = has_scale;
+  a[kHasBias] = has_bias;
+  a[kNGroup] = m.params.n_group;
+  a[kTopkGroup] = m.params.topk_group;
+  std::uint32_t rs;
+  std::memcpy(&rs, &m.params.routed_scaling, sizeof rs);
+  a[kRoutedScaling] = rs;
+  a[kN] = n64;
+  const WorkerCallResult r = worker_->call(req, limits);
+  switch (r.kind) {
+    case WorkerCallResult::Kind::replied: {
+      // The guards come back whatever the status: a rejecting call may have written past them too.
+      std::memcpy(weights - g, region + l.weights, padded * sizeof(float));
+      std::memcpy(ids - g, region + l.ids, padded * sizeof(std::int32_t));
+      const int code = r.reply.code;
+      if (code == kWorkerFailure || code < 0 || code > static_cast<int>(RunOutcome::Status::device_fault)) {
+        return {RunOutcome::Status::crashed, std::string("harness: ") + r.reply.message};
+      }
+      return {static_cast<RunOutcome::Status>(code), r.reply.message};
+    }
+    case WorkerCallResult::Kind::died:
+      return {RunOutcome::Status::crashed,
+              what + " crashed: its worker process " + r.error + " (a new worker runs the next case)"};
+    case WorkerCallResult::Kind::timed_out:
+      return {RunOutcome::Status::timed_out, what + " did not return within " + seconds_text(limits.timeout_s) +
+                                                 " s (its worker process was killed; a new one runs the next case)"};
+    case WorkerCallResult::Kind::abandoned:
+      return {RunOutcome::Status::abandoned, what + " call abandoned (stop requested or budget exhausted)"};
+    case WorkerCallResult::Kind::failed:
+      break;
+  }
+  lost_ = "no worker process could be started for the " + what + ": " + r.error;
+  return {RunOutcome::Status::abandoned, lost_};
+}
+
+}  // namespace moecheck
