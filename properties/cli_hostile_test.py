@@ -377,11 +377,31 @@ def cuda_worker_processes(e, proc, limit=60):
         time.sleep(0.05)
 
 
+def uses_cuda(pid):
+    """True when process `pid` has a CUDA device file open or mapped (it initialised CUDA)."""
+    with open("/proc/%d/maps" % pid) as f:
+        if "/dev/nvidia" in f.read():
+            return True
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("/dev/nvidia"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def cuda_worker_sigkill(e):
-    """SIGKILL of moecheck during a CUDA plugin campaign: its worker processes go at once."""
+    """SIGKILL of moecheck during a CUDA plugin campaign: its worker processes go at once.
+    Meanwhile only the worker uses CUDA: moecheck itself never initialised it, even after a
+    state save (every 5 s), which records the device's name."""
     proc = e.start("", ["--seconds", "120"] + OUTPUTS)
     found = cuda_worker_processes(e, proc)
-    time.sleep(1.0)  # cases running on the device
+    time.sleep(6.0)  # cases running on the device, and a state save
+    check(os.path.exists(e.path("s.json")), "no state saved after 6 s")
+    users = [p for p in found if uses_cuda(p)]
+    check(proc.pid not in users, "moecheck itself initialised CUDA")
+    check(len(users) == 1, "expected exactly one process (the worker) using CUDA, found %s of %s" % (users, found))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stdout.close()

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -40,6 +41,7 @@ class FakeRunner final : public CaseRunner {
     if (mode_ == "start-fails") return "no fake device is usable";
     return {};
   }
+  std::string device_name() const override { return "Fake GPU 9000"; }
 
   RunOutcome run(const CaseInputs& in, float* weights, std::int32_t* ids, bool* fatal) override {
     if (lost_) {
@@ -93,6 +95,8 @@ class WorkerTarget final : public Target {
     if (!why.empty()) throw std::runtime_error(why);
   }
   std::string spec() const override { return "reference"; }
+  std::string device() const override { return "cuda"; }
+  std::string device_name() const override { return worker_.device_name(); }
   bool runs_in_process() const override { return false; }
   std::string lost() const override { return worker_.lost(); }
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
@@ -301,6 +305,7 @@ TEST(IsolatedWorker, CampaignShrinksDeviceFaultsKeepsGoingAndTheCaseReplays) {
   o.shrink_attempts = 400;
   o.progress = false;
   o.corpus_dir = dir.string();
+  o.results_json = (dir / "r.json").string();
   o.gen.max_T = 300;
   std::ostringstream log;
   CampaignResult r = run_campaign(t, o, log);
@@ -318,9 +323,15 @@ TEST(IsolatedWorker, CampaignShrinksDeviceFaultsKeepsGoingAndTheCaseReplays) {
   // unique failures, and at least one case ran after the first fault.
   EXPECT_GT(t.worker().worker().workers_started(), faults);
   EXPECT_LT(r.failures.front().case_index, 399);
-  // The saved case replays to the same class, in a fresh target (and worker).
+  // The results and the saved cases name the device the worker reported: this process never
+  // asked a CUDA runtime.
+  std::ifstream results(dir / "r.json");
+  const std::string json((std::istreambuf_iterator<char>(results)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"name\": \"Fake GPU 9000\""), std::string::npos) << json.substr(0, 400);
   const std::string file = r.failures.front().corpus_file;
   ASSERT_FALSE(file.empty());
+  EXPECT_EQ(read_corpus_file(file).toolkit.find("device=Fake GPU 9000") == std::string::npos, false);
+  // The saved case replays to the same class, in a fresh target (and worker).
   auto factory = [](const std::string&, const TargetOptions&) -> std::unique_ptr<Target> {
     return std::make_unique<WorkerTarget>(FakeRunner("fault-on-nan"));
   };

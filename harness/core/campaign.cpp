@@ -296,9 +296,10 @@ std::string human_number(double v) {
 
 std::string tool_version() { return MOECHECK_VERSION; }
 std::string source_commit() { return MOECHECK_GIT_COMMIT; }
-std::string toolkit_string() {
+std::string toolkit_string() { return toolkit_string(""); }
+std::string toolkit_string(const std::string& device_name) {
   std::string s = std::string("torch=") + MOECHECK_TORCH_VERSION + " cuda=" + MOECHECK_CUDA_VERSION;
-  std::string dev = cuda_device_name();
+  std::string dev = device_name.empty() ? cuda_device_name() : device_name;
   if (!dev.empty()) s += " device=" + dev;
   return s;
 }
@@ -601,7 +602,7 @@ struct CampaignRun {
       e.check = check;
       e.signature = rec.signature;
       e.message = rec.message;
-      e.toolkit = toolkit_string();
+      e.toolkit = toolkit_string(r.device_name);
       e.commit = source_commit();
       e.found = iso_time_now();
       e.contract = contract;
@@ -766,6 +767,7 @@ class GuardedTarget final : public Target {
   Contract contract() const override { return inner_.contract(); }
   bool interrupts_calls() const override { return inner_.interrupts_calls(); }
   std::string lost() const override { return inner_.lost(); }
+  std::string device_name() const override { return inner_.device_name(); }
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     ac_.call_start.store(Clock::now().time_since_epoch().count());
     ac_.call_seq.fetch_add(1);
@@ -863,6 +865,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.target = target.spec();
   r.mutant = target.mutant();
   r.device = target.device();
+  r.device_name = target.device_name();
   r.seed = opt.seed;
   r.shard_index = opt.shard_index;
   r.shard_count = opt.shard_count;
@@ -1064,7 +1067,8 @@ std::string campaign_json(const CampaignResult& r) {
   j["schema"] = "moecheck-campaign/1";
   j["tool"] = {{"version", tool_version()}, {"commit", source_commit()},
                {"torch", MOECHECK_TORCH_VERSION}, {"cuda", MOECHECK_CUDA_VERSION}};
-  std::string dev_name = r.device == "cuda" ? cuda_device_name() : std::string("host");
+  std::string dev_name =
+      r.device != "cuda" ? std::string("host") : !r.device_name.empty() ? r.device_name : cuda_device_name();
   j["device"] = {{"kind", r.device}, {"name", dev_name}};
   j["target"] = r.target;
   j["mutant"] = r.mutant;

@@ -137,10 +137,8 @@ void default_signals() {
   WorkerReply ready{};
   try {
     const std::string e = service.start();
-    if (!e.empty()) {
-      ready.code = 1;
-      copy_message(ready.message, e);
-    }
+    ready.code = e.empty() ? 0 : 1;
+    copy_message(ready.message, e.empty() ? service.info() : e);
   } catch (const std::exception& ex) {
     ready.code = 1;
     copy_message(ready.message, std::string("exception while starting: ") + ex.what());
@@ -450,6 +448,7 @@ WorkerCallResult IsolatedWorker::start(const CallLimits& limits) {
         reap_worker();
         return out;
       }
+      info_ = ready.reply.message;
       return ready;
     case WorkerCallResult::Kind::died:
       out.error = "the worker " + ready.error + " while starting";
@@ -529,6 +528,7 @@ class CaseWorker::Service final : public WorkerService {
  public:
   explicit Service(CaseRunner& r) : runner_(r) {}
   std::string start() override { return runner_.start(); }
+  std::string info() override { return runner_.device_name(); }
   void serve(const WorkerRequest& req, unsigned char* region, WorkerReply& reply) override {
     const std::int64_t* a = req.args;
     const std::size_t n = static_cast<std::size_t>(a[kN]);

@@ -61,6 +61,8 @@ class WorkerService {
   /// Runs once in every new worker before its first request (e.g. creates the CUDA context):
   /// "" when ready, else why it cannot serve (the worker then exits).
   virtual std::string start() { return {}; }
+  /// After a successful start: a line about the worker for the caller (IsolatedWorker::info).
+  virtual std::string info() { return {}; }
   /// Serves one request on `region` (req.region_bytes bytes shared with the caller). Sets
   /// reply.fatal when this process must not serve another request.
   virtual void serve(const WorkerRequest& req, unsigned char* region, WorkerReply& reply) = 0;
@@ -107,6 +109,8 @@ class IsolatedWorker {
   void stop_worker();
 
   pid_t worker_pid() const { return wpid_; }  ///< the live worker, 0 when none
+  /// WorkerService::info of the last worker that became ready ("" before any).
+  const std::string& info() const { return info_; }
   pid_t zygote_pid() const { return zpid_; }
   int workers_started() const { return started_; }
 
@@ -128,6 +132,7 @@ class IsolatedWorker {
   std::uint64_t seq_ = 0;
   int started_ = 0;
   std::string zygote_gone_;  ///< non-empty once the zygote cannot fork workers any more
+  std::string info_;
 };
 
 /// The inputs of one routing call: the gating storage (the view points into it) and the
@@ -148,6 +153,8 @@ class CaseRunner {
   virtual ~CaseRunner() = default;
   /// As WorkerService::start.
   virtual std::string start() { return {}; }
+  /// After a successful start: the device it runs on ("" for the host); CaseWorker::device_name.
+  virtual std::string device_name() const { return {}; }
   /// Runs one case as Target::run does: `weights` and `ids` hold T * k elements between
   /// kOutputGuardElements guards. Sets *fatal when this process cannot run another case (its
   /// CUDA context is lost). Must not throw.
@@ -171,6 +178,8 @@ class CaseWorker {
                  const std::string& what = "plugin");
   /// Why no further case can run (no worker could be started), "" otherwise.
   const std::string& lost() const { return lost_; }
+  /// CaseRunner::device_name as the worker reported it when it started.
+  const std::string& device_name() const { return worker_->info(); }
   const IsolatedWorker& worker() const { return *worker_; }
 
  private:

@@ -158,9 +158,15 @@ class CudaPluginRunner final : public CaseRunner {
     e = cudaFree(nullptr);  // creates the context now, not inside the first case's time
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking);
     if (e != cudaSuccess) return "its CUDA context cannot be created (" + cuda_error_text(e) + ")";
+    int dev = 0;
+    cudaDeviceProp prop{};
+    if (cudaGetDevice(&dev) == cudaSuccess && cudaGetDeviceProperties(&prop, dev) == cudaSuccess) name_ = prop.name;
+    cudaGetLastError();
     started_ = true;
     return {};
   }
+
+  std::string device_name() const override { return name_; }
 
   RunOutcome run(const CaseInputs& in, float* weights, std::int32_t* ids, bool* fatal) override {
     if (!started_) {
@@ -254,6 +260,7 @@ class CudaPluginRunner final : public CaseRunner {
   }
 
   const moecheck_plugin_desc_v1* desc_;
+  std::string name_;
   bool started_ = false;
   bool broken_ = false;
   cudaStream_t stream_ = nullptr;
@@ -354,6 +361,7 @@ class PluginTarget final : public Target {
   }
   bool runs_in_process() const override { return !worker_ && !(host_ && isolate_); }
   std::string lost() const override { return worker_ ? worker_->lost() : lost_; }
+  std::string device_name() const override { return worker_ && !host_ ? worker_->device_name() : std::string(); }
 
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     if (worker_) return worker_->run(m, weights, ids, call_limits());

@@ -93,6 +93,11 @@ class Target {
   /// worker process cannot be started again. Campaigns stop (aborted, with this reason) once it
   /// is non-empty; run() then returns abandoned.
   virtual std::string lost() const { return {}; }
+  /// Name of the CUDA device the implementation runs on, when another process knows it (an
+  /// isolated CUDA plugin's worker); "" = ask this process's CUDA runtime (cuda_device_name()).
+  /// Campaigns record it, so that they never initialise CUDA for a target that keeps CUDA out
+  /// of this process.
+  virtual std::string device_name() const { return {}; }
   /// Runs the implementation. Must not throw for implementation errors: report them in the
   /// outcome. Exceptions that escape are treated as crashes by `evaluate`.
   /// `weights` and `ids` hold T * k elements each, preceded and followed by
