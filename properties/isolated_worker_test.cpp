@@ -176,6 +176,16 @@ TEST(IsolatedWorker, CrashIsAFindingAndTheNextCaseRunsInANewWorker) {
   EXPECT_NE(t.worker().worker().worker_pid(), first);
 }
 
+TEST(IsolatedWorker, AWorkerThatEndedWhileIdleIsReplacedWithoutBlamingTheNextCase) {
+  WorkerTarget t(FakeRunner("none"));
+  const pid_t first = t.worker().worker().worker_pid();
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  ASSERT_TRUE(gone_within(first, 2.0));
+  Verdict v = evaluate(t, simple_case(3));
+  EXPECT_EQ(v.kind, Verdict::Kind::pass) << v.check << ": " << v.message;
+  EXPECT_EQ(t.worker().worker().workers_started(), 2);
+}
+
 TEST(IsolatedWorker, ExitIsACrash) {
   WorkerTarget t(FakeRunner("exit", 5));
   Verdict v = evaluate(t, simple_case(5));

@@ -470,7 +470,14 @@ WorkerCallResult IsolatedWorker::call(WorkerRequest& req, const CallLimits& limi
     if (s.kind != WorkerCallResult::Kind::replied) return s;
   }
   req.seq = ++seq_;
-  const ssize_t n = send(wsock_, &req, sizeof req, MSG_NOSIGNAL);
+  ssize_t n = send(wsock_, &req, sizeof req, MSG_NOSIGNAL);
+  if (n != static_cast<ssize_t>(sizeof req)) {
+    // The worker ended while idle, before this request: not this request's doing. Replace it.
+    reap_worker();
+    WorkerCallResult s = start(limits);
+    if (s.kind != WorkerCallResult::Kind::replied) return s;
+    n = send(wsock_, &req, sizeof req, MSG_NOSIGNAL);
+  }
   if (n != static_cast<ssize_t>(sizeof req)) {
     WorkerCallResult out;
     out.kind = WorkerCallResult::Kind::died;

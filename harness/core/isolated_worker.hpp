@@ -100,10 +100,10 @@ class IsolatedWorker {
   /// Starts a worker unless one is live and waits for WorkerService::start, at most
   /// max(limits.timeout_s, kStartSeconds) and polling limits.abandon. Kind::replied when ready.
   WorkerCallResult start(const CallLimits& limits);
-  /// Sends `req` (its seq is set here) to the live worker, starting one first if none is live,
-  /// and waits for the reply, polling limits.abandon at least every 10 ms. A worker that
-  /// died, timed out, was abandoned or replied `fatal` is killed and reaped before this
-  /// returns; the next call starts a new one.
+  /// Sends `req` (its seq is set here) to the live worker, starting one first if none is live
+  /// (or if the live one ended while idle), and waits for the reply, polling limits.abandon at
+  /// least every 10 ms. A worker that died, timed out, was abandoned or replied `fatal` is
+  /// killed and reaped before this returns; the next call starts a new one.
   WorkerCallResult call(WorkerRequest& req, const CallLimits& limits);
   /// Kills the live worker, if any (the next call starts a new one).
   void stop_worker();

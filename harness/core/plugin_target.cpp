@@ -219,7 +219,9 @@ class CudaPluginRunner final : public CaseRunner {
             "cudaMemcpyAsync(weights)") &&
             chk(cudaMemcpyAsync(ids - g, id_.p, padded * sizeof(std::int32_t), cudaMemcpyDeviceToHost, stream_),
                 "cudaMemcpyAsync(ids)") &&
-            chk(cudaStreamSynchronize(stream_), "copy-back on the stream");
+            chk(cudaStreamSynchronize(stream_), "copy-back on the stream") &&
+            // Work the plugin queued elsewhere, against the ABI, faults within its own call.
+            chk(cudaDeviceSynchronize(), "device synchronisation after the call");
       }
     }
     if (!err.empty()) {
