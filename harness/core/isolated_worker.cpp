@@ -23,17 +23,23 @@ namespace {
 
 /// Requests to the zygote.
 struct ZygoteRequest {
-  std::int32_t op = 0;  ///< kSpawn (the worker's socket attached) or kReap
-  std::int32_t pid = 0; ///< kReap: the worker to wait for
+  std::int32_t op = 0;  ///< kSpawn (the worker's socket attached), kReap or kForget
+  std::int32_t pid = 0; ///< kReap, kForget: the worker
 };
-constexpr std::int32_t kSpawn = 1;
-constexpr std::int32_t kReap = 2;
+constexpr std::int32_t kSpawn = 1;   ///< fork a worker; answered with its pid (or -errno)
+constexpr std::int32_t kReap = 2;    ///< answer the worker's wait status once it has ended
+constexpr std::int32_t kForget = 3;  ///< reap the worker once it has ended, no answer
 
-/// The zygote's answers: kSpawn: pid > 0, or -errno; kReap: pid and its wait status.
+/// The zygote's answers, matched to their request by op and pid.
 struct ZygoteReply {
+  std::int32_t op = 0;
   std::int32_t pid = 0;
   std::int32_t status = 0;
 };
+
+/// How long the caller waits for the zygote: to fork a worker, or for a killed worker's end
+/// (a process killed while its GPU work runs may take a moment to leave the driver).
+constexpr int kZygoteAnswerMs = 10000;
 
 /// The most workers a zygote tracks at once (the caller keeps at most one live).
 constexpr int kMaxTracked = 8;
@@ -186,33 +192,76 @@ void default_signals() {
   }
 }
 
-/// The zygote: forks workers on request, reaps them on request, and leaves (killing its
-/// workers) when the caller's end of `ctl` closes. Only system calls until a worker is forked.
+/// The zygote: forks workers on request, reaps them as they end (answering kReap with the wait
+/// status), and leaves, killing its workers, when the caller's end of `ctl` closes. It never
+/// blocks on a worker, so a worker slow to die (in the GPU driver) delays nothing else. Only
+/// system calls until a worker is forked.
 [[noreturn]] void zygote_main(int ctl, int memfd, WorkerService& service) {
   const pid_t self = getpid();
-  pid_t live[kMaxTracked] = {};
+  struct Kid {
+    pid_t pid = 0;
+    int status = 0;
+    bool ended = false;
+    int then = 0;  ///< 0: keep tracking; kReap: answer when it ends; kForget: drop when it ends
+  };
+  Kid kids[kMaxTracked] = {};
   for (;;) {
+    bool waiting = false;
+    for (Kid& k : kids) {
+      if (k.pid <= 0) continue;
+      int st = 0;
+      if (!k.ended && waitpid(k.pid, &st, WNOHANG) == k.pid) {
+        k.ended = true;
+        k.status = st;
+      }
+      if (k.ended && k.then == kReap) {
+        ZygoteReply rep;
+        rep.op = kReap;
+        rep.pid = k.pid;
+        rep.status = k.status;
+        if (!send_with_fd(ctl, rep, -1)) _exit(0);
+      }
+      if (k.ended && k.then != 0) k = Kid{};
+      if (k.pid > 0 && !k.ended && k.then != 0) waiting = true;
+    }
+    pollfd p{ctl, POLLIN, 0};
+    const int r = poll(&p, 1, waiting ? 5 : 1000);
+    if (r <= 0) continue;
     ZygoteRequest req;
     int fd = -1;
     const ssize_t n = recv_with_fd(ctl, &req, &fd);
     if (n != static_cast<ssize_t>(sizeof req)) {
       if (fd >= 0) ::close(fd);
       if (n > 0) continue;  // malformed: ignore
-      for (pid_t p : live) {
-        if (p > 0) {
-          kill(-p, SIGKILL);
-          kill(p, SIGKILL);
+      // The caller is gone: kill every worker, give them a moment to end, leave.
+      for (const Kid& k : kids) {
+        if (k.pid > 0) kill(-k.pid, SIGKILL);  // the group: what a worker started goes too
+        if (k.pid > 0 && !k.ended) kill(k.pid, SIGKILL);
+      }
+      for (int i = 0; i < 200; ++i) {
+        bool left = false;
+        for (Kid& k : kids) {
+          if (k.pid <= 0 || k.ended) continue;
+          if (waitpid(k.pid, nullptr, WNOHANG) == k.pid) {
+            k.ended = true;
+          } else {
+            left = true;
+          }
         }
+        if (!left) break;
+        const timespec step{0, 10000000};
+        nanosleep(&step, nullptr);
       }
       _exit(0);
     }
-    ZygoteReply rep;
     if (req.op == kSpawn) {
-      int slot = -1;
-      for (int i = 0; i < kMaxTracked && slot < 0; ++i) {
-        if (live[i] == 0) slot = i;
+      ZygoteReply rep;
+      rep.op = kSpawn;
+      Kid* slot = nullptr;
+      for (Kid& k : kids) {
+        if (!slot && k.pid == 0) slot = &k;
       }
-      if (fd < 0 || slot < 0) {
+      if (fd < 0 || !slot) {
         rep.pid = -(fd < 0 ? EBADF : EAGAIN);
       } else {
         const pid_t pid = fork();
@@ -227,38 +276,57 @@ void default_signals() {
         }
         if (pid > 0) {
           setpgid(pid, pid);  // also here: no window in which a group kill would miss it
-          live[slot] = pid;
+          *slot = Kid{};
+          slot->pid = pid;
         }
         rep.pid = pid > 0 ? pid : -errno;
       }
-    } else if (req.op == kReap) {
-      int st = 0;
-      pid_t r;
-      while ((r = waitpid(req.pid, &st, 0)) < 0 && errno == EINTR) {
+      if (fd >= 0) ::close(fd);
+      if (!send_with_fd(ctl, rep, -1)) _exit(0);
+    } else if (req.op == kReap || req.op == kForget) {
+      if (fd >= 0) ::close(fd);
+      bool known = false;
+      for (Kid& k : kids) {
+        if (k.pid == req.pid && req.pid > 0) {
+          k.then = req.op;
+          known = true;
+        }
       }
-      rep.pid = r;
-      rep.status = st;
-      for (pid_t& p : live) {
-        if (p == req.pid) p = 0;
+      if (!known && req.op == kReap) {  // not ours (already dropped): say so at once
+        ZygoteReply rep;
+        rep.op = kReap;
+        rep.pid = req.pid;
+        rep.status = -1;
+        if (!send_with_fd(ctl, rep, -1)) _exit(0);
       }
+    } else if (fd >= 0) {
+      ::close(fd);
     }
-    if (fd >= 0) ::close(fd);
-    if (!send_with_fd(ctl, rep, -1)) _exit(0);
   }
 }
 
-/// Sends a request to the zygote and waits (at most 10 s) for its answer.
-bool ask_zygote(int ctl, const ZygoteRequest& req, int fd, ZygoteReply* rep) {
-  if (!send_with_fd(ctl, req, fd)) return false;
-  pollfd p{ctl, POLLIN, 0};
-  int r;
-  while ((r = poll(&p, 1, 10000)) < 0 && errno == EINTR) {
+/// Sends a request to the zygote. With `rep`, waits (at most kZygoteAnswerMs) for the answer
+/// with the same op and pid (kSpawn: any pid), dropping others. 1: answered; 0: no answer in
+/// time; -1: the zygote is gone.
+int ask_zygote(int ctl, const ZygoteRequest& req, int fd, ZygoteReply* rep) {
+  if (!send_with_fd(ctl, req, fd)) return -1;
+  if (!rep) return 1;
+  timespec t0{};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    const int left = kZygoteAnswerMs - static_cast<int>(1000 * seconds_since(t0));
+    if (left <= 0) return 0;
+    pollfd p{ctl, POLLIN, 0};
+    const int r = poll(&p, 1, left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0) return 0;
+    if (r < 0) return -1;
+    int got = -1;
+    const ssize_t n = recv_with_fd(ctl, rep, &got);
+    if (got >= 0) ::close(got);
+    if (n != static_cast<ssize_t>(sizeof *rep)) return -1;
+    if (rep->op == req.op && (req.op == kSpawn || rep->pid == req.pid)) return 1;
   }
-  if (r <= 0) return false;
-  int got = -1;
-  const ssize_t n = recv_with_fd(ctl, rep, &got);
-  if (got >= 0) ::close(got);
-  return n == static_cast<ssize_t>(sizeof *rep);
 }
 
 std::string describe_wait_status(int st) {
@@ -345,25 +413,28 @@ unsigned char* IsolatedWorker::region(std::size_t bytes, std::string* error) {
   return map_;
 }
 
-std::string IsolatedWorker::reap_worker() {
+std::string IsolatedWorker::reap_worker(bool want_status) {
   if (wpid_ <= 0) return {};
   kill(-wpid_, SIGKILL);
   kill(wpid_, SIGKILL);
   if (wsock_ >= 0) ::close(wsock_);
   wsock_ = -1;
   ZygoteRequest req;
-  req.op = kReap;
+  req.op = want_status ? kReap : kForget;
   req.pid = wpid_;
   wpid_ = 0;
   ZygoteReply rep;
-  if (!ask_zygote(zctl_, req, -1, &rep)) {
-    zygote_gone_ = "the worker supervisor process (pid " + std::to_string(zpid_) + ") no longer answers";
+  const int answered = ask_zygote(zctl_, req, -1, want_status ? &rep : nullptr);
+  if (answered < 0) {
+    zygote_gone_ = "the worker supervisor process (pid " + std::to_string(zpid_) + ") is gone";
     return "ended (how is unknown: " + zygote_gone_ + ")";
   }
+  if (!want_status) return {};
+  if (answered == 0 || rep.status < 0) return "ended (its exit status is unknown)";
   return describe_wait_status(rep.status);
 }
 
-void IsolatedWorker::stop_worker() { reap_worker(); }
+void IsolatedWorker::stop_worker() { reap_worker(false); }
 
 WorkerCallResult IsolatedWorker::wait_reply(std::uint64_t seq, double timeout_s, const CallLimits& limits) {
   WorkerCallResult out;
@@ -380,25 +451,31 @@ WorkerCallResult IsolatedWorker::wait_reply(std::uint64_t seq, double timeout_s,
         if (rep.seq != seq) continue;  // a late answer to an earlier request
         out.kind = WorkerCallResult::Kind::replied;
         out.reply = rep;
-        if (rep.fatal) reap_worker();
+        if (rep.fatal) reap_worker(false);
         return out;
       }
       out.kind = WorkerCallResult::Kind::died;
-      out.error = n == 0 ? reap_worker() : "closed its channel (" + reap_worker() + ")";
+      if (n == 0) {
+        out.error = reap_worker(true);
+      } else {
+        out.error = "sent a malformed reply (then was killed)";
+        reap_worker(false);
+      }
       return out;
     }
     if (r < 0 && errno != EINTR) {
       out.kind = WorkerCallResult::Kind::died;
-      out.error = std::string("channel error: ") + std::strerror(errno) + " (" + reap_worker() + ")";
+      out.error = std::string("had a channel error: ") + std::strerror(errno) + " (then was killed)";
+      reap_worker(false);
       return out;
     }
     if (limits.abandon && limits.abandon()) {
-      reap_worker();
+      reap_worker(false);
       out.kind = WorkerCallResult::Kind::abandoned;
       return out;
     }
     if (seconds_since(t0) >= timeout_s) {
-      reap_worker();
+      reap_worker(false);
       out.kind = WorkerCallResult::Kind::timed_out;
       return out;
     }
@@ -423,11 +500,12 @@ WorkerCallResult IsolatedWorker::start(const CallLimits& limits) {
   ZygoteRequest req;
   req.op = kSpawn;
   ZygoteReply rep;
-  const bool answered = ask_zygote(zctl_, req, sv[1], &rep);
+  const int answered = ask_zygote(zctl_, req, sv[1], &rep);
   ::close(sv[1]);
-  if (!answered) {
+  if (answered <= 0) {
     ::close(sv[0]);
-    zygote_gone_ = "the worker supervisor process (pid " + std::to_string(zpid_) + ") no longer answers";
+    zygote_gone_ = "the worker supervisor process (pid " + std::to_string(zpid_) + ") " +
+                   (answered < 0 ? "is gone" : "no longer answers");
     out.error = zygote_gone_;
     return out;
   }
@@ -445,7 +523,7 @@ WorkerCallResult IsolatedWorker::start(const CallLimits& limits) {
     case WorkerCallResult::Kind::replied:
       if (ready.reply.code != 0) {
         out.error = ready.reply.message;
-        reap_worker();
+        reap_worker(false);
         return out;
       }
       info_ = ready.reply.message;
@@ -473,7 +551,7 @@ WorkerCallResult IsolatedWorker::call(WorkerRequest& req, const CallLimits& limi
   ssize_t n = send(wsock_, &req, sizeof req, MSG_NOSIGNAL);
   if (n != static_cast<ssize_t>(sizeof req)) {
     // The worker ended while idle, before this request: not this request's doing. Replace it.
-    reap_worker();
+    reap_worker(false);
     WorkerCallResult s = start(limits);
     if (s.kind != WorkerCallResult::Kind::replied) return s;
     n = send(wsock_, &req, sizeof req, MSG_NOSIGNAL);
@@ -481,7 +559,7 @@ WorkerCallResult IsolatedWorker::call(WorkerRequest& req, const CallLimits& limi
   if (n != static_cast<ssize_t>(sizeof req)) {
     WorkerCallResult out;
     out.kind = WorkerCallResult::Kind::died;
-    out.error = reap_worker();
+    out.error = reap_worker(true);
     return out;
   }
   return wait_reply(req.seq, limits.timeout_s, limits);

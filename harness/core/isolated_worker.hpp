@@ -119,7 +119,9 @@ class IsolatedWorker {
 
  private:
   WorkerCallResult wait_reply(std::uint64_t seq, double timeout_s, const CallLimits& limits);
-  std::string reap_worker();  ///< kills and reaps the live worker; describes how it ended
+  /// Kills the live worker and has the zygote reap it; with `want_status`, waits for how it
+  /// ended and describes it ("was killed by signal 11 (...)", "exited with status 0").
+  std::string reap_worker(bool want_status);
 
   WorkerService& service_;
   int zctl_ = -1;       ///< socket to the zygote
