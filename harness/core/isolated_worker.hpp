@@ -1,7 +1,8 @@
 // Long-lived worker processes that run code under test away from the campaign process: one
 // worker per target (for a CUDA plugin it owns the CUDA context), reused across calls and
 // replaced after it dies, hangs or declares itself unusable (a device fault). Not a public API:
-// harness/core's plugin target and the tests use it. DESIGN.md ("Isolation") describes it.
+// harness/core's plugin target and the tests use it. DESIGN.md, section "Campaigns" (the
+// bullet "Isolation of CUDA plugins"), describes it.
 //
 // Processes. The constructor forks a supervisor process (the "zygote") at once, before the
 // caller touches CUDA and normally while it is single-threaded (the CLI builds its target

@@ -116,7 +116,9 @@ class Target {
 /// Options that shape how targets are built.
 struct TargetOptions {
   std::string mutant = "none";  ///< planted-bug variant for kernel targets
-  bool isolate_plugins = true;  ///< run host plugins in a forked child (crash containment)
+  /// Crash containment: host plugins run in a forked child per call, CUDA plugins in one
+  /// worker process per target that owns the CUDA context (plugin_target.cpp); false: in-process.
+  bool isolate_plugins = true;
   /// Plugin shared objects, or folders whose *.so files are plugins, searched in this order
   /// for a "plugin:<name>" target; the entries of MOECHECK_PLUGIN_PATH (':'-separated, files
   /// or folders alike) are searched after them.
