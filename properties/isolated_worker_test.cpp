@@ -35,7 +35,8 @@ namespace {
 /// "fault-on-nan", when any logit is NaN).
 class FakeRunner final : public CaseRunner {
  public:
-  FakeRunner(std::string mode, std::int64_t trigger_T = -1) : mode_(std::move(mode)), trigger_T_(trigger_T) {}
+  FakeRunner(std::string mode, std::int64_t trigger_T = -1, std::string pid_file = "")
+      : mode_(std::move(mode)), trigger_T_(trigger_T), pid_file_(std::move(pid_file)) {}
 
   std::string start() override {
     if (mode_ == "start-fails") return "no fake device is usable";
@@ -68,6 +69,25 @@ class FakeRunner final : public CaseRunner {
     }
     for (std::int64_t i = 0; i < n; ++i) weights[i] = static_cast<float>(w[static_cast<std::size_t>(i)]);
     if (hit && mode_ == "oob") ids[n + 3] = 7;
+    if (hit && mode_ == "linger") {
+      // A process that outlives the worker, out of reach of its group kill (as a worker stuck
+      // in the GPU driver does), holding the worker's stdout and stderr.
+      if (fork() == 0) {
+        setsid();
+        std::fprintf(stderr, "lingering\n");
+        std::fflush(stderr);
+        const std::string tmp = pid_file_ + ".tmp";
+        if (std::FILE* f = std::fopen(tmp.c_str(), "w")) {
+          std::fprintf(f, "%d\n", static_cast<int>(getpid()));
+          std::fclose(f);
+          std::rename(tmp.c_str(), pid_file_.c_str());
+        }
+        sleep(20);
+        _exit(0);
+      }
+      for (int i = 0; i < 400 && access(pid_file_.c_str(), F_OK) != 0; ++i) usleep(5000);
+      raise(SIGSEGV);
+    }
     return {};
   }
 
@@ -83,6 +103,7 @@ class FakeRunner final : public CaseRunner {
 
   std::string mode_;
   std::int64_t trigger_T_;
+  std::string pid_file_;
   bool lost_ = false;
 };
 
@@ -305,6 +326,50 @@ TEST(IsolatedWorker, SigkillOfTheCallerLeavesNoWorker) {
   EXPECT_TRUE(gone_within(pids[1], 1.0)) << "worker " << pids[1] << " outlived its caller";
 }
 
+TEST(IsolatedWorker, AProcessOutlivingTheWorkerDoesNotHoldTheCallersOutput) {
+  // A child process runs a case whose worker leaves a lingering process behind and crashes,
+  // then exits. Whoever reads the child's stdout/stderr (here a pipe) must see them close at
+  // once, not when the lingering process ends: worker output goes through its own pipe.
+  const fs::path dir = moecheck_test::temp_dir("linger");
+  fs::create_directories(dir);
+  const std::string pid_file = (dir / "lingering.pid").string();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    int code = 1;
+    {
+      WorkerTarget t(FakeRunner("linger", 3, pid_file));
+      code = evaluate(t, simple_case(3)).check == "crash" ? 0 : 1;
+    }
+    _exit(code);
+  }
+  ::close(fds[1]);
+  const auto t0 = Clock::now();
+  std::string seen;
+  char buf[256];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) seen.append(buf, static_cast<std::size_t>(n));
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  ::close(fds[0]);
+  int st = 0;
+  waitpid(child, &st, 0);
+  pid_t lingering = 0;
+  std::ifstream(pid_file) >> lingering;
+  if (lingering > 0) kill(lingering, SIGKILL);
+  fs::remove_all(dir);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the case was not a crash";
+  EXPECT_GT(lingering, 0) << "the lingering process was not started";
+  EXPECT_LT(s, 5.0) << "the caller's output stayed open until the lingering process ended";
+  EXPECT_NE(seen.find("lingering"), std::string::npos) << "the worker's output was not forwarded: " << seen;
+}
+
 TEST(IsolatedWorker, CampaignShrinksDeviceFaultsKeepsGoingAndTheCaseReplays) {
   const fs::path dir = moecheck_test::temp_dir("device_fault");
   WorkerTarget t(FakeRunner("fault-on-nan"));
@@ -349,4 +414,54 @@ TEST(IsolatedWorker, CampaignShrinksDeviceFaultsKeepsGoingAndTheCaseReplays) {
   EXPECT_EQ(rr.outcome, "fail") << rr.detail;
   EXPECT_NE(rr.detail.find("[device-fault]"), std::string::npos) << rr.detail;
   fs::remove_all(dir);
+}
+
+namespace {
+
+/// In-process stand-in for a CUDA plugin run with --no-isolation: its first device fault (a NaN
+/// logit) destroys "the context", after which it can run nothing (Target::lost).
+class LosesItsContext final : public Target {
+ public:
+  std::string spec() const override { return "reference"; }
+  std::string lost() const override { return lost_; }
+  RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
+    if (!lost_.empty()) return {RunOutcome::Status::abandoned, lost_};
+    bool fatal = false;
+    RunOutcome out = runner_.run(case_inputs(m), weights, ids, &fatal);
+    if (fatal) lost_ = "the fake CUDA context is gone";
+    ++calls_;
+    return out;
+  }
+  int calls() const { return calls_; }
+
+ private:
+  FakeRunner runner_{"fault-on-nan"};
+  std::string lost_;
+  int calls_ = 0;
+};
+
+}  // namespace
+
+TEST(IsolatedWorker, ALostTargetEndsTheCampaignAbortedWithItsReason) {
+  LosesItsContext t;
+  CampaignOptions o;
+  o.seed = 3;
+  o.max_cases = 400;
+  o.max_failures = 0;
+  o.progress = false;
+  o.gen.max_T = 300;
+  std::ostringstream log;
+  CampaignResult r = run_campaign(t, o, log);
+  EXPECT_TRUE(r.aborted);
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(r.abort_reason, "the fake CUDA context is gone");
+  ASSERT_EQ(r.failures.size(), 1u) << log.str();
+  EXPECT_EQ(r.failures[0].check, "device-fault");
+  EXPECT_EQ(r.failures[0].shrink_steps, 0) << "nothing can run after the fault: no shrinking";
+  EXPECT_EQ(r.cases, r.failures[0].case_index + 1) << "the campaign ended at the fault";
+  EXPECT_EQ(t.calls(), r.cases) << "no call after the fault";
+  EXPECT_NE(log.str().find("campaign aborted: the fake CUDA context is gone"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("stopped: the target can run nothing more"), std::string::npos) << log.str();
+  EXPECT_NE(campaign_summary(r).find("[aborted: the fake CUDA context is gone]"), std::string::npos);
+  EXPECT_EQ(campaign_exit_code(r), 1);
 }

@@ -1,6 +1,7 @@
 // Worker processes for code under test (see isolated_worker.hpp for the design).
 #include "harness/core/isolated_worker.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -14,7 +15,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -53,28 +56,40 @@ double seconds_since(const timespec& t0) {
   return static_cast<double>(now.tv_sec - t0.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec - t0.tv_nsec);
 }
 
+timespec now_monotonic() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t;
+}
+
 void copy_message(char (&dst)[1024], const std::string& src) {
   const std::size_t n = std::min(src.size(), sizeof dst - 1);
   std::memcpy(dst, src.data(), n);
   dst[n] = '\0';
 }
 
-/// Sends `msg` with one descriptor attached (fd < 0: none). True when the whole message went.
+/// Sends `msg` with up to two descriptors attached (negative ones are left out). True when the
+/// whole message went.
 template <typename Msg>
-bool send_with_fd(int sock, const Msg& msg, int fd) {
+bool send_with_fds(int sock, const Msg& msg, int fd_a = -1, int fd_b = -1) {
   iovec iov{const_cast<Msg*>(&msg), sizeof msg};
   msghdr h{};
   h.msg_iov = &iov;
   h.msg_iovlen = 1;
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
+  int fds[2];
+  int n_fds = 0;
+  for (int fd : {fd_a, fd_b}) {
+    if (fd >= 0) fds[n_fds++] = fd;
+  }
+  alignas(cmsghdr) char ctl[CMSG_SPACE(2 * sizeof(int))] = {};
+  if (n_fds > 0) {
     h.msg_control = ctl;
-    h.msg_controllen = sizeof ctl;
+    h.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
     cmsghdr* c = CMSG_FIRSTHDR(&h);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
   }
   for (;;) {
     const ssize_t n = sendmsg(sock, &h, MSG_NOSIGNAL);
@@ -83,31 +98,74 @@ bool send_with_fd(int sock, const Msg& msg, int fd) {
   }
 }
 
-/// Receives one message and the descriptor attached to it (*fd = -1 when none). Returns the
-/// bytes received (0 at end of stream, -1 on error).
+/// Receives one message and up to two descriptors attached to it, in order (-1 where none).
+/// Returns the bytes received (0 at end of stream, -1 on error).
 template <typename Msg>
-ssize_t recv_with_fd(int sock, Msg* msg, int* fd) {
+ssize_t recv_with_fds(int sock, Msg* msg, int (&fds)[2]) {
   iovec iov{msg, sizeof *msg};
   msghdr h{};
   h.msg_iov = &iov;
   h.msg_iovlen = 1;
-  alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) char ctl[CMSG_SPACE(2 * sizeof(int))] = {};
   h.msg_control = ctl;
   h.msg_controllen = sizeof ctl;
-  *fd = -1;
+  fds[0] = fds[1] = -1;
   for (;;) {
     const ssize_t n = recvmsg(sock, &h, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
     if (n > 0) {
       for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
-          std::memcpy(fd, CMSG_DATA(c), sizeof *fd);
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        const std::size_t got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int tmp[8];
+        std::memcpy(tmp, CMSG_DATA(c), std::min<std::size_t>(got, 8) * sizeof(int));
+        for (std::size_t k = 0; k < got && k < 8; ++k) {
+          if (k < 2) {
+            fds[k] = tmp[k];
+          } else {
+            ::close(tmp[k]);
+          }
         }
       }
     }
     return n;
   }
 }
+
+void close_fds(int (&fds)[2]) {
+  for (int& fd : fds) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+}
+
+// ---- tracing (MOECHECK_WORKER_TRACE=1) -----------------------------------------------------
+
+/// Set from MOECHECK_WORKER_TRACE by the IsolatedWorker constructor, inherited by its processes.
+bool g_trace = false;
+
+/// One trace line on stderr: "[moecheck worker trace <seconds> <role> <pid>] <text>". Only
+/// snprintf and write, also used by the zygote.
+void trace(const char* role, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void trace(const char* role, const char* fmt, ...) {
+  if (!g_trace) return;
+  char buf[512];
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int n = std::snprintf(buf, sizeof buf, "[moecheck worker trace %ld.%03ld %s %d] ", static_cast<long>(now.tv_sec),
+                        static_cast<long>(now.tv_nsec / 1000000), role, static_cast<int>(getpid()));
+  va_list ap;
+  va_start(ap, fmt);
+  if (n > 0 && n < static_cast<int>(sizeof buf)) n += std::vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+  va_end(ap);
+  n = std::min<int>(n, static_cast<int>(sizeof buf) - 2);
+  buf[n++] = '\n';
+  if (write(STDERR_FILENO, buf, static_cast<std::size_t>(n)) < 0) {
+    // a trace line that cannot be written is dropped
+  }
+}
+
+double ms_since(const timespec& t0) { return 1000 * seconds_since(t0); }
 
 /// Closes every descriptor >= 3 except `keep_a` and `keep_b`.
 void close_other_fds(int keep_a, int keep_b) {
@@ -141,6 +199,7 @@ void default_signals() {
 /// A worker process: starts the service, then serves requests on `sock` until it closes.
 [[noreturn]] void worker_main(int sock, int memfd, WorkerService& service) {
   WorkerReply ready{};
+  const timespec t_start = now_monotonic();
   try {
     const std::string e = service.start();
     ready.code = e.empty() ? 0 : 1;
@@ -152,6 +211,7 @@ void default_signals() {
     ready.code = 1;
     copy_message(ready.message, "unknown exception while starting");
   }
+  trace("worker", "start: %s after %.1f ms", ready.code == 0 ? "ready" : ready.message, ms_since(t_start));
   if (send(sock, &ready, sizeof ready, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof ready) || ready.code != 0) {
     _exit(1);
   }
@@ -170,6 +230,7 @@ void default_signals() {
       map = p == MAP_FAILED ? nullptr : static_cast<unsigned char*>(p);
       mapped = map ? req.region_bytes : 0;
     }
+    const timespec t_call = now_monotonic();
     if (!map) {
       rep.code = kWorkerFailure;
       rep.fatal = 1;
@@ -187,6 +248,8 @@ void default_signals() {
         copy_message(rep.message, "worker: unknown exception");
       }
     }
+    trace("worker", "request %llu: code %d%s after %.1f ms", static_cast<unsigned long long>(req.seq), rep.code,
+          rep.fatal ? ", fatal (exiting)" : "", ms_since(t_call));
     if (send(sock, &rep, sizeof rep, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof rep)) _exit(3);
     if (rep.fatal) _exit(0);
   }
@@ -203,6 +266,7 @@ void default_signals() {
     int status = 0;
     bool ended = false;
     int then = 0;  ///< 0: keep tracking; kReap: answer when it ends; kForget: drop when it ends
+    timespec asked{};  ///< when `then` was set
   };
   Kid kids[kMaxTracked] = {};
   for (;;) {
@@ -213,13 +277,19 @@ void default_signals() {
       if (!k.ended && waitpid(k.pid, &st, WNOHANG) == k.pid) {
         k.ended = true;
         k.status = st;
+        if (k.then != 0) {
+          trace("zygote", "worker %d ended (wait status %d), %.1f ms after it was given up", static_cast<int>(k.pid), st,
+                ms_since(k.asked));
+        } else {
+          trace("zygote", "worker %d ended by itself (wait status %d)", static_cast<int>(k.pid), st);
+        }
       }
       if (k.ended && k.then == kReap) {
         ZygoteReply rep;
         rep.op = kReap;
         rep.pid = k.pid;
         rep.status = k.status;
-        if (!send_with_fd(ctl, rep, -1)) _exit(0);
+        if (!send_with_fds(ctl, rep)) _exit(0);
       }
       if (k.ended && k.then != 0) k = Kid{};
       if (k.pid > 0 && !k.ended && k.then != 0) waiting = true;
@@ -228,10 +298,10 @@ void default_signals() {
     const int r = poll(&p, 1, waiting ? 5 : 1000);
     if (r <= 0) continue;
     ZygoteRequest req;
-    int fd = -1;
-    const ssize_t n = recv_with_fd(ctl, &req, &fd);
+    int fds[2];
+    const ssize_t n = recv_with_fds(ctl, &req, fds);
     if (n != static_cast<ssize_t>(sizeof req)) {
-      if (fd >= 0) ::close(fd);
+      close_fds(fds);
       if (n > 0) continue;  // malformed: ignore
       // The caller is gone: kill every worker, give them a moment to end, leave.
       for (const Kid& k : kids) {
@@ -261,8 +331,8 @@ void default_signals() {
       for (Kid& k : kids) {
         if (!slot && k.pid == 0) slot = &k;
       }
-      if (fd < 0 || !slot) {
-        rep.pid = -(fd < 0 ? EBADF : EAGAIN);
+      if (fds[0] < 0 || fds[1] < 0 || !slot) {
+        rep.pid = -(fds[0] < 0 || fds[1] < 0 ? EBADF : EAGAIN);
       } else {
         const pid_t pid = fork();
         if (pid == 0) {
@@ -272,23 +342,31 @@ void default_signals() {
           prctl(PR_SET_PDEATHSIG, SIGKILL);
           if (getppid() != self) _exit(127);
           ::close(ctl);
-          worker_main(fd, memfd, service);
+          // Its output goes to a pipe the caller forwards, never to the caller's own stdout and
+          // stderr: a worker stuck in the driver must not hold those open.
+          dup2(fds[1], STDOUT_FILENO);
+          dup2(fds[1], STDERR_FILENO);
+          ::close(fds[1]);
+          worker_main(fds[0], memfd, service);
         }
+        const int e = errno;
         if (pid > 0) {
           setpgid(pid, pid);  // also here: no window in which a group kill would miss it
           *slot = Kid{};
           slot->pid = pid;
+          trace("zygote", "forked worker %d", static_cast<int>(pid));
         }
-        rep.pid = pid > 0 ? pid : -errno;
+        rep.pid = pid > 0 ? pid : -e;
       }
-      if (fd >= 0) ::close(fd);
-      if (!send_with_fd(ctl, rep, -1)) _exit(0);
+      close_fds(fds);
+      if (!send_with_fds(ctl, rep)) _exit(0);
     } else if (req.op == kReap || req.op == kForget) {
-      if (fd >= 0) ::close(fd);
+      close_fds(fds);
       bool known = false;
       for (Kid& k : kids) {
         if (k.pid == req.pid && req.pid > 0) {
           k.then = req.op;
+          k.asked = now_monotonic();
           known = true;
         }
       }
@@ -297,10 +375,10 @@ void default_signals() {
         rep.op = kReap;
         rep.pid = req.pid;
         rep.status = -1;
-        if (!send_with_fd(ctl, rep, -1)) _exit(0);
+        if (!send_with_fds(ctl, rep)) _exit(0);
       }
-    } else if (fd >= 0) {
-      ::close(fd);
+    } else {
+      close_fds(fds);
     }
   }
 }
@@ -308,8 +386,8 @@ void default_signals() {
 /// Sends a request to the zygote. With `rep`, waits (at most kZygoteAnswerMs) for the answer
 /// with the same op and pid (kSpawn: any pid), dropping others. 1: answered; 0: no answer in
 /// time; -1: the zygote is gone.
-int ask_zygote(int ctl, const ZygoteRequest& req, int fd, ZygoteReply* rep) {
-  if (!send_with_fd(ctl, req, fd)) return -1;
+int ask_zygote(int ctl, const ZygoteRequest& req, int fd_a, int fd_b, ZygoteReply* rep) {
+  if (!send_with_fds(ctl, req, fd_a, fd_b)) return -1;
   if (!rep) return 1;
   timespec t0{};
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -321,12 +399,40 @@ int ask_zygote(int ctl, const ZygoteRequest& req, int fd, ZygoteReply* rep) {
     if (r < 0 && errno == EINTR) continue;
     if (r == 0) return 0;
     if (r < 0) return -1;
-    int got = -1;
-    const ssize_t n = recv_with_fd(ctl, rep, &got);
-    if (got >= 0) ::close(got);
+    int got[2];
+    const ssize_t n = recv_with_fds(ctl, rep, got);
+    close_fds(got);
     if (n != static_cast<ssize_t>(sizeof *rep)) return -1;
     if (rep->op == req.op && (req.op == kSpawn || rep->pid == req.pid)) return 1;
   }
+}
+
+/// True when process `pid` has ended (gone, or a zombie not reaped yet).
+bool process_ended(pid_t pid) {
+  if (kill(pid, 0) != 0) return errno == ESRCH;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  std::FILE* f = std::fopen(path, "r");
+  if (!f) return true;
+  char line[512];
+  const bool got = std::fgets(line, sizeof line, f) != nullptr;
+  std::fclose(f);
+  if (!got) return true;
+  const char* paren = std::strrchr(line, ')');
+  return paren && (paren[1] == ' ') && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+/// A descriptor that becomes readable when `pid` ends (pidfd), or -1 where the kernel has none.
+int open_pidfd(pid_t pid) {
+#ifdef SYS_pidfd_open
+  const long fd = syscall(SYS_pidfd_open, pid, 0);
+  if (fd >= 0) {
+    fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+    return static_cast<int>(fd);
+  }
+#endif
+  (void)pid;
+  return -1;
 }
 
 std::string describe_wait_status(int st) {
@@ -348,6 +454,8 @@ std::string seconds_text(double s) {
 }  // namespace
 
 IsolatedWorker::IsolatedWorker(WorkerService& service) : service_(service) {
+  const char* t = std::getenv("MOECHECK_WORKER_TRACE");
+  g_trace = t && std::strcmp(t, "1") == 0;
   memfd_ = memfd_create("moecheck-worker", MFD_CLOEXEC);
   if (memfd_ < 0) throw std::runtime_error(std::string("worker exchange: memfd_create failed: ") + std::strerror(errno));
   int sv[2];
@@ -377,6 +485,7 @@ IsolatedWorker::IsolatedWorker(WorkerService& service) : service_(service) {
   ::close(sv[1]);
   zctl_ = sv[0];
   zpid_ = pid;
+  trace("caller", "forked the worker supervisor %d", static_cast<int>(pid));
 }
 
 IsolatedWorker::~IsolatedWorker() {
@@ -413,18 +522,43 @@ unsigned char* IsolatedWorker::region(std::size_t bytes, std::string* error) {
   return map_;
 }
 
+void IsolatedWorker::forward_output() {
+  if (out_ < 0) return;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = read(out_, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // drained (EAGAIN) or every writer gone
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = write(STDERR_FILENO, buf + done, static_cast<std::size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return;  // stderr is gone: the output is dropped
+      done += w;
+    }
+  }
+}
+
 std::string IsolatedWorker::reap_worker(bool want_status) {
   if (wpid_ <= 0) return {};
+  trace("caller", "giving up worker %d (%s)", static_cast<int>(wpid_), want_status ? "waiting for its status" : "not waiting");
   kill(-wpid_, SIGKILL);
   kill(wpid_, SIGKILL);
   if (wsock_ >= 0) ::close(wsock_);
   wsock_ = -1;
+  if (wpidfd_ >= 0) ::close(wpidfd_);
+  wpidfd_ = -1;
+  forward_output();  // what it wrote before it went; a stuck worker keeps only its own pipe
+  if (out_ >= 0) ::close(out_);
+  out_ = -1;
   ZygoteRequest req;
   req.op = want_status ? kReap : kForget;
   req.pid = wpid_;
   wpid_ = 0;
   ZygoteReply rep;
-  const int answered = ask_zygote(zctl_, req, -1, want_status ? &rep : nullptr);
+  const timespec t0 = now_monotonic();
+  const int answered = ask_zygote(zctl_, req, -1, -1, want_status ? &rep : nullptr);
+  if (want_status) trace("caller", "status of worker %d after %.1f ms: %s", static_cast<int>(req.pid), ms_since(t0),
+                         answered > 0 ? describe_wait_status(rep.status).c_str() : "none");
   if (answered < 0) {
     zygote_gone_ = "the worker supervisor process (pid " + std::to_string(zpid_) + ") is gone";
     return "ended (how is unknown: " + zygote_gone_ + ")";
@@ -440,13 +574,24 @@ WorkerCallResult IsolatedWorker::wait_reply(std::uint64_t seq, double timeout_s,
   WorkerCallResult out;
   timespec t0{};
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    pollfd p{wsock_, POLLIN, 0};
-    const int r = poll(&p, 1, 10);
-    if (r > 0) {
+  // The worker's end is seen on its socket (end of stream) or, should a process it started hold
+  // the socket open, on its pidfd (or, without pidfds, by looking it up every 50 ms).
+  for (int round = 0;; ++round) {
+    pollfd p[3] = {{wsock_, POLLIN, 0}, {wpidfd_, POLLIN, 0}, {out_, POLLIN, 0}};
+    const int r = poll(p, 3, 10);  // negative descriptors are skipped
+    if (r > 0 && out_ >= 0 && p[2].revents) {
+      forward_output();
+      if (!(p[2].revents & POLLIN)) {  // every writer gone
+        ::close(out_);
+        out_ = -1;
+      }
+    }
+    const bool ended = (r > 0 && wpidfd_ >= 0 && p[1].revents) || (wpidfd_ < 0 && round % 5 == 4 && process_ended(wpid_));
+    if ((r > 0 && p[0].revents) || ended) {
       WorkerReply rep;
       const ssize_t n = recv(wsock_, &rep, sizeof rep, MSG_DONTWAIT);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN && !ended) continue;
       if (n == static_cast<ssize_t>(sizeof rep)) {
         if (rep.seq != seq) continue;  // a late answer to an earlier request
         out.kind = WorkerCallResult::Kind::replied;
@@ -455,7 +600,7 @@ WorkerCallResult IsolatedWorker::wait_reply(std::uint64_t seq, double timeout_s,
         return out;
       }
       out.kind = WorkerCallResult::Kind::died;
-      if (n == 0) {
+      if (n == 0 || ended) {
         out.error = reap_worker(true);
       } else {
         out.error = "sent a malformed reply (then was killed)";
@@ -492,16 +637,30 @@ WorkerCallResult IsolatedWorker::start(const CallLimits& limits) {
     out.error = zygote_gone_;
     return out;
   }
-  int sv[2];
+  int sv[2], op[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     out.error = std::string("socketpair failed: ") + std::strerror(errno);
     return out;
   }
+  if (pipe2(op, O_CLOEXEC | O_NONBLOCK) != 0) {
+    out.error = std::string("pipe failed: ") + std::strerror(errno);
+    ::close(sv[0]);
+    ::close(sv[1]);
+    return out;
+  }
+  fcntl(op[1], F_SETFL, 0);  // the worker writes blocking; this process reads without blocking
   ZygoteRequest req;
   req.op = kSpawn;
   ZygoteReply rep;
-  const int answered = ask_zygote(zctl_, req, sv[1], &rep);
+  const timespec t0 = now_monotonic();
+  const int answered = ask_zygote(zctl_, req, sv[1], op[1], &rep);
   ::close(sv[1]);
+  ::close(op[1]);
+  out_ = op[0];
+  if (answered <= 0 || rep.pid <= 0) {
+    ::close(out_);
+    out_ = -1;
+  }
   if (answered <= 0) {
     ::close(sv[0]);
     zygote_gone_ = "the worker supervisor process (pid " + std::to_string(zpid_) + ") " +
@@ -516,9 +675,12 @@ WorkerCallResult IsolatedWorker::start(const CallLimits& limits) {
   }
   wpid_ = rep.pid;
   wsock_ = sv[0];
+  wpidfd_ = open_pidfd(wpid_);
   ++started_;
   const double limit = std::max(limits.timeout_s, kStartSeconds);
   WorkerCallResult ready = wait_reply(0, limit, limits);
+  trace("caller", "worker %d: %s after %.1f ms", static_cast<int>(rep.pid),
+        ready.kind == WorkerCallResult::Kind::replied && ready.reply.code == 0 ? "ready" : "not started", ms_since(t0));
   switch (ready.kind) {
     case WorkerCallResult::Kind::replied:
       if (ready.reply.code != 0) {
@@ -562,7 +724,14 @@ WorkerCallResult IsolatedWorker::call(WorkerRequest& req, const CallLimits& limi
     out.error = reap_worker(true);
     return out;
   }
-  return wait_reply(req.seq, limits.timeout_s, limits);
+  const timespec t0 = now_monotonic();
+  WorkerCallResult r = wait_reply(req.seq, limits.timeout_s, limits);
+  if (g_trace) {
+    static const char* const kinds[] = {"replied", "died", "timed out", "abandoned", "failed"};
+    trace("caller", "request %llu: %s (code %d%s) after %.1f ms", static_cast<unsigned long long>(req.seq),
+          kinds[static_cast<int>(r.kind)], r.reply.code, r.reply.fatal ? ", fatal" : "", ms_since(t0));
+  }
+  return r;
 }
 
 // ---- cases through a worker ----------------------------------------------------------------

@@ -17,6 +17,13 @@
 // bulk (inputs, outputs and their guard regions) lives in one memfd shared with the worker,
 // grown (never shrunk) as requests need, so nothing is copied through the socket.
 //
+// Output. A worker's stdout and stderr are a pipe that the caller forwards to its own stderr
+// while it waits for the worker: a worker stuck in the GPU driver (a process being torn down
+// after a device fault can sit there, unkillable, for a while) never holds the caller's
+// stdout/stderr open, so whatever reads them (a CI runner, a pipe) is not held up by it.
+// MOECHECK_WORKER_TRACE=1 writes a timestamped line for each step (start, requests, faults,
+// kills, ends of workers) to stderr.
+//
 // Lifetime. Worker and zygote run in their own process groups (terminal signals meant for the
 // campaign do not reach them; the caller kills a worker's whole group). The zygote leaves as
 // soon as the caller's end of its socket closes, which the kernel does when the caller dies in
@@ -120,6 +127,7 @@ class IsolatedWorker {
 
  private:
   WorkerCallResult wait_reply(std::uint64_t seq, double timeout_s, const CallLimits& limits);
+  void forward_output();  ///< copies what the worker wrote so far to this process's stderr
   /// Kills the live worker and has the zygote reap it; with `want_status`, waits for how it
   /// ended and describes it ("was killed by signal 11 (...)", "exited with status 0").
   std::string reap_worker(bool want_status);
@@ -131,6 +139,8 @@ class IsolatedWorker {
   unsigned char* map_ = nullptr;
   std::size_t cap_ = 0;
   int wsock_ = -1;      ///< socket to the live worker
+  int out_ = -1;        ///< read end of the live worker's stdout/stderr pipe
+  int wpidfd_ = -1;     ///< pidfd of the live worker (-1 where the kernel has none)
   pid_t wpid_ = 0;
   std::uint64_t seq_ = 0;
   int started_ = 0;
