@@ -44,8 +44,9 @@ struct ZygoteReply {
 /// (a process killed while its GPU work runs may take a moment to leave the driver).
 constexpr int kZygoteAnswerMs = 10000;
 
-/// The most workers a zygote tracks at once (the caller keeps at most one live).
-constexpr int kMaxTracked = 8;
+/// The most workers a zygote tracks at once: the live one, and those given up but not ended
+/// yet (a worker torn down after a device fault may take a while to leave the driver).
+constexpr int kMaxTracked = 64;
 
 /// Reply code of a request the worker itself could not serve (region mapping, exception).
 constexpr std::int32_t kWorkerFailure = -1;
@@ -188,9 +189,13 @@ void close_other_fds(int keep_a, int keep_b) {
 }
 
 /// Signals back to their defaults and none blocked (the caller may have blocked some or set
-/// handlers for its stop requests; a worker must die of SIGTERM/SIGINT like any process).
+/// handlers, for its stop requests or crash reports; a worker must die of SIGTERM/SIGINT and
+/// of its own crashes like any process, reported by the signal).
 void default_signals() {
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2}) signal(s, SIG_DFL);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2, SIGSEGV, SIGBUS,
+                SIGFPE, SIGILL, SIGABRT, SIGTRAP}) {
+    signal(s, SIG_DFL);
+  }
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -341,6 +346,7 @@ void default_signals() {
           setpgid(0, 0);
           prctl(PR_SET_PDEATHSIG, SIGKILL);
           if (getppid() != self) _exit(127);
+          signal(SIGPIPE, SIG_DFL);  // ignored in the zygote only
           ::close(ctl);
           // Its output goes to a pipe the caller forwards, never to the caller's own stdout and
           // stderr: a worker stuck in the driver must not hold those open.
