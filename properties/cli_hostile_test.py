@@ -379,10 +379,14 @@ def cuda_worker_processes(e, proc, limit=60):
 
 def uses_cuda(pid):
     """True when process `pid` has a CUDA device file open or mapped (it initialised CUDA)."""
-    with open("/proc/%d/maps" % pid) as f:
-        if "/dev/nvidia" in f.read():
-            return True
-    for fd in os.listdir("/proc/%d/fd" % pid):
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            if "/dev/nvidia" in f.read():
+                return True
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return False
+    for fd in fds:
         try:
             if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("/dev/nvidia"):
                 return True
