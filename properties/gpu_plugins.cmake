@@ -13,12 +13,12 @@
 # Device faults (properties/plugins/fault_cuda_plugin.cu: rows holding a NaN fault the device),
 # contained by the plugin's worker process (harness/core/isolated_worker.hpp):
 #   gpu_fault_plugin_contained  illegal address: `device-fault` failures shrunk to T = 1, the
-#                               campaign runs its whole budget (the worker is replaced after each
-#                               fault) and nothing else fails; `replay` of the saved cases
-#                               reproduces `device-fault`;
+#                               campaign runs its whole budget past the fault of its first case
+#                               (the worker is replaced after each fault) and nothing else fails;
+#                               `replay` of the saved cases reproduces `device-fault`;
 #   gpu_fault_plugin_trap       the same with a trap instruction;
-#   gpu_fault_plugin_hang       a kernel that never completes: `timeout` failures, the worker is
-#                               killed at the case timeout and the campaign runs its whole budget;
+#   gpu_fault_plugin_hang       a kernel that never completes: a `timeout` failure, the worker is
+#                               killed at the case timeout, the shrink goes on in new workers;
 #   gpu_fault_plugin_in_process --no-isolation: the fault is reported for its case, then the
 #                               campaign ends, aborted, naming the lost CUDA context;
 #   gpu_worker_sigkill, gpu_worker_sigint  SIGKILL of moecheck leaves no worker process; SIGINT
@@ -108,46 +108,51 @@ moecheck_gpu_fuzz_test(gpu_oob_plugin_contained RC 1
   ARGS --plugin $<TARGET_FILE:moecheck_oob_cuda_plugin> --families ${softmax_families}
        --cases 2000 --max-T 64 --max-failures 0 --seed 15017)
 
-# Device faults in a CUDA plugin. About one case in eight has a NaN logit (38 of these 300);
-# --max-failures 0 keeps the campaign going past every fault, and a fault costs only the
-# plugin's worker process (a new one, with a new CUDA context, runs the next case or shrink
-# candidate: about ten per faulting case, shrinking included). The saved cases are regression
-# entries ("expect pass"), so their replay fails (exit 1) with the fault's class.
+# Device faults in a CUDA plugin. Each faulting call costs the plugin's worker process: a new
+# one, with a new CUDA context, runs the next case or shrink candidate (about 0.3 s on an H200,
+# up to 1 s with other GPU tests running), and shrinking a fault takes about ten faulting
+# candidates, so these campaigns are small: tiny shapes, and a seed whose faulting cases are
+# known (seed 15020 with these flags: cases #0, #1 and #15 have a NaN logit). The saved cases are
+# regression entries ("expect pass"), so their replay fails (exit 1) with the fault's class.
 set(fault_forbid_others "FAIL \\[(unwritten|selection|weight|id-range|duplicate-id|crash|out-of-bounds-write|rejected-valid|accepted-invalid)\\]")
+set(fault_flags --plugin $<TARGET_FILE:moecheck_fault_cuda_plugin> --families ${softmax_families}
+    --max-T 8 --max-E 16 --max-failures 0 --seed 15020)
+# Case #0 faults; the eleven after it still run (in new workers) and pass.
 moecheck_gpu_fuzz_test(gpu_fault_plugin_contained RC 1
-  REGEX "cases 300, .*FAIL \\[device-fault\\].*cudaErrorIllegalAddress.*shrunk T=1 "
+  REGEX "cases 12, .*FAIL \\[device-fault\\] device fault: plugin work on the stream: cudaErrorIllegalAddress.*case #0 .*shrunk T=1 "
   FORBID "${fault_forbid_others}|FAIL \\[timeout\\]|aborted"
-  TOTAL_CASES 300 MIN_CASES 300
-  ARGS --plugin $<TARGET_FILE:moecheck_fault_cuda_plugin> --families ${softmax_families}
-       --cases 300 --max-T 64 --max-failures 0 --seed 15018
+  TOTAL_CASES 12 MIN_CASES 12
+  ARGS ${fault_flags} --cases 12
   REPLAY_ARGS --plugin $<TARGET_FILE:moecheck_fault_cuda_plugin>
   REPLAY_RC 1
-  REPLAY_REGEX "\\[plugin:fault-cuda: fail\\].*\\[device-fault\\] device fault: .*cudaErrorIllegalAddress.* 0 matched, 0 skipped, [1-9][0-9]* did not match")
+  REPLAY_REGEX "\\[plugin:fault-cuda: fail\\].*\\[device-fault\\] device fault: .*cudaErrorIllegalAddress.* 0 matched, 0 skipped, [1-9][0-9]* did not match"
+  TIMEOUT 120)
 
+# A trap instruction: another sticky error than an illegal address, contained the same way.
 moecheck_gpu_fuzz_test(gpu_fault_plugin_trap RC 1
-  REGEX "cases 150, .*FAIL \\[device-fault\\].*shrunk T=1 "
-  FORBID "${fault_forbid_others}|FAIL \\[timeout\\]|aborted"
-  TOTAL_CASES 150
+  REGEX "cases 2, .*FAIL \\[device-fault\\] device fault: .*shrunk T=1 "
+  FORBID "${fault_forbid_others}|FAIL \\[timeout\\]|aborted|cudaErrorIllegalAddress"
+  TOTAL_CASES 2
   ENV MOECHECK_CUDA_FAULT=trap
-  ARGS --plugin $<TARGET_FILE:moecheck_fault_cuda_plugin> --families ${softmax_families}
-       --cases 150 --max-T 64 --max-failures 0 --seed 15019)
+  ARGS ${fault_flags} --cases 2
+  TIMEOUT 120)
 
-# A hung kernel: each hanging call, and each hanging shrink candidate, costs the 1 s case
-# timeout and its worker; tiny shapes (4 of these 30 cases have a NaN) keep the shrinks short.
+# A kernel that never completes: the worker is killed at the 1 s case timeout (a `timeout`
+# failure); the shrink candidates run in new workers, those that hang are killed in turn.
 moecheck_gpu_fuzz_test(gpu_fault_plugin_hang RC 1
-  REGEX "cases 30, .*FAIL \\[timeout\\] plugin did not return within 1 s"
+  REGEX "cases 1, .*FAIL \\[timeout\\] plugin did not return within 1 s.*shrunk T=1 "
   FORBID "${fault_forbid_others}|FAIL \\[device-fault\\]|aborted"
-  TOTAL_CASES 30
+  TOTAL_CASES 1
   ENV MOECHECK_CUDA_FAULT=hang
-  ARGS --plugin $<TARGET_FILE:moecheck_fault_cuda_plugin> --families ${softmax_families}
-       --cases 30 --max-T 8 --max-E 16 --max-failures 0 --case-timeout 1 --seed 15020
-  TIMEOUT 600)
+  ARGS ${fault_flags} --cases 1 --case-timeout 1
+  TIMEOUT 120)
 
+# In-process: case #0 faults, then the campaign ends, aborted, naming the lost context.
 moecheck_gpu_fuzz_test(gpu_fault_plugin_in_process RC 1
   REGEX "FAIL \\[device-fault\\].*aborted: a device fault of the in-process CUDA plugin"
   FORBID "${fault_forbid_others}|FAIL \\[timeout\\]"
-  ARGS --plugin $<TARGET_FILE:moecheck_fault_cuda_plugin> --families ${softmax_families} --no-isolation
-       --cases 1000 --max-T 256 --max-failures 0 --seed 15018)
+  ARGS ${fault_flags} --cases 12 --no-isolation
+  TIMEOUT 120)
 
 find_program(MOECHECK_GPU_PYTHON3 NAMES python3)
 if(MOECHECK_GPU_PYTHON3)

@@ -5,7 +5,7 @@
 //                              space, which no allocation ever covers): cudaErrorIllegalAddress,
 //                              a sticky error that destroys the CUDA context of the process;
 //   trap                       executes a trap instruction (a sticky launch failure);
-//   hang                       spins forever (the kernel never completes).
+//   hang                       sleeps forever (the kernel never completes).
 // The condition depends only on the problem (a NaN somewhere), so the fault shrinks (to one
 // row) and replays deterministically. Rows without a NaN are routed correctly: a harness that
 // contains the fault keeps judging every later case as before.
@@ -24,6 +24,12 @@ using moecheck_plugin_util::g_error;
 constexpr int kThreads = 128;
 
 enum Fault : int { kIllegalAddress = 0, kTrap = 1, kHang = 2 };
+
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
 
 /// True when row t holds a NaN logit.
 __device__ bool row_has_nan(const void* gating, std::int64_t row_stride, std::int64_t col_stride, std::int32_t dtype,
@@ -49,9 +55,9 @@ __global__ void fault_on_nan_rows(const void* gating, std::int64_t row_stride, s
   if (t >= T || !row_has_nan(gating, row_stride, col_stride, dtype, t, E)) return;
   if (fault == kTrap) __trap();
   if (fault == kHang) {
-    volatile int spin = 1;
-    while (spin) {
-    }
+    // Reads of the device clock (volatile asm) keep the loop: a loop without side effects may
+    // be removed by the compiler, and then the thread would go on to the store below.
+    while (global_ns() != 0ull) __nanosleep(100000);
   }
   // A store through a wild pointer: address 0x100 lies in the first page, never mapped.
   volatile std::int32_t* wild = reinterpret_cast<volatile std::int32_t*>(static_cast<std::uintptr_t>(0x100));
