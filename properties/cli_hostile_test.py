@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Reliability of `moecheck fuzz` against hostile code under test, through the real CLI.
 
-Usage: cli_hostile_test.py --exe MOECHECK --plugin HOSTILE.so SCENARIO
+Usage: cli_hostile_test.py --exe MOECHECK --plugin HOSTILE.so [--worker] [--probe PROBE] SCENARIO
 
 The hostile plugin (properties/plugins/hostile_plugin.cpp) misbehaves as MOECHECK_HOSTILE says.
 Each scenario runs moecheck in a fresh temporary folder, on a private copy of the plugin (so that
 a scan of /proc for processes mapping it sees only this scenario's processes), and checks what a
 user sees: exit code, wall time, the JSON/JUnit/state files, and that no process is left behind.
-Python standard library only.
+--worker runs the host plugin in the persistent worker process of CUDA plugins
+(MOECHECK_PLUGIN_WORKER=1) instead of a fork per call. The cuda_worker_* scenarios take a CUDA
+plugin (any correct one) and --probe, a program that exits 0 when a CUDA device is usable; without
+one they print MOECHECK_GPU_SKIP and pass. Python standard library only.
 """
 import argparse
 import json
@@ -30,8 +33,9 @@ def check(cond, what):
 
 
 class Env:
-    def __init__(self, exe, plugin, tmp):
+    def __init__(self, exe, plugin, tmp, worker=False):
         self.exe = exe
+        self.worker = worker
         self.tmp = tmp
         self.plugin = os.path.join(tmp, "hostile-%d.so" % os.getpid())
         shutil.copy(plugin, self.plugin)
@@ -44,6 +48,8 @@ class Env:
         e = dict(os.environ)
         e["MOECHECK_HOSTILE"] = mode
         e["MOECHECK_HOSTILE_PIDFILE"] = self.pidfile
+        if self.worker:
+            e["MOECHECK_PLUGIN_WORKER"] = "1"
         return e
 
     def start(self, mode, args):
@@ -345,21 +351,109 @@ def interrupted_exit_code(e):
     check('errors="1"' in junit and "<error message=\"interrupted" in junit, "JUnit does not report the interruption")
 
 
+def segv_continues(e):
+    """A plugin that dies with SIGSEGV for T > 5: each such case is a crash, the campaign runs on."""
+    rc, text, _ = e.run("segv", ["--cases", "60", "--max-failures", "0"] + OUTPUTS, limit=60)
+    check(rc == 1, "exit code %d, expected 1" % rc)
+    j, _ = expect_outputs(e)
+    checks = {f["check"] for f in j["failure_list"]}
+    check(checks == {"crash"}, "failure checks %s, expected only 'crash'" % checks)
+    check("signal 11" in j["failure_list"][0]["message"], "the crash does not name SIGSEGV")
+    check(j["cases"] + j["skipped"] + j["outside_contract"] == 60 and not j["aborted"],
+          "the campaign did not run its whole budget")
+    check(all(f["shrunk"]["T"] == 6 for f in j["failure_list"]), "crashes not shrunk to T = 6")
+    e.expect_no_process_left()
+
+
+def cuda_worker_processes(e, proc, limit=60):
+    """Waits until moecheck, the worker's supervisor and the worker map the plugin; returns them."""
+    end = time.monotonic() + limit
+    while True:
+        found = e.live_plugin_processes()
+        if len(found) >= 3:
+            return found
+        check(proc.poll() is None, "moecheck ended early (exit %s)" % proc.returncode)
+        check(time.monotonic() < end, "no worker process maps the plugin (found %s)" % found)
+        time.sleep(0.05)
+
+
+def uses_cuda(pid):
+    """True when process `pid` has a CUDA device file open or mapped (it initialised CUDA)."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            if "/dev/nvidia" in f.read():
+                return True
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("/dev/nvidia"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def cuda_worker_sigkill(e):
+    """SIGKILL of moecheck during a CUDA plugin campaign: its worker processes go at once.
+    Meanwhile only the worker uses CUDA: moecheck itself never initialised it, even after a
+    state save (every 5 s), which records the device's name."""
+    proc = e.start("", ["--seconds", "120"] + OUTPUTS)
+    found = cuda_worker_processes(e, proc)
+    time.sleep(6.0)  # cases running on the device, and a state save
+    check(os.path.exists(e.path("s.json")), "no state saved after 6 s")
+    users = [p for p in found if uses_cuda(p)]
+    check(proc.pid not in users, "moecheck itself initialised CUDA")
+    check(len(users) == 1, "expected exactly one process (the worker) using CUDA, found %s of %s" % (users, found))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    e.expect_no_process_left(limit=2.0)
+    print("processes %s gone after SIGKILL of moecheck %d" % (found, proc.pid))
+
+
+def cuda_worker_sigint(e):
+    """SIGINT during a CUDA plugin campaign: stops within 2 s, exit 4, no process left."""
+    proc = e.start("", ["--seconds", "120"] + OUTPUTS)
+    cuda_worker_processes(e, proc)
+    time.sleep(1.5)
+    t = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rc, text = e.finish(proc, 20)
+    dt = time.monotonic() - t
+    check(dt < 2.0, "stopping took %.2f s after the signal" % dt)
+    check(rc == 4, "exit code %d, expected 4 (interrupted, no failure)" % rc)
+    j, _ = expect_outputs(e)
+    check(j["interrupted"] is True and j["cases"] > 0, "results not marked interrupted, or no case ran")
+    e.expect_no_process_left()
+    print("stopped %.2f s after the signal" % dt)
+
+
 SCENARIOS = {f.__name__: f for f in [
     hang_budget, hang_sigint, hang_sigterm, hang_sigint_inprocess, hang_sigint_shrinking, hang_sigkill,
     oob_ids, oob_ids_inprocess, oob_weights, oob_weights_inprocess, exit_inprocess, quick_exit_inprocess,
-    bad_output_paths, write_fails_at_end, case_timeout_flag, interrupted_exit_code]}
+    bad_output_paths, write_fails_at_end, case_timeout_flag, interrupted_exit_code, segv_continues,
+    cuda_worker_sigkill, cuda_worker_sigint]}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--exe", required=True)
     ap.add_argument("--plugin", required=True)
+    ap.add_argument("--worker", action="store_true", help="host plugin in the persistent worker")
+    ap.add_argument("--probe", help="skip unless this program exits 0 (a CUDA device is usable)")
     ap.add_argument("scenario", choices=sorted(SCENARIOS))
     a = ap.parse_args()
+    if a.probe:
+        p = subprocess.run([a.probe], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode != 0:
+            print("MOECHECK_GPU_SKIP: %s" % p.stdout.strip())
+            return 0
     tmp = tempfile.mkdtemp(prefix="moecheck-hostile-")
     try:
-        SCENARIOS[a.scenario](Env(os.path.abspath(a.exe), os.path.abspath(a.plugin), tmp))
+        SCENARIOS[a.scenario](Env(os.path.abspath(a.exe), os.path.abspath(a.plugin), tmp, a.worker))
     except Failure as f:
         print("FAILED %s: %s" % (a.scenario, f), flush=True)
         return 1

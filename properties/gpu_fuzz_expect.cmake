@@ -9,6 +9,8 @@
 #   MIN_CASES, MIN_ROWS (optional) lower bounds on the cases run and the rows they had
 #   MIN_NONFINITE (optional) at least this many shrunk cases saved in CORPUS have a NaN or an
 #                infinite logit
+#   REPLAY_ARGS  (optional) a second command ('|'-separated arguments), run after the first;
+#                it must exit REPLAY_RC and its output match REPLAY_REGEX
 if(NOT PROBE OR NOT EXE)
   message(FATAL_ERROR "gpu_fuzz_expect.cmake needs -DPROBE and -DEXE")
 endif()
@@ -82,5 +84,17 @@ if(DEFINED MIN_NONFINITE)
                         "expected at least ${MIN_NONFINITE}\n${shown}")
   endif()
   message(STATUS "${nonfinite} of ${n_saved} shrunk cases have a NaN or infinite logit")
+endif()
+if(REPLAY_ARGS)
+  string(REPLACE "|" ";" rargs "${REPLAY_ARGS}")
+  execute_process(COMMAND ${EXE} ${rargs} RESULT_VARIABLE rrc OUTPUT_VARIABLE rout ERROR_VARIABLE rerr)
+  set(rshown "replay stdout:\n${rout}\nreplay stderr:\n${rerr}")
+  if(NOT rrc STREQUAL "${REPLAY_RC}")
+    message(FATAL_ERROR "replay: exit code ${rrc}, expected ${REPLAY_RC}\n${rshown}")
+  endif()
+  if(NOT "${rout}${rerr}" MATCHES "${REPLAY_REGEX}")
+    message(FATAL_ERROR "replay output does not match '${REPLAY_REGEX}'\n${rshown}")
+  endif()
+  message(STATUS "replay ok (exit ${rrc})\n${rout}")
 endif()
 message(STATUS "ok (exit ${rc})\n${all}")

@@ -2,6 +2,8 @@
 moecheck_add_test(corpus_test SOURCES corpus_test.cpp LIBS moecheck::harness_core rapidcheck LABELS quick)
 moecheck_add_test(campaign_test SOURCES campaign_test.cpp LIBS moecheck::harness_core moecheck::reports rapidcheck
                   LABELS quick)
+# The persistent worker process of isolated CUDA plugins, driven by a fake runner on the host.
+moecheck_add_test(isolated_worker_test SOURCES isolated_worker_test.cpp LIBS moecheck::harness_core LABELS quick)
 # Write-once corpus files (racing threads and processes) and the kill matrix.
 moecheck_add_test(write_once_test SOURCES write_once_test.cpp LIBS moecheck::harness_core LABELS quick)
 moecheck_add_test(mutation_test SOURCES mutation_test.cpp LIBS moecheck::harness_core LABELS quick)

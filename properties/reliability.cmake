@@ -20,3 +20,16 @@ foreach(scenario hang_budget hang_sigint hang_sigterm hang_sigint_inprocess hang
                    --exe $<TARGET_FILE:moecheck> --plugin $<TARGET_FILE:moecheck_hostile_plugin> ${scenario})
   set_tests_properties(cli_hostile_${scenario} PROPERTIES LABELS quick TIMEOUT 90)
 endforeach()
+# The same through the persistent worker process that CUDA plugins run in (the host plugin is
+# served by it: MOECHECK_PLUGIN_WORKER=1): hangs, stops, SIGKILL of moecheck, overruns, crashes.
+foreach(scenario hang_budget hang_sigint hang_sigterm hang_sigint_shrinking hang_sigkill oob_ids oob_weights
+                 case_timeout_flag segv_continues)
+  add_test(NAME cli_hostile_worker_${scenario}
+           COMMAND ${MOECHECK_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/cli_hostile_test.py
+                   --exe $<TARGET_FILE:moecheck> --plugin $<TARGET_FILE:moecheck_hostile_plugin> --worker ${scenario})
+  set_tests_properties(cli_hostile_worker_${scenario} PROPERTIES LABELS quick TIMEOUT 90)
+endforeach()
+add_test(NAME cli_hostile_segv_continues
+         COMMAND ${MOECHECK_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/cli_hostile_test.py
+                 --exe $<TARGET_FILE:moecheck> --plugin $<TARGET_FILE:moecheck_hostile_plugin> segv_continues)
+set_tests_properties(cli_hostile_segv_continues PROPERTIES LABELS quick TIMEOUT 90)

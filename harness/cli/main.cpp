@@ -123,7 +123,8 @@ int run(int argc, char** argv) {
                    "Planted device-checker bug (none, accepts-any-weight): shows that the host sample catches it")
       ->capture_default_str();
   fuzz->add_flag("--no-progress", fz_no_progress, "No progress line");
-  fuzz->add_flag("--no-isolation", fz_no_isolation, "Run host plugins in-process (no fork per case)");
+  fuzz->add_flag("--no-isolation", fz_no_isolation,
+                 "Run plugins in-process (no fork per case; no worker process owning a CUDA plugin's context)");
   FuzzWorkersRequest fz_workers;
   fuzz->add_option("--devices", fz_workers.devices,
                    "One worker process per CUDA device: all, or a comma list of ordinals (results merged)");

@@ -318,9 +318,10 @@ std::string human_number(double v) {
 
 std::string tool_version() { return MOECHECK_VERSION; }
 std::string source_commit() { return MOECHECK_GIT_COMMIT; }
-std::string toolkit_string() {
+std::string toolkit_string() { return toolkit_string(""); }
+std::string toolkit_string(const std::string& device_name) {
   std::string s = std::string("torch=") + MOECHECK_TORCH_VERSION + " cuda=" + MOECHECK_CUDA_VERSION;
-  std::string dev = cuda_device_name();
+  std::string dev = device_name.empty() ? cuda_device_name() : device_name;
   if (!dev.empty()) s += " device=" + dev;
   return s;
 }
@@ -637,7 +638,7 @@ struct CampaignRun {
       e.check = check;
       e.signature = rec.signature;
       e.message = rec.message;
-      e.toolkit = toolkit_string();
+      e.toolkit = toolkit_string(r.device_name);
       e.commit = source_commit();
       e.found = iso_time_now();
       e.contract = contract;
@@ -801,6 +802,8 @@ class GuardedTarget final : public Target {
   bool runs_in_process() const override { return inner_.runs_in_process(); }
   Contract contract() const override { return inner_.contract(); }
   bool interrupts_calls() const override { return inner_.interrupts_calls(); }
+  std::string lost() const override { return inner_.lost(); }
+  std::string device_name() const override { return inner_.device_name(); }
   RunOutcome run(const MaterializedCase& m, float* weights, std::int32_t* ids) override {
     ac_.call_start.store(Clock::now().time_since_epoch().count());
     ac_.call_seq.fetch_add(1);
@@ -898,6 +901,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   r.target = target.spec();
   r.mutant = target.mutant();
   r.device = target.device();
+  r.device_name = target.device_name();
   r.seed = opt.seed;
   r.shard_index = opt.shard_index;
   r.shard_count = opt.shard_count;
@@ -1019,6 +1023,16 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   // A target that interrupts its own calls (Target::interrupts_calls) gets no watchdog: nothing
   // may end the process under it because one of its calls is slow.
   if (target.runs_in_process() && !target.interrupts_calls()) watchdog = std::make_unique<Watchdog>(ac);
+  // A target that can run nothing more (Target::lost, e.g. a device fault in-process) ends the
+  // campaign, aborted with its reason.
+  auto aborted_by_loss = [&] {
+    const std::string why = target.lost();
+    if (why.empty()) return false;
+    r.aborted = r.interrupted = true;
+    r.abort_reason = why;
+    log << (opt.progress ? "\n" : "") << "moecheck: campaign aborted: " << why << "\n";
+    return true;
+  };
 
   while (true) {
     const double run_s = seconds_since(t0);
@@ -1031,6 +1045,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
     if (opt.max_cases > 0 && r.cases + r.skipped + r.outside_contract >= opt.max_cases) break;
     if (opt.max_failures > 0 && static_cast<int>(r.failures.size()) >= opt.max_failures) break;
     if (r.next_index > kMaxCaseIndex) break;  // the index space is spent
+    if (aborted_by_loss()) break;
 
     std::int64_t index = r.next_index;
     std::uint64_t seed = case_seed(opt.seed, index);
@@ -1115,7 +1130,7 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
       r.next_index = index;  // not judged: a resumed campaign runs it again
       if (g_stop) {
         r.interrupted = true;
-      } else {
+      } else if (!aborted_by_loss()) {
         log << (opt.progress ? "\n" : "") << "case #" << index << " was still running " << kBudgetGraceSeconds
             << " s after the end of the budget: abandoned (not counted)\n";
       }
@@ -1163,13 +1178,14 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
           hint, opt.shrink_attempts,
           [&] {
             const auto now = Clock::now();
-            return g_stop != 0 || (has_deadline && now >= deadline) || now >= shrink_end;
+            return g_stop != 0 || (has_deadline && now >= deadline) || now >= shrink_end || !target.lost().empty();
           });
       shrinking = false;
       ps.active = false;
       std::string note;
       if (s.stopped) {
-        note = g_stop ? ", stopped by the stop request"
+        note = !target.lost().empty() ? ", stopped: the target can run nothing more"
+               : g_stop               ? ", stopped by the stop request"
                       : (has_deadline && Clock::now() >= deadline ? ", stopped by the time budget"
                                                                   : ", stopped after " + human_number(opt.shrink_seconds) + " s");
       }
@@ -1212,7 +1228,8 @@ std::string campaign_json(const CampaignResult& r) {
   j["schema"] = "moecheck-campaign/1";
   j["tool"] = {{"version", tool_version()}, {"commit", source_commit()},
                {"torch", MOECHECK_TORCH_VERSION}, {"cuda", MOECHECK_CUDA_VERSION}};
-  std::string dev_name = r.device == "cuda" ? cuda_device_name() : std::string("host");
+  std::string dev_name =
+      r.device != "cuda" ? std::string("host") : !r.device_name.empty() ? r.device_name : cuda_device_name();
   j["device"] = {{"kind", r.device}, {"name", dev_name}};
   j["target"] = r.target;
   j["mutant"] = r.mutant;

@@ -73,6 +73,8 @@ struct CampaignResult {
   std::string target;
   std::string mutant;
   std::string device;
+  /// Name of the CUDA device, as Target::device_name reported it ("" = this process asks).
+  std::string device_name;
   std::uint64_t seed = 0;
   int shard_index = 0, shard_count = 1;
   double budget_seconds = 0;
@@ -186,6 +188,9 @@ std::string campaign_junit(const CampaignResult& r);
 
 /// Version strings recorded in corpus files and results.
 std::string toolkit_string();
+/// The same with the device named `device_name` (from Target::device_name; "" = this
+/// process asks the CUDA runtime, as toolkit_string() does).
+std::string toolkit_string(const std::string& device_name);
 std::string source_commit();
 std::string tool_version();
 std::string iso_time_now();

@@ -315,9 +315,12 @@ Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base
     v.message = out.error;
     return v;
   }
-  if (out.status == RunOutcome::Status::crashed || out.status == RunOutcome::Status::timed_out) {
+  if (out.status == RunOutcome::Status::crashed || out.status == RunOutcome::Status::timed_out ||
+      out.status == RunOutcome::Status::device_fault) {
     v.kind = Verdict::Kind::fail;
-    v.check = out.status == RunOutcome::Status::crashed ? "crash" : "timeout";
+    v.check = out.status == RunOutcome::Status::crashed     ? "crash"
+              : out.status == RunOutcome::Status::timed_out ? "timeout"
+                                                            : "device-fault";
     v.message = out.error;
     return v;
   }

@@ -19,8 +19,10 @@ namespace moecheck {
 struct RunOutcome {
   /// timed_out: the call ran past CallLimits::timeout_s and was killed (a finding);
   /// abandoned: the call was killed because CallLimits::abandon said so (stop request, end of
-  /// the budget): no verdict either way.
-  enum class Status { ok, rejected, crashed, timed_out, abandoned };
+  /// the budget), or the target can run nothing more (Target::lost): no verdict either way;
+  /// device_fault: the implementation's device work faulted (illegal address, trap, misaligned
+  /// access, ...) and left its CUDA context unusable (a finding, "device-fault").
+  enum class Status { ok, rejected, crashed, timed_out, abandoned, device_fault };
   Status status = Status::ok;
   std::string error;  ///< the implementation's error message (rejected) or crash description
 };
@@ -86,6 +88,16 @@ class Target {
   /// run_campaign then installs no watchdog for it (the watchdog ends the process, which a
   /// host process such as a Python interpreter running the campaign must survive).
   virtual bool interrupts_calls() const { return false; }
+  /// Why this target cannot run any further case, "" while it can: e.g. an in-process CUDA
+  /// plugin whose device fault destroyed the process's CUDA context, or an isolated one whose
+  /// worker process cannot be started again. Campaigns stop (aborted, with this reason) once it
+  /// is non-empty; run() then returns abandoned.
+  virtual std::string lost() const { return {}; }
+  /// Name of the CUDA device the implementation runs on, when another process knows it (an
+  /// isolated CUDA plugin's worker); "" = ask this process's CUDA runtime (cuda_device_name()).
+  /// Campaigns record it, so that they never initialise CUDA for a target that keeps CUDA out
+  /// of this process.
+  virtual std::string device_name() const { return {}; }
   /// Runs the implementation. Must not throw for implementation errors: report them in the
   /// outcome. Exceptions that escape are treated as crashes by `evaluate`.
   /// `weights` and `ids` hold T * k elements each, preceded and followed by
@@ -104,7 +116,9 @@ class Target {
 /// Options that shape how targets are built.
 struct TargetOptions {
   std::string mutant = "none";  ///< planted-bug variant for kernel targets
-  bool isolate_plugins = true;  ///< run host plugins in a forked child (crash containment)
+  /// Crash containment: host plugins run in a forked child per call, CUDA plugins in one
+  /// worker process per target that owns the CUDA context (plugin_target.cpp); false: in-process.
+  bool isolate_plugins = true;
   /// Plugin shared objects, or folders whose *.so files are plugins, searched in this order
   /// for a "plugin:<name>" target; the entries of MOECHECK_PLUGIN_PATH (':'-separated, files
   /// or folders alike) are searched after them.
@@ -137,8 +151,9 @@ struct Verdict {
   Kind kind = Kind::pass;
   std::string outside_key;  ///< outside_contract: short reason category ("layout transposed", ...)
   std::string check;    ///< failing check: "selection", "weight", "unwritten", "crash", "timeout",
-                        ///< "out-of-bounds-write", "rejected-valid", "accepted-invalid",
-                        ///< "checker-disagreement" (device checker vs host oracle), ...
+                        ///< "device-fault", "out-of-bounds-write", "rejected-valid",
+                        ///< "accepted-invalid", "checker-disagreement" (device checker vs
+                        ///< host oracle), ...
                         ///< (empty when passing)
   std::string message;  ///< first violation / error, one line
   CheckReport report;   ///< full oracle report (when the implementation ran)
@@ -149,9 +164,9 @@ struct Verdict {
 ///  - cases the target does not support are skipped, cases outside the contract's domain
 ///    (outside_contract) are not run (Kind::outside_contract, never a failure, so a plugin is
 ///    never asked for input it declared it does not take);
-///  - a crash, a timeout, or a write into the guards around the outputs is a failure
-///    ("crash", "timeout", "out-of-bounds-write"; the guards are checked after every call that
-///    returned, accepted or rejected);
+///  - a crash, a timeout, a device fault, or a write into the guards around the outputs is a
+///    failure ("crash", "timeout", "device-fault", "out-of-bounds-write"; the guards are checked
+///    after every call that returned, accepted or rejected);
 ///  - invalid problems (validate_routing throws) must be rejected by the implementation;
 ///  - valid problems must run and pass the tie-aware oracle (check_routing) under the contract.
 Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base = {});
