@@ -1,6 +1,15 @@
 # Dependency discovery. Everything comes from the system or from the project-local
 # .deps/ folder made by scripts/setup.sh; nothing is downloaded at build time.
 
+# moecheck_stdcxx_first(): libstdc++ first in DT_NEEDED for every program and module linked in the
+# calling folder and below (see moecheck::torch below). A no-op without LibTorch; harmless for
+# programs that do not link it.
+macro(moecheck_stdcxx_first)
+  if(MOECHECK_STDCXX_FIRST)
+    add_link_options("${MOECHECK_STDCXX_FIRST}")
+  endif()
+endmacro()
+
 function(moecheck_warnings target)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>)
@@ -123,8 +132,14 @@ target_compile_options(moecheck_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${TORC
 # Listed before libtorch in a program's DT_NEEDED, the system libstdc++ comes first in the
 # global lookup scope, so our std:: references bind to it; otherwise they can bind to libtorch's
 # copy, which crashed `fuzz --devices` in std::filesystem::remove_all with a g++ 13 build.
+# The option reaches programs through moecheck::torch, and through moecheck_stdcxx_first() for
+# every program of a folder (harness/, properties/, bench/): a program that gets LibTorch only
+# through a static library's private dependency does not always inherit it (the CUDA build's
+# substitution_corpus_test was linked without libstdc++ in DT_NEEDED and crashed).
+set(MOECHECK_STDCXX_FIRST "")
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT APPLE)
-  target_link_options(moecheck_torch INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
+  set(MOECHECK_STDCXX_FIRST "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
+  target_link_options(moecheck_torch INTERFACE "${MOECHECK_STDCXX_FIRST}")
 endif()
 if(MOECHECK_HAVE_TORCH_CUDA)
   target_link_libraries(moecheck_torch INTERFACE ${TORCH_LIBRARIES})
@@ -134,3 +149,4 @@ else()
 endif()
 
 set(MOECHECK_TORCH_VERSION "${Torch_VERSION}")
+

@@ -17,7 +17,7 @@ find_program(MOECHECK_READELF readelf)
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT APPLE AND MOECHECK_READELF)
   add_test(NAME libstdcxx_binding
            COMMAND ${CMAKE_COMMAND} -DREADELF=${MOECHECK_READELF}
-                   "-DEXES=$<TARGET_FILE:moecheck>|$<TARGET_FILE:module_test>|$<TARGET_FILE:functional_call_test>"
+                   "-DEXES=$<TARGET_FILE:moecheck>|$<TARGET_FILE:module_test>|$<TARGET_FILE:functional_call_test>|$<TARGET_FILE:substitution_corpus_test>|$<TARGET_FILE:campaign_test>"
                    -P ${CMAKE_CURRENT_SOURCE_DIR}/libstdcxx_binding.cmake)
   set_tests_properties(libstdcxx_binding PROPERTIES LABELS quick TIMEOUT 60)
 endif()
