@@ -33,6 +33,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/core/shrink.hpp"
+#include "harness/core/results_json.hpp"
 #include "reference/splitmix64.hpp"
 
 #ifndef MOECHECK_VERSION
@@ -960,18 +961,8 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   const DeviceCheckStats device_before = r.device_check;
   const auto sync_device_stats = [&] {  // the results' counters: the resumed ones plus this run's
     if (!device) return;
-    const DeviceCheckStats& now = device->stats();
-    DeviceCheckStats& d = r.device_check;
-    d = device_before;
-    d.batches += now.batches;
-    d.device_cases += now.device_cases;
-    d.device_rows += now.device_rows;
-    d.flagged_rows += now.flagged_rows;
-    d.confirmed_rows += now.confirmed_rows;
-    d.sampled_rows += now.sampled_rows;
-    d.disagreements += now.disagreements;
-    d.device_seconds += now.device_seconds;
-    d.host_seconds += now.host_seconds;
+    r.device_check = device_before;
+    r.device_check += device->stats();
   };
 
   const std::int64_t cases_before = r.cases;
@@ -1223,6 +1214,18 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
   return r;
 }
 
+nlohmann::json device_check_json(const DeviceCheckStats& d) {
+  return {{"batches", d.batches},
+          {"cases", d.device_cases},
+          {"rows", d.device_rows},
+          {"flagged_rows", d.flagged_rows},
+          {"confirmed_rows", d.confirmed_rows},
+          {"host_checked_rows", d.sampled_rows},
+          {"disagreements", d.disagreements},
+          {"device_seconds", d.device_seconds},
+          {"host_seconds", d.host_seconds}};
+}
+
 std::string campaign_json(const CampaignResult& r) {
   nlohmann::json j;
   j["schema"] = "moecheck-campaign/1";
@@ -1264,12 +1267,7 @@ std::string campaign_json(const CampaignResult& r) {
   {
     nlohmann::json check = {{"path", r.check_path}};
     if (r.check_path == "device") {
-      const DeviceCheckStats& d = r.device_check;
-      check["device"] = {{"batches", d.batches},           {"cases", d.device_cases},
-                         {"rows", d.device_rows},          {"flagged_rows", d.flagged_rows},
-                         {"confirmed_rows", d.confirmed_rows}, {"host_checked_rows", d.sampled_rows},
-                         {"disagreements", d.disagreements}, {"device_seconds", d.device_seconds},
-                         {"host_seconds", d.host_seconds}};
+      check["device"] = device_check_json(r.device_check);
     }
     j["check"] = check;
   }

@@ -61,6 +61,20 @@ struct DeviceCheckStats {
   std::int64_t disagreements = 0;     ///< rows on which the checkers disagreed
   double device_seconds = 0;          ///< wall time of the device part of the batches
   double host_seconds = 0;            ///< wall time of host confirmation and sampling
+
+  /// Adds `o`'s counters and times (a resumed campaign's earlier part, merged shards).
+  DeviceCheckStats& operator+=(const DeviceCheckStats& o) {
+    batches += o.batches;
+    device_cases += o.device_cases;
+    device_rows += o.device_rows;
+    flagged_rows += o.flagged_rows;
+    confirmed_rows += o.confirmed_rows;
+    sampled_rows += o.sampled_rows;
+    disagreements += o.disagreements;
+    device_seconds += o.device_seconds;
+    host_seconds += o.host_seconds;
+    return *this;
+  }
 };
 
 /// One explicitly given case (benchmarks, tests): its index and seed (recorded in the outcome)

@@ -9,6 +9,7 @@
 
 #include "harness/core/corpus.hpp"
 #include "harness/core/write_once.hpp"
+#include "harness/core/results_json.hpp"
 
 namespace moecheck {
 namespace {
@@ -505,24 +506,11 @@ MergeResult merge_campaigns(const std::vector<std::string>& shard_paths, const M
       path = path.empty() || path == r.check_path ? r.check_path : std::string("mixed");
       if (r.check_path != "device") continue;
       device = true;
-      const DeviceCheckStats& d = r.device_check;
-      sum.batches += d.batches;
-      sum.device_cases += d.device_cases;
-      sum.device_rows += d.device_rows;
-      sum.flagged_rows += d.flagged_rows;
-      sum.confirmed_rows += d.confirmed_rows;
-      sum.sampled_rows += d.sampled_rows;
-      sum.disagreements += d.disagreements;
-      sum.device_seconds += d.device_seconds;
-      sum.host_seconds += d.host_seconds;
+      sum += r.device_check;
     }
     json check = {{"path", path.empty() ? std::string("host") : path}};
     if (device) {
-      check["device"] = {{"batches", sum.batches},         {"cases", sum.device_cases},
-                         {"rows", sum.device_rows},        {"flagged_rows", sum.flagged_rows},
-                         {"confirmed_rows", sum.confirmed_rows}, {"host_checked_rows", sum.sampled_rows},
-                         {"disagreements", sum.disagreements}, {"device_seconds", sum.device_seconds},
-                         {"host_seconds", sum.host_seconds}};
+      check["device"] = device_check_json(sum);
     }
     out["check"] = check;
   }
