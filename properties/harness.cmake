@@ -75,7 +75,7 @@ add_test(NAME cli_version COMMAND moecheck --version)
 set_tests_properties(cli_version PROPERTIES LABELS quick PASS_REGULAR_EXPRESSION "moecheck [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit")
 # A short real campaign through the CLI on the kernel host emulation (must find nothing).
 add_test(NAME cli_fuzz_smoke COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:moecheck> -DEXPECT_RC=0
-         "-DREGEX=cases 400, rows [0-9]+, skipped 0,.* s \\([0-9.]+k? cases/s, [0-9.]+[kMG]? rows/s\\)"
+         "-DREGEX=cases 400, rows [0-9]+, skipped 0,.* s \\([0-9.]+k? cases/s, [0-9.]+[kMG]? rows/s, checked on the host\\)"
          "-DARGS=fuzz|--target|kernel:auto|--cases|400|--seed|11|--no-progress|--corpus|${CMAKE_BINARY_DIR}/smoke-corpus|--json|${CMAKE_BINARY_DIR}/smoke.json"
          -P ${PROJECT_SOURCE_DIR}/properties/cli_expect.cmake)
 set_tests_properties(cli_fuzz_smoke PROPERTIES LABELS quick TIMEOUT 300)
