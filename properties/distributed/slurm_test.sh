@@ -81,6 +81,16 @@ done
 ((running)) || fail "task $task did not start its campaign within 60 s"
 scontrol requeue "$task" || fail "scontrol requeue $task failed"
 say "requeued $task while it ran"
+# slurmd revokes the first attempt's job credential when the requeue kills it, and refuses a new
+# launch whose credential is not strictly newer than that revocation, at a one-second resolution
+# ("Killing non-startable batch JobId=..: Job credential revoked": the task then ends FAILED
+# without a second attempt). So the task is released only after its first attempt has stopped
+# (its interrupted summary is in the log) and the clock has moved on by more than a second.
+for _ in $(seq 300); do
+  grep -q "\[interrupted: resume with --resume" "$log1" 2>/dev/null && break
+  sleep 0.1
+done
+sleep 2
 # Slurm holds a requeued job back for a while (BeginTime); let it start again right away.
 released=0
 for _ in $(seq 300); do
