@@ -21,6 +21,7 @@
 #include "harness/core/mutation.hpp"
 #include "kernels/checker/checker.hpp"
 #include "kernels/routing_mutants.hpp"
+#include "properties/support/cuda_test.hpp"
 #include "reference/oracle.hpp"
 
 namespace {
@@ -28,25 +29,10 @@ namespace {
 using namespace moecheck;
 namespace ck = moecheck::checker;
 
-#define CUDA_ASSERT(call)                                                                                       \
-  do {                                                                                                          \
-    const cudaError_t e_ = (call);                                                                              \
-    ASSERT_EQ(e_, cudaSuccess) << #call << ": " << cudaGetErrorName(e_) << " (" << cudaGetErrorString(e_) << ")"; \
-  } while (0)
-
-bool have_device() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
-
 class DeviceCheckGpu : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_device()) GTEST_SKIP() << "no CUDA device";
+    if (!moecheck::testing::have_cuda_device()) GTEST_SKIP() << "no CUDA device";
   }
 };
 

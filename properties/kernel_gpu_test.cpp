@@ -19,6 +19,7 @@
 #include "harness/core/generators.hpp"
 #include "kernels/routing_mutants.hpp"
 #include "properties/support/kernel_problem.hpp"
+#include "properties/support/cuda_test.hpp"
 #include "reference/oracle.hpp"
 
 namespace {
@@ -26,26 +27,10 @@ namespace {
 namespace K = moecheck::kernels;
 using namespace moecheck::testing;  // KernelProblem, make_problem, view_of, DType, Family, ...
 
-#define CUDA_ASSERT(call)                                                                 \
-  do {                                                                                    \
-    const cudaError_t e_ = (call);                                                        \
-    ASSERT_EQ(e_, cudaSuccess) << #call << ": " << cudaGetErrorName(e_) << " (" << cudaGetErrorString(e_) << ")"; \
-  } while (0)
-
-bool have_device() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
-
 class KernelGpu : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_device()) GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount failed or returned 0)";
+    if (!moecheck::testing::have_cuda_device()) GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount failed or returned 0)";
   }
 };
 
