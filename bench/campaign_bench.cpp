@@ -5,14 +5,16 @@
 //   the device path of harness/core/device_check.hpp: counter-generated cases, the fused kernel,
 //   the fp64 device oracle, host confirmation of flagged rows and the host re-check of the sample
 //   (at least one row per case, about 1 in 1,000); one iteration is one batch of cases of T rows
-//   (about 2^20 rows), timed on the host clock from the first case drawn to the last verdict.
+//   (about 2^20 rows), pipelined like a campaign's batches (the next batch is launched before
+//   this one's host part), timed on the host clock: in steady state, the time between verdicts.
 // BM_Campaign/path:host/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time
 //   the host-check path (--host-check): one case generated on the host, copied to the device,
 //   routed, copied back and judged by the host reference and oracle (one process).
 // Cases: gemma4 with uniform per-expert scales, contiguous, the value family cycling through all
 // ten default families case by case. Every case must pass (the benchmark fails otherwise).
 // Counters: rows_per_second, cases_per_second, rows (T), and for the device path
-// host_checked_rows_per_case.
+// host_checked_rows_per_case and where a batch's time goes (ms per batch): gpu_generate_ms,
+// gpu_route_ms, gpu_check_ms (CUDA events), host_prepare_ms, host_wait_ms, host_judge_ms.
 #include <chrono>
 #include <memory>
 #include <sstream>
@@ -61,37 +63,56 @@ void bm_campaign(benchmark::State& state, bool device_path, DType d, int E, int 
       return;
     }
     const std::int64_t per_batch = std::max<std::int64_t>(1, (std::int64_t{1} << 20) / T);
-    const auto batch = [&](std::vector<DeviceCaseOutcome>* out) {
+    // Pipelined as a campaign's run_batch is: batch i + 1 is submitted before batch i is
+    // collected, so its device part overlaps batch i's host part.
+    const auto submit = [&] {
       std::vector<DeviceCaseRequest> req(static_cast<std::size_t>(per_batch));
-      for (auto& q : req) {
-        q.index = next;
-        q.seed = case_seed(0xbe7c4, next);
-        q.shape.shape = campaign_shape(d, E, k, T, next);
+      for (std::size_t i = 0; i < req.size(); ++i) {
+        DeviceCaseRequest& q = req[i];
+        q.index = next + static_cast<std::int64_t>(i);
+        q.seed = case_seed(0xbe7c4, q.index);
+        q.shape.shape = campaign_shape(d, E, k, T, q.index);
         q.shape.value_seed = q.seed;
-        ++next;
       }
-      *out = checker->run_cases(req, oracle);
+      next += checker->submit_cases(req, oracle);
     };
-    std::vector<DeviceCaseOutcome> out;
-    batch(&out);  // warm-up: buffers allocated, kernels loaded
-    const std::int64_t sampled_before = checker->stats().sampled_rows;
-    for (auto _ : state) {
-      const auto t0 = Clock::now();
-      batch(&out);
-      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-      state.SetIterationTime(s);
-      seconds += s;
+    const auto check = [&](const std::vector<DeviceCaseOutcome>& out) {
       for (const DeviceCaseOutcome& o : out) {
         if (o.kind != DeviceCaseOutcome::Kind::pass) {
           fail(state, std::string("case #") + std::to_string(o.index) + " " + outcome_kind_name(o.kind) + ": " +
                           o.check + " " + o.message);
-          return;
+          return false;
         }
-        rows += o.c.T;
-        ++cases;
       }
+      return true;
+    };
+    submit();  // warm-up: buffers allocated, kernels loaded
+    if (!check(checker->collect(oracle))) return;
+    const DeviceCheckStats before = checker->stats();
+    const std::int64_t sampled_before = before.sampled_rows;
+    submit();
+    for (auto _ : state) {
+      const auto t0 = Clock::now();
+      submit();
+      const std::vector<DeviceCaseOutcome> out = checker->collect(oracle);
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      state.SetIterationTime(s);
+      seconds += s;
+      if (!check(out)) return;
+      for (const DeviceCaseOutcome& o : out) rows += o.c.T;
+      cases += static_cast<std::int64_t>(out.size());
     }
+    if (!check(checker->collect(oracle))) return;  // the batch still in flight
     host_rows = checker->stats().sampled_rows - sampled_before;
+    // Where a batch's time goes, ms per batch: GPU stages (CUDA events) and host parts.
+    const DeviceCheckStats& after = checker->stats();
+    const double nb = static_cast<double>(std::max<std::int64_t>(after.batches - before.batches, 1));
+    state.counters["gpu_generate_ms"] = (after.generate_seconds - before.generate_seconds) * 1e3 / nb;
+    state.counters["gpu_route_ms"] = (after.route_seconds - before.route_seconds) * 1e3 / nb;
+    state.counters["gpu_check_ms"] = (after.check_seconds - before.check_seconds) * 1e3 / nb;
+    state.counters["host_prepare_ms"] = (after.prepare_seconds - before.prepare_seconds) * 1e3 / nb;
+    state.counters["host_wait_ms"] = (after.wait_seconds - before.wait_seconds) * 1e3 / nb;
+    state.counters["host_judge_ms"] = (after.host_seconds - before.host_seconds) * 1e3 / nb;
     state.counters["host_checked_rows_per_case"] = cases ? static_cast<double>(host_rows) / static_cast<double>(cases) : 0.0;
   } else {
     for (auto _ : state) {

@@ -3,6 +3,8 @@
 //    outputs and guards) for many seeds, shapes, dtypes, layouts and value/scale families;
 //  * the device checker's verdict on every row (every row sampled) equals the host oracle's, on
 //    the correct kernels and on every planted-bug kernel;
+//  * pipelined batches (run_batch, submit_cases / collect) give the outcomes of batches run one
+//    at a time, case for case;
 //  * cuda:<variant> campaigns check on the device by default: no failure and no disagreement on
 //    the correct kernels, planted kernel bugs found (and confirmed by the host), and the planted
 //    device-checker bug caught by the host sample as a checker-disagreement.
@@ -97,7 +99,7 @@ TEST_F(DeviceCheckGpu, DeviceGenerationEqualsHostGenerationBitForBit) {
     CUDA_ASSERT(scale.alloc(static_cast<std::size_t>(batch.scales)));
     CUDA_ASSERT(cases.alloc(batch.b.size()));
     CUDA_ASSERT(cudaMemcpy(cases.p, batch.b.data(), batch.b.size() * sizeof(ck::BatchCase), cudaMemcpyHostToDevice));
-    CUDA_ASSERT(ck::launch_counter_generate(cases.p, static_cast<int>(batch.b.size()), batch.elems, batch.outs,
+    CUDA_ASSERT(ck::launch_counter_generate(cases.p, static_cast<int>(batch.b.size()), batch.rows, batch.elems, batch.outs,
                                             batch.scales, storage.p, w.p, ids.p, scale.p, nullptr));
     CUDA_ASSERT(cudaDeviceSynchronize());
     std::vector<std::uint8_t> hs(static_cast<std::size_t>(batch.bytes));
@@ -150,7 +152,7 @@ TEST_F(DeviceCheckGpu, DeviceCheckerAgreesWithHostOracleOnEveryRowOfCorrectAndMu
     CUDA_ASSERT(counters.alloc(2 + 2 * n));
     CUDA_ASSERT(cudaMemset(counters.p, 0, (2 + 2 * n) * 4));
     CUDA_ASSERT(cudaMemcpy(cases.p, batch.b.data(), n * sizeof(ck::BatchCase), cudaMemcpyHostToDevice));
-    CUDA_ASSERT(ck::launch_counter_generate(cases.p, static_cast<int>(n), batch.elems, batch.outs, batch.scales, storage.p,
+    CUDA_ASSERT(ck::launch_counter_generate(cases.p, static_cast<int>(n), batch.rows, batch.elems, batch.outs, batch.scales, storage.p,
                                             w.p, ids.p, scale.p, nullptr));
     for (const ck::BatchCase& b : batch.b) {
       if (b.desc.T == 0) continue;
@@ -298,6 +300,94 @@ TEST_F(DeviceCheckGpu, PlantedCheckerBugIsCaughtByTheHostSample) {
   // the planted checker on the correct kernel: nothing to accept wrongly, no failure
   const CampaignResult ok = device_campaign("none", ck::kCheckerAcceptsAnyWeight, 2000);
   EXPECT_TRUE(ok.failures.empty()) << campaign_summary(ok);
+}
+
+/// One outcome as text: everything a campaign reads from it.
+std::string outcome_text(const DeviceCaseOutcome& o) {
+  std::string t = std::to_string(o.index) + " " + std::to_string(o.seed) + " " + outcome_kind_name(o.kind) + " " +
+                  o.check + " " + std::to_string(o.row) + " " + (o.confirmed ? "confirmed" : "-") + " [";
+  for (const auto& c : o.classes) t += c + ",";
+  return t + "] " + o.message;
+}
+
+TEST_F(DeviceCheckGpu, PipelinedBatchesEqualBatchesRunOneAtATime) {
+  // run_batch launches the next batch before judging this one, submit_cases / collect keep two
+  // batches in flight: both must give the outcomes run_cases gives one batch at a time, case for
+  // case (a planted bug, so that failing and passing cases both occur), also when a call asks for
+  // other cases than the ones launched ahead (dropped, then run afresh).
+  TargetOptions topt;
+  topt.mutant = "drop_tied_expert";
+  auto target = make_core_target("cuda:auto", topt);
+  DeviceCheckOptions dco;
+  dco.max_batch_cases = 37;  // many batches
+  dco.sample_one_in = 20;
+  std::string why;
+  auto piped = make_device_checker(*target, dco, &why);
+  auto submitted = make_device_checker(*target, dco, &why);
+  auto single = make_device_checker(*target, dco, &why);
+  ASSERT_TRUE(piped && submitted && single) << why;
+  GenConfig gen;
+  gen.max_T = 700;
+  gen.max_E = 300;
+  OracleOptions oracle;
+  const std::uint64_t seed = 4242;
+  const auto request = [&](std::int64_t first, std::int64_t n) {
+    std::vector<DeviceCaseRequest> req;
+    for (std::int64_t i = first; i < first + n; ++i) {
+      DeviceCaseRequest q;
+      q.index = i;
+      q.seed = case_seed(seed, i);
+      q.shape = counter_shape(q.seed, gen);
+      req.push_back(q);
+    }
+    return req;
+  };
+  const auto one_at_a_time = [&](std::int64_t first, std::int64_t n) {
+    std::vector<std::string> t;
+    while (n > 0) {
+      const auto out = single->run_cases(request(first, n), oracle);
+      for (const auto& o : out) t.push_back(outcome_text(o));
+      first += static_cast<std::int64_t>(out.size());
+      n -= static_cast<std::int64_t>(out.size());
+    }
+    return t;
+  };
+  // run_batch, as a campaign calls it: 900 cases, then a jump (the batch launched ahead dropped)
+  std::vector<std::string> got;
+  std::int64_t first = 0, left = 900;
+  int fails = 0;
+  while (left > 0) {
+    const auto out = piped->run_batch(seed, first, 1, left, gen, oracle);
+    ASSERT_FALSE(out.empty());
+    for (const auto& o : out) {
+      got.push_back(outcome_text(o));
+      fails += o.kind == DeviceCaseOutcome::Kind::fail ? 1 : 0;
+    }
+    first += static_cast<std::int64_t>(out.size());
+    left -= static_cast<std::int64_t>(out.size());
+  }
+  EXPECT_GT(fails, 0);
+  EXPECT_GT(piped->stats().batches, 10);
+  EXPECT_EQ(got, one_at_a_time(0, 900));
+  const auto jump = piped->run_batch(seed, 5000, 1, 50, gen, oracle);
+  std::vector<std::string> jt;
+  for (const auto& o : jump) jt.push_back(outcome_text(o));
+  EXPECT_EQ(jt, one_at_a_time(5000, static_cast<std::int64_t>(jump.size())));
+  // submit_cases / collect with two batches in flight
+  std::vector<std::string> sub;
+  std::int64_t next = 0;
+  next += submitted->submit_cases(request(next, 900 - next), oracle);
+  while (true) {
+    const bool more = next < 900;
+    if (more) {
+      next += submitted->submit_cases(request(next, 900 - next), oracle);
+      EXPECT_THROW(submitted->submit_cases(request(next, 1), oracle), std::logic_error);  // a third
+    }
+    for (const auto& o : submitted->collect(oracle)) sub.push_back(outcome_text(o));
+    if (!more) break;
+  }
+  EXPECT_EQ(sub, one_at_a_time(0, 900));
+  EXPECT_THROW(submitted->collect(oracle), std::logic_error);
 }
 
 TEST_F(DeviceCheckGpu, HostCheckKeepsTheHostPath) {

@@ -179,6 +179,50 @@ TEST(CounterGen, StorageBitsEqualMaterialize) {
   }
 }
 
+TEST(CounterGen, RowWritersCoverTheStorageOnceWithTheSameBits) {
+  // The device generator writes row by row, the lanes of a warp striding over the row's storage
+  // span (counter_write_row): together they must write every storage element exactly once, with
+  // counter_storage_bits' bits, for every layout, lane count and value family.
+  const Layout layouts[] = {Layout::contiguous, Layout::padded, Layout::transposed, Layout::strided};
+  const DType dtypes[] = {DType::f32, DType::f16, DType::bf16};
+  int n = 0;
+  for (Layout l : layouts) {
+    for (DType dt : dtypes) {
+      for (const std::string& vf : counter_value_families()) {
+        for (std::int64_t E : {1, 5, 33, 70}) {
+          const std::int64_t T = 1 + n % 6;
+          const std::int64_t pad = l == Layout::padded ? 1 + n % 7 : (l == Layout::strided ? 1 + n % 3 : 0);
+          const int k = static_cast<int>(std::min<std::int64_t>(E, 1 + n % 4));
+          const CaseShape s = shape_of(Family::softmax_topk, dt, T, E, k, vf, l, pad);
+          const ck::CounterCaseDesc d = counter_desc(s, 7000 + static_cast<std::uint64_t>(n++));
+          for (std::int32_t lanes : {1, 7, 32}) {
+            std::vector<std::uint32_t> got(static_cast<std::size_t>(d.storage_elems), 0);
+            std::vector<int> writes(got.size(), 0);
+            for (std::int64_t t = 0; t < T; ++t) {
+              const ck::CgRow row = ck::cg_row(d, t);
+              for (std::int32_t lane = 0; lane < lanes; ++lane) {
+                ck::counter_write_row(d, row, lane, lanes, [&](std::int64_t at, std::uint32_t bits) {
+                  ASSERT_TRUE(at >= 0 && at < d.storage_elems) << at;
+                  got[static_cast<std::size_t>(at)] = bits;
+                  ++writes[static_cast<std::size_t>(at)];
+                });
+              }
+            }
+            for (std::int64_t i = 0; i < d.storage_elems; ++i) {
+              const auto at = static_cast<std::size_t>(i);
+              ASSERT_EQ(writes[at], 1) << layout_name(l) << " " << dtype_name(dt) << " " << vf << " E=" << E
+                                       << " lanes " << lanes << " element " << i;
+              ASSERT_EQ(got[at], ck::counter_storage_bits(d, i))
+                  << layout_name(l) << " " << dtype_name(dt) << " " << vf << " E=" << E << " lanes " << lanes
+                  << " element " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(CounterGen, ConversionsMatchTheReference) {
   Rng rng(5);
   const DType dtypes[] = {DType::f32, DType::f16, DType::bf16};

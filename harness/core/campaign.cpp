@@ -240,6 +240,11 @@ void restore_state(const std::string& path, CampaignResult& r) {
       s.disagreements = integer(d, "disagreements", 0, kMax, "check.device");
       s.device_seconds = d.value("device_seconds", 0.0);
       s.host_seconds = d.value("host_seconds", 0.0);
+      s.generate_seconds = d.value("generate_seconds", 0.0);
+      s.route_seconds = d.value("route_seconds", 0.0);
+      s.check_seconds = d.value("check_seconds", 0.0);
+      s.prepare_seconds = d.value("prepare_seconds", 0.0);
+      s.wait_seconds = d.value("wait_seconds", 0.0);
     }
   }
   const nlohmann::json& elapsed = need(j, "elapsed_s");
@@ -519,6 +524,20 @@ std::string campaign_summary(const CampaignResult& r) {
   if (r.aborted) os << " [aborted: " << r.abort_reason << "]";
   else if (r.interrupted) os << " [interrupted: resume with --resume --state FILE]";
   os << "\n";
+  if (r.check_path == "device" && r.device_check.batches > 0) {
+    const DeviceCheckStats& d = r.device_check;
+    const auto sec = [](double s) {
+      std::ostringstream t;
+      t << std::fixed << std::setprecision(2) << s << " s";
+      return t.str();
+    };
+    os << "  device checker: " << d.batches << " batches, " << human_number(static_cast<double>(d.device_rows))
+       << " rows; GPU " << sec(d.device_seconds) << " (generate " << sec(d.generate_seconds) << ", kernel "
+       << sec(d.route_seconds) << ", check " << sec(d.check_seconds) << "); host: prepare "
+       << sec(d.prepare_seconds) << ", waited " << sec(d.wait_seconds) << ", re-checked " << d.sampled_rows
+       << " rows in " << sec(d.host_seconds) << "; flagged " << d.flagged_rows << ", confirmed " << d.confirmed_rows
+       << ", disagreements " << d.disagreements << "\n";
+  }
   for (const auto& [reason, n] : r.outside_contract_reasons) {
     os << "  outside contract: " << reason << ": " << n << " case(s) (not run, not failures)\n";
   }
@@ -1223,7 +1242,12 @@ nlohmann::json device_check_json(const DeviceCheckStats& d) {
           {"host_checked_rows", d.sampled_rows},
           {"disagreements", d.disagreements},
           {"device_seconds", d.device_seconds},
-          {"host_seconds", d.host_seconds}};
+          {"host_seconds", d.host_seconds},
+          {"generate_seconds", d.generate_seconds},
+          {"route_seconds", d.route_seconds},
+          {"check_seconds", d.check_seconds},
+          {"prepare_seconds", d.prepare_seconds},
+          {"wait_seconds", d.wait_seconds}};
 }
 
 std::string campaign_json(const CampaignResult& r) {

@@ -116,57 +116,219 @@ void add_class_tags(std::uint32_t bits, std::vector<std::string>* tags) {
   }
 }
 
+/// Pinned host array (asynchronous device-to-host and host-to-device copies).
+template <class T>
+struct PinnedBuf {
+  T* ptr = nullptr;
+  std::size_t cap = 0;
+  PinnedBuf() = default;
+  PinnedBuf(const PinnedBuf&) = delete;
+  PinnedBuf& operator=(const PinnedBuf&) = delete;
+  ~PinnedBuf() {
+    if (ptr) cudaFreeHost(ptr);
+  }
+  cudaError_t ensure(std::size_t n) {
+    if (n <= cap && ptr) return cudaSuccess;
+    if (ptr) cudaFreeHost(ptr);
+    ptr = nullptr;
+    cap = 0;
+    const std::size_t want = std::max<std::size_t>(n + n / 2, 64);
+    const cudaError_t e = cudaMallocHost(reinterpret_cast<void**>(&ptr), want * sizeof(T));
+    if (e == cudaSuccess) cap = want;
+    return e;
+  }
+};
+
+bool same_gen(const GenConfig& a, const GenConfig& b) {
+  return a.max_T == b.max_T && a.max_E == b.max_E && a.max_k == b.max_k && a.max_elems == b.max_elems &&
+         a.large_T_probability == b.large_T_probability && a.dtypes == b.dtypes && a.families == b.families &&
+         a.layouts == b.layouts && a.value_families == b.value_families && a.scale_families == b.scale_families;
+}
+
+/// One batch in flight: its device buffers, stream and stage events, the host copies of its
+/// results, and the batch itself (outcomes, packed cases) from preparation to its verdicts.
+struct Slot {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t events[4] = {nullptr, nullptr, nullptr, nullptr};  ///< stage boundaries
+  DeviceBuf storage, weights, ids, scale, cases, fails, samples, counters;
+  PinnedBuf<checker::BatchCase> cases_host;
+  PinnedBuf<std::uint32_t> counters_host;
+  std::uint32_t fail_cap = 0, sample_cap = 0;
+  std::vector<checker::RowRecord> host_fails, host_samples;
+  // the batch
+  bool busy = false;
+  std::vector<DeviceCaseOutcome> out;
+  std::vector<checker::BatchCase> batch;
+  std::vector<std::size_t> slot_outcome;
+  std::int64_t rows = 0;
+  bool launched = false;  ///< device work was queued (error empty) or attempted (error set)
+  std::string error;      ///< the CUDA error of the batch's device part
+  Precision prec;
+  bool ended_early = false;  ///< preparation stopped at the end of the index space
+  // what a run_batch speculation was prepared for
+  std::uint64_t seed = 0;
+  std::int64_t first = 0, step = 0, max_cases = 0;
+  GenConfig gen;
+  Contract contract;
+
+  Slot() = default;
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  ~Slot() {
+    if (stream) cudaStreamSynchronize(stream);  // buffers are freed only after its work ended
+    for (cudaEvent_t ev : events) {
+      if (ev) cudaEventDestroy(ev);
+    }
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
+/// run_batch's cases: first, first + step, ... (none past kMaxCaseIndex).
+auto batch_draw(std::uint64_t campaign_seed, std::int64_t first, std::int64_t step, const GenConfig& gen) {
+  return [=, &gen](std::int64_t j, DeviceCaseOutcome& o) {
+    const std::int64_t index = first + j * step;
+    if (index > kMaxCaseIndex) return false;
+    o.index = index;
+    o.seed = case_seed(campaign_seed, index);
+    o.shape = counter_shape(o.seed, gen);
+    return true;
+  };
+}
+/// run_cases' and submit_cases' cases: the given ones, in order.
+auto request_draw(const std::vector<DeviceCaseRequest>& cases) {
+  return [&cases](std::int64_t j, DeviceCaseOutcome& o) {
+    if (j >= static_cast<std::int64_t>(cases.size())) return false;
+    const DeviceCaseRequest& q = cases[static_cast<std::size_t>(j)];
+    o.index = q.index;
+    o.seed = q.seed;
+    o.shape = q.shape;
+    return true;
+  };
+}
+
 class DeviceCheckerImpl final : public DeviceChecker {
  public:
   DeviceCheckerImpl(Target& target, kernels::Variant v, kernels::Mutant m, const DeviceCheckOptions& opt)
       : target_(target), variant_(v), mutant_(m), opt_(opt) {
-    if (cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking) != cudaSuccess) {
-      cudaGetLastError();
-      throw std::invalid_argument("device checker: cannot create a stream");
+    for (Slot& sl : slots_) {
+      if (cudaStreamCreateWithFlags(&sl.stream, cudaStreamNonBlocking) != cudaSuccess) {
+        cudaGetLastError();
+        throw std::invalid_argument("device checker: cannot create a stream");
+      }
+      for (cudaEvent_t& ev : sl.events) {
+        if (cudaEventCreate(&ev) != cudaSuccess) {
+          cudaGetLastError();
+          throw std::invalid_argument("device checker: cannot create an event");
+        }
+      }
     }
-  }
-  ~DeviceCheckerImpl() override {
-    if (stream_) cudaStreamDestroy(stream_);
   }
   const DeviceCheckStats& stats() const override { return stats_; }
 
   std::vector<DeviceCaseOutcome> run_batch(std::uint64_t campaign_seed, std::int64_t first, std::int64_t step,
                                            std::int64_t max_cases, const GenConfig& gen,
                                            const OracleOptions& oracle) override {
-    return run_impl(
-        [&](std::int64_t j, DeviceCaseOutcome& o) {
-          const std::int64_t index = first + j * step;
-          if (index > kMaxCaseIndex) return false;
-          o.index = index;
-          o.seed = case_seed(campaign_seed, index);
-          o.shape = counter_shape(o.seed, gen);
-          return true;
-        },
-        max_cases, oracle);
+    if (!submitted_.empty()) throw std::logic_error("device checker: run_batch with submitted batches not collected");
+    max_cases = std::max<std::int64_t>(max_cases, 1);
+    // The batch prepared ahead by the previous call, when it is the one asked for.
+    Slot* cur = ahead_;
+    ahead_ = nullptr;
+    if (cur && !(cur->seed == campaign_seed && cur->first == first && cur->step == step &&
+                 static_cast<std::int64_t>(cur->out.size()) <= max_cases && !cur->out.empty() &&
+                 same_gen(cur->gen, gen) && cur->contract == oracle.contract)) {
+      cur->busy = false;  // not what is asked for: dropped (its stream orders it before any reuse)
+      cur = nullptr;
+    }
+    if (!cur) {
+      cur = free_slot();
+      start(*cur, batch_draw(campaign_seed, first, step, gen), max_cases, oracle);
+      remember(*cur, campaign_seed, first, step, max_cases, gen, oracle);
+    }
+    // Prepare and launch the next batch (the cases after this one) before this one's host part,
+    // so that the device works on it meanwhile; a campaign that stops drops it.
+    const std::int64_t taken = static_cast<std::int64_t>(cur->out.size());
+    if (!cur->ended_early && taken < max_cases) {
+      const std::int64_t next_first = first + taken * step;
+      Slot* nx = free_slot();
+      start(*nx, batch_draw(campaign_seed, next_first, step, gen), max_cases - taken, oracle);
+      remember(*nx, campaign_seed, next_first, step, max_cases - taken, gen, oracle);
+      ahead_ = nx;
+    }
+    return finish(*cur, oracle);
   }
 
   std::vector<DeviceCaseOutcome> run_cases(const std::vector<DeviceCaseRequest>& cases,
                                            const OracleOptions& oracle) override {
+    if (!submitted_.empty()) throw std::logic_error("device checker: run_cases with submitted batches not collected");
     if (cases.empty()) return {};
-    return run_impl(
-        [&](std::int64_t j, DeviceCaseOutcome& o) {
-          const DeviceCaseRequest& q = cases[static_cast<std::size_t>(j)];
-          o.index = q.index;
-          o.seed = q.seed;
-          o.shape = q.shape;
-          return true;
-        },
-        static_cast<std::int64_t>(cases.size()), oracle);
+    drop_ahead();
+    Slot* sl = free_slot();
+    start(*sl, request_draw(cases), static_cast<std::int64_t>(cases.size()), oracle);
+    return finish(*sl, oracle);
+  }
+
+  std::int64_t submit_cases(const std::vector<DeviceCaseRequest>& cases, const OracleOptions& oracle) override {
+    if (cases.empty()) return 0;
+    drop_ahead();
+    if (submitted_.size() >= kSlots) throw std::logic_error("device checker: submit_cases with two batches in flight");
+    Slot* sl = free_slot();
+    start(*sl, request_draw(cases), static_cast<std::int64_t>(cases.size()), oracle);
+    submitted_.push_back(sl);
+    return static_cast<std::int64_t>(sl->out.size());
+  }
+
+  std::vector<DeviceCaseOutcome> collect(const OracleOptions& oracle) override {
+    if (submitted_.empty()) throw std::logic_error("device checker: collect with no submitted batch");
+    Slot* sl = submitted_.front();
+    submitted_.erase(submitted_.begin());
+    return finish(*sl, oracle);
   }
 
  private:
+  static constexpr std::size_t kSlots = 2;
+
+  void remember(Slot& sl, std::uint64_t seed, std::int64_t first, std::int64_t step, std::int64_t max_cases,
+                const GenConfig& gen, const OracleOptions& oracle) {
+    sl.seed = seed;
+    sl.first = first;
+    sl.step = step;
+    sl.max_cases = max_cases;
+    sl.gen = gen;
+    sl.contract = oracle.contract;
+  }
+
+  void drop_ahead() {
+    if (ahead_) ahead_->busy = false;
+    ahead_ = nullptr;
+  }
+
+  Slot* free_slot() {
+    for (Slot& sl : slots_) {
+      if (!sl.busy) {
+        sl.busy = true;
+        return &sl;
+      }
+    }
+    throw std::logic_error("device checker: no free batch slot");
+  }
+
+  /// Prepares a batch into `sl` on the host (shapes, scales, domain and contract checks, packing)
+  /// and queues its device part on sl's stream without waiting for it.
   template <class Next>
-  std::vector<DeviceCaseOutcome> run_impl(const Next& next, std::int64_t max_cases, const OracleOptions& oracle) {
-    std::vector<DeviceCaseOutcome> out;
-    std::vector<checker::BatchCase> batch;
-    std::vector<std::size_t> slot_outcome;
+  void start(Slot& sl, const Next& next, std::int64_t max_cases, const OracleOptions& oracle) {
+    const auto t_prep = Clock::now();
+    std::vector<DeviceCaseOutcome>& out = sl.out;
+    std::vector<checker::BatchCase>& batch = sl.batch;
+    std::vector<std::size_t>& slot_outcome = sl.slot_outcome;
+    out.clear();
+    batch.clear();
+    slot_outcome.clear();
+    sl.error.clear();
+    sl.launched = false;
+    sl.ended_early = false;
     std::int64_t rows = 0, elems = 0, storage_bytes = 0, out_elems = 0, scale_elems = 0;
     const Precision prec = target_.precision();
+    sl.prec = prec;
     const bool device_semantics = oracle.contract.strict_semantics() && prec.select_band_ulps == 0.0;
     // Cases are prepared in parallel chunks (shape, scale, domain and contract checks), then
     // packed in index order until the batch is full; prepared cases beyond it are dropped.
@@ -225,6 +387,7 @@ class DeviceCheckerImpl final : public DeviceChecker {
       for (Prepared& p : prep) {
         if (!p.drawn) {
           full = true;
+          sl.ended_early = true;  // the draw has no more cases
           break;
         }
         DeviceCaseOutcome& o = p.o;
@@ -257,117 +420,160 @@ class DeviceCheckerImpl final : public DeviceChecker {
         out.push_back(std::move(o));
       }
     }
-    if (batch.empty()) return out;
-    const auto t0 = Clock::now();
-    std::string error = run_device(batch, rows, storage_bytes, elems, out_elems, scale_elems, prec);
-    const auto t1 = Clock::now();
-    stats_.device_seconds += std::chrono::duration<double>(t1 - t0).count();
-    if (!error.empty()) {
-      for (std::size_t i : slot_outcome) {
-        out[i].kind = DeviceCaseOutcome::Kind::host_path;
-        out[i].message = error;
-      }
-      return out;
-    }
-    ++stats_.batches;
-    stats_.device_cases += static_cast<std::int64_t>(batch.size());
-    stats_.device_rows += rows;
-    judge_on_host(batch, slot_outcome, out, oracle, prec);
-    stats_.host_seconds += std::chrono::duration<double>(Clock::now() - t1).count();
-    return out;
+    sl.rows = rows;
+    stats_.prepare_seconds += std::chrono::duration<double>(Clock::now() - t_prep).count();
+    if (batch.empty()) return;
+    sl.launched = true;
+    sl.error = launch(sl, storage_bytes, elems, out_elems, scale_elems);
   }
 
-  /// The device part of a batch; "" or the CUDA error.
-  std::string run_device(const std::vector<checker::BatchCase>& batch, std::int64_t rows, std::int64_t storage_bytes,
-                         std::int64_t elems, std::int64_t out_elems, std::int64_t scale_elems, const Precision& prec) {
+  /// Queues the device part of sl's batch on its stream: "" or the CUDA error.
+  std::string launch(Slot& sl, std::int64_t storage_bytes, std::int64_t elems, std::int64_t out_elems,
+                     std::int64_t scale_elems) {
+    const std::vector<checker::BatchCase>& batch = sl.batch;
+    const std::int64_t rows = sl.rows;
     const std::size_t n = batch.size();
-    fail_cap_ = 4096;
-    sample_cap_ = static_cast<std::uint32_t>(std::min<std::int64_t>(
+    const cudaStream_t stream = sl.stream;
+    sl.fail_cap = 4096;
+    sl.sample_cap = static_cast<std::uint32_t>(std::min<std::int64_t>(
         static_cast<std::int64_t>(n) + rows / 250 + 4096, std::int64_t{1} << 24));
     cudaError_t e;
 #define MOECHECK_DC_TRY(call, what)          \
   if ((e = (call)) != cudaSuccess) {         \
     cudaGetLastError();                      \
-    cudaStreamSynchronize(stream_);          \
+    cudaStreamSynchronize(stream);           \
     cudaGetLastError();                      \
     return cuda_text(what, e);               \
   }
-    MOECHECK_DC_TRY(storage_.ensure(static_cast<std::size_t>(storage_bytes) + 256), "cudaMalloc(storage)");
-    MOECHECK_DC_TRY(weights_.ensure(static_cast<std::size_t>(out_elems) * sizeof(float)), "cudaMalloc(weights)");
-    MOECHECK_DC_TRY(ids_.ensure(static_cast<std::size_t>(out_elems) * sizeof(std::int32_t)), "cudaMalloc(ids)");
-    MOECHECK_DC_TRY(scale_.ensure(static_cast<std::size_t>(scale_elems) * sizeof(float) + 4), "cudaMalloc(scale)");
-    MOECHECK_DC_TRY(cases_.ensure(n * sizeof(checker::BatchCase)), "cudaMalloc(cases)");
-    MOECHECK_DC_TRY(fails_.ensure(fail_cap_ * sizeof(checker::RowRecord)), "cudaMalloc(fails)");
-    MOECHECK_DC_TRY(samples_.ensure(sample_cap_ * sizeof(checker::RowRecord)), "cudaMalloc(samples)");
-    MOECHECK_DC_TRY(counters_.ensure((2 + 2 * n) * sizeof(std::uint32_t)), "cudaMalloc(counters)");
-    MOECHECK_DC_TRY(cudaMemcpyAsync(cases_.ptr, batch.data(), n * sizeof(checker::BatchCase), cudaMemcpyHostToDevice,
-                                    stream_),
+    // The slot's previous batch, when it was dropped unfinished, may still use its buffers.
+    MOECHECK_DC_TRY(cudaStreamSynchronize(stream), "kernel execution (a dropped batch)");
+    MOECHECK_DC_TRY(sl.storage.ensure(static_cast<std::size_t>(storage_bytes) + 256), "cudaMalloc(storage)");
+    MOECHECK_DC_TRY(sl.weights.ensure(static_cast<std::size_t>(out_elems) * sizeof(float)), "cudaMalloc(weights)");
+    MOECHECK_DC_TRY(sl.ids.ensure(static_cast<std::size_t>(out_elems) * sizeof(std::int32_t)), "cudaMalloc(ids)");
+    MOECHECK_DC_TRY(sl.scale.ensure(static_cast<std::size_t>(scale_elems) * sizeof(float) + 4), "cudaMalloc(scale)");
+    MOECHECK_DC_TRY(sl.cases.ensure(n * sizeof(checker::BatchCase)), "cudaMalloc(cases)");
+    MOECHECK_DC_TRY(sl.fails.ensure(sl.fail_cap * sizeof(checker::RowRecord)), "cudaMalloc(fails)");
+    MOECHECK_DC_TRY(sl.samples.ensure(sl.sample_cap * sizeof(checker::RowRecord)), "cudaMalloc(samples)");
+    MOECHECK_DC_TRY(sl.counters.ensure((2 + 2 * n) * sizeof(std::uint32_t)), "cudaMalloc(counters)");
+    MOECHECK_DC_TRY(sl.cases_host.ensure(n), "cudaMallocHost(cases)");
+    MOECHECK_DC_TRY(sl.counters_host.ensure(2 + 2 * n), "cudaMallocHost(counters)");
+    std::copy(batch.begin(), batch.end(), sl.cases_host.ptr);
+    MOECHECK_DC_TRY(cudaMemcpyAsync(sl.cases.ptr, sl.cases_host.ptr, n * sizeof(checker::BatchCase),
+                                    cudaMemcpyHostToDevice, stream),
                     "cudaMemcpy(cases)");
-    MOECHECK_DC_TRY(cudaMemsetAsync(counters_.ptr, 0, (2 + 2 * n) * sizeof(std::uint32_t), stream_),
+    MOECHECK_DC_TRY(cudaMemsetAsync(sl.counters.ptr, 0, (2 + 2 * n) * sizeof(std::uint32_t), stream),
                     "cudaMemset(counters)");
-    const auto* cases = cases_.as<checker::BatchCase>();
-    MOECHECK_DC_TRY(checker::launch_counter_generate(cases, static_cast<std::int32_t>(n), elems, out_elems, scale_elems,
-                                                     storage_.as<std::uint8_t>(), weights_.as<float>(),
-                                                     ids_.as<std::int32_t>(), scale_.as<float>(), stream_),
+    const auto* cases = sl.cases.as<checker::BatchCase>();
+    MOECHECK_DC_TRY(cudaEventRecord(sl.events[0], stream), "cudaEventRecord");
+    MOECHECK_DC_TRY(checker::launch_counter_generate(cases, static_cast<std::int32_t>(n), rows, elems, out_elems,
+                                                     scale_elems, sl.storage.as<std::uint8_t>(), sl.weights.as<float>(),
+                                                     sl.ids.as<std::int32_t>(), sl.scale.as<float>(), stream),
                     "launch_counter_generate");
+    MOECHECK_DC_TRY(cudaEventRecord(sl.events[1], stream), "cudaEventRecord");
     for (const checker::BatchCase& b : batch) {
       const checker::CounterCaseDesc& d = b.desc;
       if (d.T == 0) continue;
       kernels::RoutingArgs a;
-      a.gating = storage_.as<std::uint8_t>() + b.storage_byte;
+      a.gating = sl.storage.as<std::uint8_t>() + b.storage_byte;
       a.dtype = static_cast<kernels::GatingType>(d.dtype);
       a.T = d.T;
       a.E = d.E;
       a.k = d.k;
       a.row_stride = d.row_stride;
       a.col_stride = d.col_stride;
-      a.scale = b.has_scale ? scale_.as<float>() + b.scale_begin : nullptr;
+      a.scale = b.has_scale ? sl.scale.as<float>() + b.scale_begin : nullptr;
       a.family = static_cast<kernels::KernelFamily>(d.family);
-      a.weights = weights_.as<float>() + b.out_begin + checker::kCkGuardElements;
-      a.ids = ids_.as<std::int32_t>() + b.out_begin + checker::kCkGuardElements;
-      MOECHECK_DC_TRY(kernels::launch_routing_mutant(a, variant_, stream_, mutant_), "launch_routing");
+      a.weights = sl.weights.as<float>() + b.out_begin + checker::kCkGuardElements;
+      a.ids = sl.ids.as<std::int32_t>() + b.out_begin + checker::kCkGuardElements;
+      MOECHECK_DC_TRY(kernels::launch_routing_mutant(a, variant_, stream, mutant_), "launch_routing");
     }
+    MOECHECK_DC_TRY(cudaEventRecord(sl.events[2], stream), "cudaEventRecord");
     checker::CheckLaunch p;
     p.cases = cases;
     p.n_cases = static_cast<std::int32_t>(n);
     p.rows_total = rows;
-    p.storage = storage_.as<std::uint8_t>();
-    p.weights = weights_.as<float>();
-    p.ids = ids_.as<std::int32_t>();
-    p.scale = scale_.as<float>();
-    p.precision.compute_eps = prec.compute_eps;
-    p.precision.exp_ulps = prec.exp_ulps;
-    p.precision.min_normal = prec.min_normal;
+    p.storage = sl.storage.as<std::uint8_t>();
+    p.weights = sl.weights.as<float>();
+    p.ids = sl.ids.as<std::int32_t>();
+    p.scale = sl.scale.as<float>();
+    p.precision.compute_eps = sl.prec.compute_eps;
+    p.precision.exp_ulps = sl.prec.exp_ulps;
+    p.precision.min_normal = sl.prec.min_normal;
     p.mutant = opt_.checker_mutant;
     p.sample_one_in = opt_.sample_one_in;
-    p.fails = fails_.as<checker::RowRecord>();
-    p.fail_capacity = fail_cap_;
-    p.samples = samples_.as<checker::RowRecord>();
-    p.sample_capacity = sample_cap_;
-    auto* counters = counters_.as<std::uint32_t>();
+    p.fails = sl.fails.as<checker::RowRecord>();
+    p.fail_capacity = sl.fail_cap;
+    p.samples = sl.samples.as<checker::RowRecord>();
+    p.sample_capacity = sl.sample_cap;
+    auto* counters = sl.counters.as<std::uint32_t>();
     p.fail_count = counters;
     p.sample_count = counters + 1;
     p.case_classes = counters + 2;
     p.case_fail_count = counters + 2 + n;
-    MOECHECK_DC_TRY(checker::launch_device_check(p, stream_), "launch_device_check");
-    host_counters_.resize(2 + 2 * n);
-    MOECHECK_DC_TRY(cudaMemcpyAsync(host_counters_.data(), counters_.ptr, host_counters_.size() * sizeof(std::uint32_t),
-                                    cudaMemcpyDeviceToHost, stream_),
+    MOECHECK_DC_TRY(checker::launch_device_check(p, stream), "launch_device_check");
+    MOECHECK_DC_TRY(cudaEventRecord(sl.events[3], stream), "cudaEventRecord");
+    MOECHECK_DC_TRY(cudaMemcpyAsync(sl.counters_host.ptr, sl.counters.ptr, (2 + 2 * n) * sizeof(std::uint32_t),
+                                    cudaMemcpyDeviceToHost, stream),
                     "cudaMemcpy(counters)");
-    MOECHECK_DC_TRY(cudaStreamSynchronize(stream_), "kernel execution");
-    const std::uint32_t nf = std::min(host_counters_[0], fail_cap_);
-    const std::uint32_t ns = std::min(host_counters_[1], sample_cap_);
-    host_fails_.resize(nf);
-    host_samples_.resize(ns);
+    return {};
+  }
+
+  /// Waits for sl's device part, then confirms and samples on the host; frees the slot.
+  std::vector<DeviceCaseOutcome> finish(Slot& sl, const OracleOptions& oracle) {
+    struct Release {
+      Slot& sl;
+      ~Release() { sl.busy = false; }
+    } release{sl};
+    std::vector<DeviceCaseOutcome> out = std::move(sl.out);
+    sl.out.clear();
+    if (!sl.launched) return out;
+    const auto t0 = Clock::now();
+    if (sl.error.empty()) sl.error = collect_device(sl);
+    const auto t1 = Clock::now();
+    stats_.wait_seconds += std::chrono::duration<double>(t1 - t0).count();
+    if (!sl.error.empty()) {
+      for (std::size_t i : sl.slot_outcome) {
+        out[i].kind = DeviceCaseOutcome::Kind::host_path;
+        out[i].message = sl.error;
+      }
+      return out;
+    }
+    ++stats_.batches;
+    stats_.device_cases += static_cast<std::int64_t>(sl.batch.size());
+    stats_.device_rows += sl.rows;
+    judge_on_host(sl, out, oracle);
+    stats_.host_seconds += std::chrono::duration<double>(Clock::now() - t1).count();
+    return out;
+  }
+
+  /// The end of sl's device part: stage times, flagged and sampled rows. "" or the CUDA error.
+  std::string collect_device(Slot& sl) {
+    const cudaStream_t stream = sl.stream;
+    cudaError_t e;
+    MOECHECK_DC_TRY(cudaStreamSynchronize(stream), "kernel execution");
+    float stage_ms[3] = {0, 0, 0};
+    for (int i = 0; i < 3; ++i) {
+      MOECHECK_DC_TRY(cudaEventElapsedTime(&stage_ms[i], sl.events[i], sl.events[i + 1]), "cudaEventElapsedTime");
+    }
+    stats_.generate_seconds += stage_ms[0] * 1e-3;
+    stats_.route_seconds += stage_ms[1] * 1e-3;
+    stats_.check_seconds += stage_ms[2] * 1e-3;
+    stats_.device_seconds += (stage_ms[0] + stage_ms[1] + stage_ms[2]) * 1e-3;
+    const std::uint32_t nf = std::min(sl.counters_host.ptr[0], sl.fail_cap);
+    const std::uint32_t ns = std::min(sl.counters_host.ptr[1], sl.sample_cap);
+    sl.host_fails.resize(nf);
+    sl.host_samples.resize(ns);
     if (nf) {
-      MOECHECK_DC_TRY(cudaMemcpy(host_fails_.data(), fails_.ptr, nf * sizeof(checker::RowRecord), cudaMemcpyDeviceToHost),
+      MOECHECK_DC_TRY(cudaMemcpyAsync(sl.host_fails.data(), sl.fails.ptr, nf * sizeof(checker::RowRecord),
+                                      cudaMemcpyDeviceToHost, stream),
                       "cudaMemcpy(flagged rows)");
     }
     if (ns) {
-      MOECHECK_DC_TRY(cudaMemcpy(host_samples_.data(), samples_.ptr, ns * sizeof(checker::RowRecord),
-                                 cudaMemcpyDeviceToHost),
+      MOECHECK_DC_TRY(cudaMemcpyAsync(sl.host_samples.data(), sl.samples.ptr, ns * sizeof(checker::RowRecord),
+                                      cudaMemcpyDeviceToHost, stream),
                       "cudaMemcpy(sampled rows)");
     }
+    MOECHECK_DC_TRY(cudaStreamSynchronize(stream), "cudaMemcpy(flagged and sampled rows)");
 #undef MOECHECK_DC_TRY
     return {};
   }
@@ -400,11 +606,16 @@ class DeviceCheckerImpl final : public DeviceChecker {
                 std::to_string(o.index) + ": " + what;
   }
 
-  void judge_on_host(const std::vector<checker::BatchCase>& batch, const std::vector<std::size_t>& slot_outcome,
-                     std::vector<DeviceCaseOutcome>& out, const OracleOptions& oracle, const Precision& prec) {
+  void judge_on_host(Slot& sl, std::vector<DeviceCaseOutcome>& out, const OracleOptions& oracle) {
+    const std::vector<checker::BatchCase>& batch = sl.batch;
+    const std::vector<std::size_t>& slot_outcome = sl.slot_outcome;
+    const Precision& prec = sl.prec;
+    const std::vector<checker::RowRecord>& fails = sl.host_fails;
+    const std::vector<checker::RowRecord>& samples = sl.host_samples;
+    const std::uint32_t* host_counters = sl.counters_host.ptr;
     const std::size_t n = batch.size();
-    const std::uint32_t* classes = host_counters_.data() + 2;
-    const std::uint32_t* case_fails = host_counters_.data() + 2 + n;
+    const std::uint32_t* classes = host_counters + 2;
+    const std::uint32_t* case_fails = host_counters + 2 + n;
     std::vector<char> forced_seen(n, 0);
     const auto bad_slot = [&](const checker::RowRecord& r) {
       return r.case_slot < 0 || static_cast<std::size_t>(r.case_slot) >= n ||
@@ -412,29 +623,29 @@ class DeviceCheckerImpl final : public DeviceChecker {
     };
     // The host oracle on every flagged row (at most 8 per case) and every sampled row, in
     // parallel; the verdicts are then applied in list order.
-    std::vector<char> judge_fail(host_fails_.size(), 0);
+    std::vector<char> judge_fail(fails.size(), 0);
     {
       std::vector<int> per_case(n, 0);
-      for (std::size_t i = 0; i < host_fails_.size(); ++i) {
-        const checker::RowRecord& r = host_fails_[i];
+      for (std::size_t i = 0; i < fails.size(); ++i) {
+        const checker::RowRecord& r = fails[i];
         if (bad_slot(r) || r.code == checker::kCheckGuard || r.row < 0) continue;
         judge_fail[i] = per_case[static_cast<std::size_t>(r.case_slot)]++ < 8;
       }
     }
-    std::vector<std::string> fail_verdict(host_fails_.size()), fail_check(host_fails_.size());
-    std::vector<std::string> sample_verdict(host_samples_.size()), sample_check(host_samples_.size());
-    parallel_for(host_fails_.size() + host_samples_.size(), [&](std::size_t i) {
-      const bool flagged = i < host_fails_.size();
-      const std::size_t at = flagged ? i : i - host_fails_.size();
-      const checker::RowRecord& r = flagged ? host_fails_[at] : host_samples_[at];
+    std::vector<std::string> fail_verdict(fails.size()), fail_check(fails.size());
+    std::vector<std::string> sample_verdict(samples.size()), sample_check(samples.size());
+    parallel_for(fails.size() + samples.size(), [&](std::size_t i) {
+      const bool flagged = i < fails.size();
+      const std::size_t at = flagged ? i : i - fails.size();
+      const checker::RowRecord& r = flagged ? fails[at] : samples[at];
       if (flagged ? !judge_fail[at] : (bad_slot(r) || r.row < 0)) return;
       const std::size_t slot = static_cast<std::size_t>(r.case_slot);
       (flagged ? fail_verdict : sample_verdict)[at] = host_row_verdict(
           out[slot_outcome[slot]], batch[slot].desc, r, oracle, prec, &(flagged ? fail_check : sample_check)[at]);
     });
     // flagged rows: confirmed by the host oracle, or a disagreement
-    for (std::size_t fi = 0; fi < host_fails_.size(); ++fi) {
-      const checker::RowRecord& r = host_fails_[fi];
+    for (std::size_t fi = 0; fi < fails.size(); ++fi) {
+      const checker::RowRecord& r = fails[fi];
       if (bad_slot(r)) continue;
       const std::size_t slot = static_cast<std::size_t>(r.case_slot);
       DeviceCaseOutcome& o = out[slot_outcome[slot]];
@@ -466,8 +677,8 @@ class DeviceCheckerImpl final : public DeviceChecker {
       }
     }
     // sampled rows: the host oracle must reach the same verdict
-    for (std::size_t si = 0; si < host_samples_.size(); ++si) {
-      const checker::RowRecord& r = host_samples_[si];
+    for (std::size_t si = 0; si < samples.size(); ++si) {
+      const checker::RowRecord& r = samples[si];
       if (bad_slot(r) || r.row < 0) continue;
       const std::size_t slot = static_cast<std::size_t>(r.case_slot);
       DeviceCaseOutcome& o = out[slot_outcome[slot]];
@@ -485,7 +696,7 @@ class DeviceCheckerImpl final : public DeviceChecker {
                                  ") and the host oracle passes it"
                            : "the device passes it and the host oracle fails it: " + host);
     }
-    const bool samples_complete = host_counters_[1] <= sample_cap_;
+    const bool samples_complete = host_counters[1] <= sl.sample_cap;
     for (std::size_t slot = 0; slot < n; ++slot) {
       DeviceCaseOutcome& o = out[slot_outcome[slot]];
       const checker::CounterCaseDesc& d = batch[slot].desc;
@@ -511,11 +722,9 @@ class DeviceCheckerImpl final : public DeviceChecker {
   kernels::Variant variant_;
   kernels::Mutant mutant_;
   DeviceCheckOptions opt_;
-  cudaStream_t stream_ = nullptr;
-  DeviceBuf storage_, weights_, ids_, scale_, cases_, fails_, samples_, counters_;
-  std::uint32_t fail_cap_ = 0, sample_cap_ = 0;
-  std::vector<std::uint32_t> host_counters_;
-  std::vector<checker::RowRecord> host_fails_, host_samples_;
+  Slot slots_[kSlots];
+  Slot* ahead_ = nullptr;           ///< run_batch: the next batch, prepared and launched ahead
+  std::vector<Slot*> submitted_;    ///< submit_cases: batches in flight, oldest first
   DeviceCheckStats stats_;
 };
 

@@ -59,8 +59,13 @@ struct DeviceCheckStats {
   std::int64_t confirmed_rows = 0;    ///< flagged rows the host oracle confirmed
   std::int64_t sampled_rows = 0;      ///< passing or failing rows re-checked on the host
   std::int64_t disagreements = 0;     ///< rows on which the checkers disagreed
-  double device_seconds = 0;          ///< wall time of the device part of the batches
+  double device_seconds = 0;          ///< GPU time of the batches (CUDA events): the three stages below
   double host_seconds = 0;            ///< wall time of host confirmation and sampling
+  double generate_seconds = 0;        ///< GPU time: counter generation of values, scales and poisoned outputs
+  double route_seconds = 0;           ///< GPU time: the fused kernel, one launch per case
+  double check_seconds = 0;           ///< GPU time: the fp64 device oracle and the guards
+  double prepare_seconds = 0;         ///< wall time of the host's case preparation (shapes, scales, domains)
+  double wait_seconds = 0;            ///< wall time the host waited for the device
 
   /// Adds `o`'s counters and times (a resumed campaign's earlier part, merged shards).
   DeviceCheckStats& operator+=(const DeviceCheckStats& o) {
@@ -73,6 +78,11 @@ struct DeviceCheckStats {
     disagreements += o.disagreements;
     device_seconds += o.device_seconds;
     host_seconds += o.host_seconds;
+    generate_seconds += o.generate_seconds;
+    route_seconds += o.route_seconds;
+    check_seconds += o.check_seconds;
+    prepare_seconds += o.prepare_seconds;
+    wait_seconds += o.wait_seconds;
     return *this;
   }
 };
@@ -93,13 +103,26 @@ class DeviceChecker {
   /// or element limits are reached, at least one) and returns one outcome per case in index
   /// order. Never throws for CUDA errors: the cases of a batch that hit one come back as
   /// host_path (the host evaluation then reports the crash).
+  ///
+  /// Pipelined: before the host confirms and samples this batch, the next one (the cases after
+  /// it, same seed, step, config and contract, the rest of max_cases) is prepared and launched,
+  /// so the device works on it meanwhile; the next call that asks for exactly those cases gets
+  /// it, any other call drops it. The outcomes are the same as without it, case for case.
   virtual std::vector<DeviceCaseOutcome> run_batch(std::uint64_t campaign_seed, std::int64_t first,
                                                    std::int64_t step, std::int64_t max_cases,
                                                    const GenConfig& gen, const OracleOptions& oracle) = 0;
   /// run_batch for the given cases, in order: returns the outcomes of the leading cases that fit
-  /// one batch (at least one case).
+  /// one batch (at least one case). Not pipelined.
   virtual std::vector<DeviceCaseOutcome> run_cases(const std::vector<DeviceCaseRequest>& cases,
                                                    const OracleOptions& oracle) = 0;
+  /// run_cases in two halves, for callers that pipeline given cases themselves: submit_cases
+  /// prepares and launches the leading cases that fit one batch and returns how many it took,
+  /// without waiting for the device; collect() waits for the oldest submitted batch and returns
+  /// its outcomes (its host part overlaps the device part of a batch submitted after it). At most
+  /// two batches are submitted and not collected (std::logic_error otherwise, and for run_batch or
+  /// run_cases while any is).
+  virtual std::int64_t submit_cases(const std::vector<DeviceCaseRequest>& cases, const OracleOptions& oracle) = 0;
+  virtual std::vector<DeviceCaseOutcome> collect(const OracleOptions& oracle) = 0;
   virtual const DeviceCheckStats& stats() const = 0;
 };
 
@@ -109,7 +132,8 @@ struct DeviceCheckOptions {
   std::uint32_t sample_one_in = 1000;  ///< host-sample rate (plus one row per case)
   std::int64_t max_batch_rows = std::int64_t{1} << 22;
   /// Gating elements of a batch, gaps of padded and strided layouts included (2^28: at most
-  /// 1 GiB of fp32 storage; a batch of 2^20 rows of E = 256 fits).
+  /// 1 GiB of fp32 storage; a batch of 2^20 rows of E = 256 fits). Two batches are in flight
+  /// (run_batch), each with its own buffers.
   std::int64_t max_batch_elements = std::int64_t{1} << 28;
   std::int64_t max_batch_cases = 4096;
 };

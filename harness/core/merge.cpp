@@ -146,6 +146,11 @@ CampaignResult result_from_doc(const json& j, const std::string& origin) {
       s.disagreements = rd.get_or<std::int64_t>(*d, "disagreements", "check.device.disagreements", 0);
       s.device_seconds = rd.get_or<double>(*d, "device_seconds", "check.device.device_seconds", 0.0);
       s.host_seconds = rd.get_or<double>(*d, "host_seconds", "check.device.host_seconds", 0.0);
+      s.generate_seconds = rd.get_or<double>(*d, "generate_seconds", "check.device.generate_seconds", 0.0);
+      s.route_seconds = rd.get_or<double>(*d, "route_seconds", "check.device.route_seconds", 0.0);
+      s.check_seconds = rd.get_or<double>(*d, "check_seconds", "check.device.check_seconds", 0.0);
+      s.prepare_seconds = rd.get_or<double>(*d, "prepare_seconds", "check.device.prepare_seconds", 0.0);
+      s.wait_seconds = rd.get_or<double>(*d, "wait_seconds", "check.device.wait_seconds", 0.0);
     }
   }
   if (const json* lim = find_pointer(j, "/limits")) {

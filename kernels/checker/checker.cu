@@ -18,18 +18,27 @@ __device__ int find_case(const BatchCase* cases, int n, std::int64_t i, Begin be
   return lo;
 }
 
-__global__ void generate_storage_kernel(const BatchCase* cases, int n, std::int64_t total, std::uint8_t* storage) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const int c = find_case(cases, n, i, [](const BatchCase& b) { return b.storage_begin; });
+/// One warp per row (grid-stride over the batch's flat rows): the row's keys and plateau are
+/// drawn once (cg_row), then the lanes write its storage span (counter_write_row: values and
+/// gaps, the bits of counter_storage_bits at every element).
+__global__ void generate_rows_kernel(const BatchCase* cases, int n, std::int64_t rows_total, std::uint8_t* storage) {
+  const int lane = static_cast<int>(threadIdx.x & 31u);
+  const std::int64_t warps = (static_cast<std::int64_t>(gridDim.x) * blockDim.x) / 32;
+  for (std::int64_t r = (blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x) / 32; r < rows_total;
+       r += warps) {
+    const int c = find_case(cases, n, r, [](const BatchCase& b) { return b.row_begin; });
     const BatchCase& b = cases[c];
-    const std::int64_t local = i - b.storage_begin;
-    const std::uint32_t bits = counter_storage_bits(b.desc, local);
-    if (b.desc.dtype == 0) {
-      reinterpret_cast<std::uint32_t*>(storage + b.storage_byte)[local] = bits;
-    } else {
-      reinterpret_cast<std::uint16_t*>(storage + b.storage_byte)[local] = static_cast<std::uint16_t>(bits);
-    }
+    const CounterCaseDesc& d = b.desc;
+    const std::int64_t t = r - b.row_begin;
+    const std::int32_t dt = d.dtype;
+    std::uint8_t* base = storage + b.storage_byte;
+    counter_write_row(d, cg_row(d, t), lane, 32, [&](std::int64_t at, std::uint32_t bits) {
+      if (dt == 0) {
+        reinterpret_cast<std::uint32_t*>(base)[at] = bits;
+      } else {
+        reinterpret_cast<std::uint16_t*>(base)[at] = static_cast<std::uint16_t>(bits);
+      }
+    });
   }
 }
 
@@ -132,16 +141,16 @@ int blocks_for(std::int64_t n) {
 
 }  // namespace
 
-cudaError_t launch_counter_generate(const BatchCase* cases, std::int32_t n_cases, std::int64_t storage_total,
-                                    std::int64_t out_total, std::int64_t scale_total, std::uint8_t* storage,
+cudaError_t launch_counter_generate(const BatchCase* cases, std::int32_t n_cases, std::int64_t rows_total,
+                                    std::int64_t storage_total, std::int64_t out_total, std::int64_t scale_total, std::uint8_t* storage,
                                     float* weights, std::int32_t* ids, float* scale, cudaStream_t stream) {
   if (n_cases <= 0) return cudaSuccess;
   if (cases == nullptr || (storage_total > 0 && storage == nullptr) ||
       (out_total > 0 && (weights == nullptr || ids == nullptr)) || (scale_total > 0 && scale == nullptr)) {
     return cudaErrorInvalidValue;
   }
-  if (storage_total > 0) {
-    generate_storage_kernel<<<blocks_for(storage_total), kThreads, 0, stream>>>(cases, n_cases, storage_total, storage);
+  if (storage_total > 0 && rows_total > 0) {
+    generate_rows_kernel<<<blocks_for(rows_total * 32), kThreads, 0, stream>>>(cases, n_cases, rows_total, storage);
     if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   }
   if (out_total > 0) {

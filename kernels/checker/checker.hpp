@@ -69,9 +69,11 @@ struct CheckLaunch {
 };
 
 /// Writes every case's gating storage (values and gap fill), its scale (gemma4 with a scale
-/// family other than ones) and its outputs (guard fill around poison) for a batch.
-cudaError_t launch_counter_generate(const BatchCase* cases, std::int32_t n_cases, std::int64_t storage_total,
-                                    std::int64_t out_total, std::int64_t scale_total, std::uint8_t* storage,
+/// family other than ones) and its outputs (guard fill around poison) for a batch. rows_total:
+/// the batch's rows (the sum of T); storage_total, out_total, scale_total: its storage, output
+/// and scale elements.
+cudaError_t launch_counter_generate(const BatchCase* cases, std::int32_t n_cases, std::int64_t rows_total,
+                                    std::int64_t storage_total, std::int64_t out_total, std::int64_t scale_total, std::uint8_t* storage,
                                     float* weights, std::int32_t* ids, float* scale, cudaStream_t stream);
 
 /// Judges every row of the batch (one thread per row) and every case's guards; the counters in

@@ -461,6 +461,34 @@ MOECHECK_CG_HD std::uint32_t counter_storage_bits(const CounterCaseDesc& c, std:
   return cg_storage_bits(counter_logit(c, t, e), c.dtype);
 }
 
+/// The storage elements of row t of a counter case that lane `lane` of `lanes` writes, given the
+/// row's shared draws (cg_row): for the row-major layouts the row's whole storage span
+/// [t * row_stride, (t + 1) * row_stride), gaps included, elements lane, lane + lanes, ...; for
+/// the transposed layout (no gaps) its E values. put(storage element, bits) receives the same
+/// bits as counter_storage_bits at that element, so the lanes of every row together write all
+/// of the case's storage exactly once.
+template <class Put>
+MOECHECK_CG_HD void counter_write_row(const CounterCaseDesc& c, const CgRow& row, std::int32_t lane, std::int32_t lanes,
+                                      const Put& put) {
+  const std::int32_t d = c.dtype;
+  const std::int64_t t = row.t;
+  if (c.layout == 2) {  // transposed: (t, e) at t + e * T
+    for (std::int64_t e = lane; e < c.E; e += lanes) put(t + e * c.col_stride, cg_storage_bits(counter_logit_in(c, row, e), d));
+    return;
+  }
+  const std::int64_t base = t * c.row_stride, cs = c.col_stride;
+  const std::uint32_t gap = cg_gap_bits(d);
+  for (std::int64_t w = lane; w < c.row_stride; w += lanes) {
+    std::int64_t e = w;
+    bool value = w < c.E;
+    if (cs != 1) {
+      e = w / cs;
+      value = w - e * cs == 0 && e < c.E;
+    }
+    put(base + w, value ? cg_storage_bits(counter_logit_in(c, row, e), d) : gap);
+  }
+}
+
 /// Whether row t of a counter case is re-checked on the host (a sample of about 1 in
 /// `one_in` rows plus one row chosen per case, so every case with rows has at least one).
 MOECHECK_CG_HD bool counter_sampled_row(const CounterCaseDesc& c, std::int64_t t, std::uint32_t one_in) {
