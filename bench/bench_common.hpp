@@ -157,7 +157,6 @@ struct Shape {
   int k;
 };
 const std::vector<Shape>& grid_shapes();
-/// The T values of the grid (MOECHECK_BENCH_TOKENS: a comma-separated list replacing them).
 const std::vector<std::int64_t>& grid_tokens();
 const std::vector<kernels::GatingType>& grid_dtypes();
 

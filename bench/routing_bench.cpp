@@ -6,8 +6,7 @@
 //   BM_Route/variant:<v>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   launch_routing, gemma4 family
 //     (v: warp_per_row, block_per_row, thread_per_row, auto, or thread_single: thread_per_row
 //     with one thread per row at every T, launch_thread_per_row_lanes(a, 1, ..), or
-//     thread_lanes<N>: N lanes per row, registered for each N in MOECHECK_BENCH_LANES, or
-//     thread_exact / thread_coarse: the fp32 selection forced, with MOECHECK_BENCH_F32_SELECT=1)
+//     thread_lanes<N>: N lanes per row, registered for each N in MOECHECK_BENCH_LANES)
 //   BM_Composite/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   LibTorch composite (when linked)
 //   BM_Campaign/path:<p>/dtype:<d>/E:<E>/k:<k>/T:<T>/manual_time   campaign throughput per
 //                                                          checking path (campaign_bench.cpp)
@@ -307,13 +306,8 @@ std::string launch_error(cudaError_t e) { return cuda_error("launch_routing", e)
 struct BenchKernel {
   Variant v = Variant::automatic;
   int lanes = -1;
-  int f32_coarse = -1;  ///< thread_exact (0) / thread_coarse (1): the fp32 selection forced
-  int key() const {
-    if (f32_coarse >= 0) return 200 + f32_coarse;
-    return lanes >= 0 ? 100 + lanes : static_cast<int>(v);
-  }
+  int key() const { return lanes >= 0 ? 100 + lanes : static_cast<int>(v); }
   cudaError_t launch(const RoutingArgs& a, cudaStream_t stream) const {
-    if (f32_coarse >= 0) return kernels::launch_thread_per_row_lanes(a, 0, stream, f32_coarse);
     return lanes >= 0 ? kernels::launch_thread_per_row_lanes(a, lanes, stream) : kernels::launch_routing(a, v, stream);
   }
 };
@@ -460,7 +454,6 @@ void bm_launch(benchmark::State& state) {
 }
 
 std::string bench_variant_name(const BenchKernel& k) {
-  if (k.f32_coarse >= 0) return k.f32_coarse ? "thread_coarse" : "thread_exact";
   if (k.lanes == 1) return "thread_single";
   if (k.lanes >= 0) return "thread_lanes" + std::to_string(k.lanes);
   return k.v == Variant::automatic ? "auto" : kernels::variant_name(k.v);
@@ -468,9 +461,7 @@ std::string bench_variant_name(const BenchKernel& k) {
 
 /// The timed kernels: every variant, thread_single, and thread_lanes<N> for each N in the
 /// comma-separated environment variable MOECHECK_BENCH_LANES (2, 4, .., 32; for tuning
-/// row::thread_lanes_per_row); with MOECHECK_BENCH_F32_SELECT=1 also thread_exact and
-/// thread_coarse (thread_per_row with the fp32 selection forced exact / coarse first; for
-/// tuning kF32CoarseMinRows).
+/// row::thread_lanes_per_row).
 std::vector<BenchKernel> kernels_to_time() {
   std::vector<BenchKernel> v = {BenchKernel{Variant::warp_per_row}, BenchKernel{Variant::block_per_row},
                                 BenchKernel{Variant::thread_per_row}, BenchKernel{Variant::thread_per_row, 1}};
@@ -481,10 +472,6 @@ std::vector<BenchKernel> kernels_to_time() {
       const int n = std::atoi(item.c_str());
       if (n >= 2 && n <= 32 && (n & (n - 1)) == 0) v.push_back(BenchKernel{Variant::thread_per_row, n});
     }
-  }
-  if (const char* env = std::getenv("MOECHECK_BENCH_F32_SELECT"); env != nullptr && std::string(env) == "1") {
-    v.push_back(BenchKernel{Variant::thread_per_row, -1, 0});
-    v.push_back(BenchKernel{Variant::thread_per_row, -1, 1});
   }
   v.push_back(BenchKernel{Variant::automatic});
   return v;
@@ -706,20 +693,7 @@ const std::vector<Shape>& grid_shapes() {
   return s;
 }
 const std::vector<std::int64_t>& grid_tokens() {
-  // MOECHECK_BENCH_TOKENS: a comma-separated list of T (1 .. 2^24) replacing the grid's (tuning).
-  static const std::vector<std::int64_t> t = [] {
-    std::vector<std::int64_t> v;
-    if (const char* env = std::getenv("MOECHECK_BENCH_TOKENS"); env != nullptr) {
-      std::stringstream in(env);
-      std::string item;
-      while (std::getline(in, item, ',')) {
-        const long long n = std::atoll(item.c_str());
-        if (n >= 1 && n <= (1LL << 24)) v.push_back(n);
-      }
-    }
-    if (v.empty()) v = {1, 16, 64, 1024, 2048, 16384, 250000};
-    return v;
-  }();
+  static const std::vector<std::int64_t> t = {1, 16, 64, 1024, 2048, 16384, 250000};
   return t;
 }
 const std::vector<GatingType>& grid_dtypes() {

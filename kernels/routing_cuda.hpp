@@ -29,10 +29,8 @@ cudaError_t launch_routing(const RoutingArgs& a, Variant v, cudaStream_t stream)
 /// pitch, E * sizeof(element) % 16 != 0) always run one thread per row. The outputs are the
 /// same for every value (bit-identical to emulate_routing(a, Variant::thread_per_row)). Any
 /// other `lanes` is cudaErrorInvalidValue, checked with the arguments before the device is
-/// touched. f32_coarse (fp32 rows): -1 = the launcher's choice (coarse selection first from
-/// kF32CoarseMinRows rows), 0 = exact selection only, 1 = coarse selection first; the outputs
-/// are the same for each (any other value: cudaErrorInvalidValue). For tests and benchmarks.
-cudaError_t launch_thread_per_row_lanes(const RoutingArgs& a, int lanes, cudaStream_t stream, int f32_coarse = -1);
+/// touched. For tests and benchmarks.
+cudaError_t launch_thread_per_row_lanes(const RoutingArgs& a, int lanes, cudaStream_t stream);
 
 /// The most threads per block a launch of (variant, E, T) uses (for tools and benchmarks; T
 /// only matters for Variant::automatic). Launches of few rows use fewer, spreading their warps

@@ -37,10 +37,6 @@ constexpr int kMaxExperts = 4096;   ///< largest supported E
 constexpr int kWarpMaxExperts = 512;///< largest E the warp-per-row variant accepts
 /// Rows from which choose_variant picks thread_per_row (see choose_variant).
 constexpr std::int64_t kThreadPerRowMinRows = 16384;
-/// Rows from which thread_per_row selects fp32 rows on coarse 32-bit entries first
-/// (row::RowConfig::f32_coarse): below it the GPU has too few rows in flight to hide the
-/// reload of the k winners, and the exact selection finishes sooner.
-constexpr std::int64_t kF32CoarseMinRows = 65536;
 /// From this many rows choose_variant picks thread_per_row (lane groups) for E > kWarpMaxExperts.
 constexpr std::int64_t kThreadPerRowLargeExpertMinRows = 1024;
 /// Up to this many rows choose_variant picks block_per_row for fp32 rows of E > 256.

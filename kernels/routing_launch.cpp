@@ -51,14 +51,13 @@ int threads_per_block(Variant v, int E, std::int64_t T, GatingType dtype) {
   return v == Variant::warp_per_row ? detail::kWarpThreads : 32 * row::block_warps(E);
 }
 
-cudaError_t launch_thread_per_row_lanes(const RoutingArgs& a, int lanes, cudaStream_t stream, int f32_coarse) {
-  if (!detail::valid_lanes(lanes) || f32_coarse < -1 || f32_coarse > 1) return cudaErrorInvalidValue;
+cudaError_t launch_thread_per_row_lanes(const RoutingArgs& a, int lanes, cudaStream_t stream) {
+  if (!detail::valid_lanes(lanes)) return cudaErrorInvalidValue;
   Variant v = Variant::thread_per_row;
   detail::KernelParams p;
   if (const cudaError_t e = detail::prepare_launch(a, &v, Mutant::none, &p); e != cudaSuccess) return e;
   if (a.T == 0) return cudaSuccess;
   p.lanes = lanes;
-  p.f32_coarse = f32_coarse;
   return detail::launch_thread_per_row<false>(a, p, stream);
 }
 

@@ -26,7 +26,6 @@ struct KernelParams {
   bool vec = false;              ///< vector loads allowed (contiguous, aligned, E % VE == 0)
   bool vec_out = false;          ///< thread_per_row: 16-byte output stores (k % 4 == 0, aligned outputs)
   int lanes = 0;                 ///< thread_per_row: lanes per row requested (0: thread_lanes_per_row)
-  int f32_coarse = -1;           ///< thread_per_row, fp32: coarse selection first (1), exact only (0), by rows (-1)
   row::RowConfig cfg;
   Mutant mutant = Mutant::none;
   float* weights = nullptr;

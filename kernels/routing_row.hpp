@@ -453,10 +453,6 @@ struct RowConfig {
   KernelFamily family = KernelFamily::gemma4;
   const float* scale = nullptr;  ///< nullptr or [E]; used by gemma4 only
   bool want_full = false;    ///< the denominator needs the sum over all E experts
-  /// fp32, thread_row / group_row: select on 32-bit coarse entries first and reload the k
-  /// winners (thread_select_f32_coarse; fewer instructions, one more dependent load), or (false)
-  /// run the exact selection directly. The outputs are the same either way.
-  bool f32_coarse = true;
 };
 
 MOECHECK_HD constexpr int next_pow2(int x) {
@@ -1156,7 +1152,7 @@ MOECHECK_HD inline void thread_row(Src& src, const RowConfig& cfg, Mutant m, Out
     thread_select_batch<Tr, KB, B>(top, raw, base, n, keep_nan);
   };
   if constexpr (Tr::kType == GatingType::f32) {
-    if (!cfg.f32_coarse || !thread_select_f32_coarse<KB, B>(src, cfg.E, k, keep_nan, top)) {
+    if (!thread_select_f32_coarse<KB, B>(src, cfg.E, k, keep_nan, top)) {
 MOECHECK_UNROLL
       for (int j = 0; j < KB; ++j) top[j] = 0;
       src.rescan(select);
@@ -1267,45 +1263,43 @@ MOECHECK_HD inline void group_row(const Ctx& ctx, int S, LaneSrc* lsrc, RowSrc* 
   Entry top[N][KB];
   bool exact = true;
   if constexpr (Tr::kType == GatingType::f32) {
-    if (cfg.f32_coarse) {
-      // fp32: coarse entries (thread_select_f32_coarse) in every lane, merged by the butterfly.
-      // Each lane knows the largest entry it dropped (in its own merges and in the butterfly's,
-      // which both partners make alike), so the largest dropped entry of a group is the maximum
-      // over its lanes: the group cannot decide exactly when one of its lanes cannot, and the
-      // exact selection below runs for the whole warp (its shuffles need every lane) when any
-      // lane cannot.
-      const std::uint32_t imask = coarse_index_mask(cfg.E);
-      std::uint32_t c[N][KB], dropped[N];
-      ctx.each([&](int i) {
+    // fp32: coarse entries (thread_select_f32_coarse) in every lane, merged by the butterfly.
+    // Each lane knows the largest entry it dropped (in its own merges and in the butterfly's,
+    // which both partners make alike), so the largest dropped entry of a group is the maximum
+    // over its lanes: the group cannot decide exactly when one of its lanes cannot, and the
+    // exact selection below runs for the whole warp (its shuffles need every lane) when any
+    // lane cannot.
+    const std::uint32_t imask = coarse_index_mask(cfg.E);
+    std::uint32_t c[N][KB], dropped[N];
+    ctx.each([&](int i) {
 MOECHECK_UNROLL
-        for (int j = 0; j < KB; ++j) c[i][j] = 0;
-        dropped[i] = 0;
-        lsrc[i].scan([&](const std::uint32_t* raw, int base, int n) {
-          coarse_select_batch<KB, Bt>(c[i], dropped[i], raw, base, n, imask, keep_nan);
-        });
+      for (int j = 0; j < KB; ++j) c[i][j] = 0;
+      dropped[i] = 0;
+      lsrc[i].scan([&](const std::uint32_t* raw, int base, int n) {
+        coarse_select_batch<KB, Bt>(c[i], dropped[i], raw, base, n, imask, keep_nan);
       });
-      for (int o = 1; o < S; o <<= 1) {
-        int src[N];
-        ctx.each([&](int i) { src[i] = ctx.lane(i) ^ o; });
-        std::uint32_t other[N][KB];
+    });
+    for (int o = 1; o < S; o <<= 1) {
+      int src[N];
+      ctx.each([&](int i) { src[i] = ctx.lane(i) ^ o; });
+      std::uint32_t other[N][KB];
 MOECHECK_UNROLL
-        for (int j = 0; j < KB; ++j) {
-          std::uint32_t col[N], got[N];
-          ctx.each([&](int i) { col[i] = c[i][j]; });
-          ctx.shfl(got, col, src);
-          ctx.each([&](int i) { other[i][j] = got[i]; });
-        }
-        ctx.each([&](int i) { coarse_merge<KB, KB>(c[i], other[i], dropped[i]); });
+      for (int j = 0; j < KB; ++j) {
+        std::uint32_t col[N], got[N];
+        ctx.each([&](int i) { col[i] = c[i][j]; });
+        ctx.shfl(got, col, src);
+        ctx.each([&](int i) { other[i][j] = got[i]; });
       }
-      bool undecided[N];
-      ctx.each([&](int i) { undecided[i] = !coarse_decides<KB>(c[i], dropped[i], k, imask); });
-      if (!ctx.any(undecided)) {
-        ctx.each([&](int i) {
-          coarse_to_exact<KB, thread_batch(KB)>(c[i], k, imask, keep_nan, [&](int idx) { return rsrc[i].load(idx); },
-                                                top[i]);
-        });
-        exact = false;
-      }
+      ctx.each([&](int i) { coarse_merge<KB, KB>(c[i], other[i], dropped[i]); });
+    }
+    bool undecided[N];
+    ctx.each([&](int i) { undecided[i] = !coarse_decides<KB>(c[i], dropped[i], k, imask); });
+    if (!ctx.any(undecided)) {
+      ctx.each([&](int i) {
+        coarse_to_exact<KB, thread_batch(KB)>(c[i], k, imask, keep_nan, [&](int idx) { return rsrc[i].load(idx); },
+                                              top[i]);
+      });
+      exact = false;
     }
   }
   if (exact) {

@@ -457,7 +457,6 @@ cudaError_t launch_thread_kb(const RoutingArgs& a, const KernelParams& p, cudaSt
   const std::int64_t ntiles = thread_tiles(p.T_eff, p.mutant);
   if (ntiles == 0) return cudaSuccess;
   KernelParams q = p;
-  q.cfg.f32_coarse = p.f32_coarse >= 0 ? p.f32_coarse == 1 : p.T_eff >= kF32CoarseMinRows;
   // Lanes per row: one thread per row for layouts without 16-byte units and for the
   // shared_race mutant (planted in the staged one-thread kernel); otherwise the request, at
   // least KB / 2, or the heuristic.

@@ -642,7 +642,7 @@ struct HostGroupOut {
 /// contiguous problem whose rows are whole 16-byte units. skip_partial_warp: the rows of the
 /// last partial 32-row tile are left unwritten, as in the kernel.
 template <class Tr, int KB>
-Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m, bool f32_coarse) {
+Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m) {
   Output o;
   const std::size_t n = static_cast<std::size_t>(p.c.T) * static_cast<std::size_t>(p.c.k);
   o.w.resize(n);
@@ -650,8 +650,7 @@ Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m, bool f32_coar
   moecheck::poison_outputs(o.w.data(), o.ids.data(), static_cast<std::int64_t>(n));
   const K::RoutingArgs a = p.host_args(o.w.data(), o.ids.data());
   const K::Mutant rm = K::mutant_is_gpu_only(m) ? K::Mutant::none : m;
-  R::RowConfig cfg = R::make_row_config(a.E, a.k, a.family, a.scale, rm);
-  cfg.f32_coarse = f32_coarse;
+  const R::RowConfig cfg = R::make_row_config(a.E, a.k, a.family, a.scale, rm);
   const std::int64_t rows = rm == K::Mutant::skip_partial_warp ? a.T - a.T % 32 : a.T;
   const int rpw = 32 / S;
   const auto* base = static_cast<const unsigned char*>(a.gating);
@@ -673,37 +672,11 @@ Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m, bool f32_coar
   return o;
 }
 
-Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m, bool f32_coarse = true) {
+Output run_lane_groups(const KernelProblem& p, int S, K::Mutant m) {
   return R::with_traits_and_bucket<K::kMaxK>(K::GatingType(gating_type(p.c.dtype)), R::thread_bucket(p.c.k), Output{},
                                              [&](auto tr, auto kb) {
-                                               return run_lane_groups<decltype(tr), decltype(kb)::value>(p, S, m,
-                                                                                                        f32_coarse);
+                                               return run_lane_groups<decltype(tr), decltype(kb)::value>(p, S, m);
                                              });
-}
-
-/// row::thread_row on every row (one thread per row) with RowConfig::f32_coarse set as given.
-Output run_thread_rows(const KernelProblem& p, K::Mutant m, bool f32_coarse) {
-  return R::with_traits_and_bucket<K::kMaxK>(
-      K::GatingType(gating_type(p.c.dtype)), R::thread_bucket(p.c.k), Output{}, [&](auto tr, auto kb) {
-        using Tr = decltype(tr);
-        constexpr int KB = decltype(kb)::value;
-        Output o;
-        const std::size_t n = static_cast<std::size_t>(p.c.T) * static_cast<std::size_t>(p.c.k);
-        o.w.resize(n);
-        o.ids.resize(n);
-        moecheck::poison_outputs(o.w.data(), o.ids.data(), static_cast<std::int64_t>(n));
-        const K::RoutingArgs a = p.host_args(o.w.data(), o.ids.data());
-        R::RowConfig cfg = R::make_row_config(a.E, a.k, a.family, a.scale, m);
-        cfg.f32_coarse = f32_coarse;
-        const std::int64_t rows = m == K::Mutant::skip_partial_warp ? a.T - a.T % 32 : a.T;
-        const auto* base = static_cast<const unsigned char*>(a.gating);
-        for (std::int64_t r = 0; r < rows; ++r) {
-          R::HostRowSource<Tr, R::thread_batch(KB)> src{base + r * a.row_stride * Tr::kBytes, a.E, 1};
-          R::HostRowOut out{a.weights + r * a.k, a.ids + r * a.k};
-          R::thread_row<Tr, KB>(src, cfg, m, out);
-        }
-        return o;
-      });
 }
 
 TEST(Emulation, ThreadLaneGroupsMatchThreadPerRow) {
@@ -777,49 +750,6 @@ TEST(Emulation, ThreadLaneGroupsF32CoarseMatchThreadPerRow) {
               << "S = " << S << " pattern " << pattern << "\n" << replay(p, K::Variant::thread_per_row);
         }
       }
-    }
-  }
-}
-
-TEST(Emulation, F32ExactSelectionEqualsCoarseSelection) {
-  // The launcher turns the fp32 coarse selection off below kF32CoarseMinRows rows
-  // (RowConfig::f32_coarse): the exact selection alone must give the same bits, one thread per
-  // row and in lane groups, on rows built for the coarse path's corner cases (patterns of
-  // f32_bucket_problem), on mixed values, and under the CPU-visible mutants.
-  std::uint64_t seed = 6600;
-  int compared = 0;
-  for (int E : {8, 64, 128, 256, 512}) {
-    for (int k : {1, 4, 5, 8, 16, 32}) {
-      if (k > E) continue;
-      for (int pattern = 0; pattern < 6; ++pattern) {
-        ++seed;
-        const auto p = pattern < 5 ? f32_bucket_problem(seed, E, k, pattern)
-                                   : make_problem(seed, DType::f32, 45, E, k, static_cast<Family>(seed % 3),
-                                                  Layout::contiguous, kMixedValues, scale_family_for(seed));
-        const Output want = run_host(p, K::Variant::thread_per_row);
-        ASSERT_EQ(want.status, K::ArgStatus::ok) << want.message;
-        ASSERT_TRUE(same_bits(run_thread_rows(p, K::Mutant::none, true), want)) << replay(p, K::Variant::thread_per_row);
-        ASSERT_TRUE(same_bits(run_thread_rows(p, K::Mutant::none, false), want))
-            << "exact selection, pattern " << pattern << "\n" << replay(p, K::Variant::thread_per_row);
-        for (int S = R::thread_bucket(k) / 2 < 2 ? 2 : R::thread_bucket(k) / 2; S <= 32; S *= 2) {
-          ASSERT_TRUE(same_bits(run_lane_groups(p, S, K::Mutant::none, false), want))
-              << "exact selection, S = " << S << " pattern " << pattern << "\n" << replay(p, K::Variant::thread_per_row);
-          ++compared;
-        }
-      }
-    }
-  }
-  EXPECT_GT(compared, 300);
-  for (int i = 1; i < static_cast<int>(K::Mutant::count_); ++i) {
-    const auto m = static_cast<K::Mutant>(i);
-    if (K::mutant_is_gpu_only(m)) continue;
-    const auto p = make_problem(++seed, DType::f32, 70, 64, 8, static_cast<Family>(seed % 3), Layout::contiguous,
-                                kMixedValues, scale_family_for(seed));
-    const Output a = run_thread_rows(p, m, true), b = run_thread_rows(p, m, false);
-    ASSERT_EQ(a.ids, b.ids) << K::mutant_name(m);
-    for (std::size_t j = 0; j < a.w.size(); ++j) {
-      ASSERT_TRUE((std::isnan(a.w[j]) && std::isnan(b.w[j])) || std::memcmp(&a.w[j], &b.w[j], 4) == 0)
-          << K::mutant_name(m) << " slot " << j;
     }
   }
 }
