@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include "harness/core/campaign.hpp"
 #include "harness/core/targets_internal.hpp"
@@ -575,6 +576,13 @@ class DeviceCheckerImpl final : public DeviceChecker {
     }
     MOECHECK_DC_TRY(cudaStreamSynchronize(stream), "cudaMemcpy(flagged and sampled rows)");
 #undef MOECHECK_DC_TRY
+    // The device appends rows in the order its threads get there: sorted, the verdicts (the first
+    // confirmed row of a case, its message) do not depend on the scheduling.
+    const auto by_row = [](const checker::RowRecord& a, const checker::RowRecord& b) {
+      return std::tie(a.case_slot, a.row, a.slot, a.code) < std::tie(b.case_slot, b.row, b.slot, b.code);
+    };
+    std::sort(sl.host_fails.begin(), sl.host_fails.end(), by_row);
+    std::sort(sl.host_samples.begin(), sl.host_samples.end(), by_row);
     return {};
   }
 
