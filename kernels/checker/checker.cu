@@ -81,6 +81,43 @@ __device__ void store_record(RowRecord* list, std::uint32_t capacity, std::uint3
   }
 }
 
+/// Logit e of one row (x(e) of check_softmax_row). Rows of unit column stride that start on a
+/// 16-byte boundary are read 16 bytes at a time (the checker walks a row in expert order, one
+/// row per thread: a 2- or 4-byte load per expert would cost a cache wavefront per lane); the
+/// last unit of a row may reach up to 15 bytes past it, inside the batch's storage (cases start
+/// on 256-byte boundaries, and the buffer has 256 bytes of slack). Other rows: one load per call.
+struct RowReader {
+  const std::uint8_t* base;
+  std::int64_t row_off, cs;
+  std::int32_t dt;
+  bool vec;
+  mutable std::int64_t unit = -1;
+  mutable uint4 buf;
+  __device__ RowReader(const std::uint8_t* b, std::int64_t off, std::int64_t col_stride, std::int32_t dtype)
+      : base(b), row_off(off), cs(col_stride), dt(dtype) {
+    const std::int64_t elem = dt == 0 ? 4 : 2;
+    vec = cs == 1 && (row_off * elem) % 16 == 0;
+  }
+  __device__ float operator()(std::int32_t e) const {
+    if (!vec) {
+      const std::int64_t at = row_off + e * cs;
+      if (dt == 0) return reinterpret_cast<const float*>(base)[at];
+      return cg_bits_value(reinterpret_cast<const std::uint16_t*>(base)[at], dt);
+    }
+    const int shift = dt == 0 ? 2 : 3;  // elements per 16-byte unit: 4 or 8
+    const std::int64_t u = e >> shift;
+    if (u != unit) {
+      const std::int64_t byte = row_off * (dt == 0 ? 4 : 2) + u * 16;
+      buf = *reinterpret_cast<const uint4*>(base + byte);
+      unit = u;
+    }
+    const int w = dt == 0 ? (e & 3) : ((e & 7) >> 1);
+    const std::uint32_t word = w == 0 ? buf.x : (w == 1 ? buf.y : (w == 2 ? buf.z : buf.w));
+    if (dt == 0) return __uint_as_float(word);
+    return cg_bits_value((e & 1) ? (word >> 16) : (word & 0xffffu), dt);
+  }
+};
+
 __global__ void check_rows_kernel(CheckLaunch p) {
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < p.rows_total;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
@@ -88,15 +125,8 @@ __global__ void check_rows_kernel(CheckLaunch p) {
     const BatchCase& b = p.cases[c];
     const CounterCaseDesc& d = b.desc;
     const std::int64_t t = i - b.row_begin;
-    const std::uint8_t* base = p.storage + b.storage_byte;
-    const std::int64_t row_off = t * d.row_stride;
-    const std::int64_t cs = d.col_stride;
     const std::int32_t dt = d.dtype;
-    const auto x = [&](std::int32_t e) -> float {
-      const std::int64_t at = row_off + e * cs;
-      if (dt == 0) return reinterpret_cast<const float*>(base)[at];
-      return cg_bits_value(reinterpret_cast<const std::uint16_t*>(base)[at], dt);
-    };
+    const RowReader x(p.storage + b.storage_byte, t * d.row_stride, d.col_stride, dt);
     const std::int64_t out = b.out_begin + kCkGuardElements + t * d.k;
     const float* w = p.weights + out;
     const std::int32_t* id = p.ids + out;
