@@ -4,11 +4,34 @@
 # moecheck_stdcxx_first(): libstdc++ first in DT_NEEDED for every program and module linked in the
 # calling folder and below (see moecheck::torch below). A no-op without LibTorch; harmless for
 # programs that do not link it.
+# The option goes first among a program's link items, right after its own objects: with a shared
+# libstdc++ that puts it first in DT_NEEDED; with a toolchain that links libstdc++ statically
+# (-lstdc++ finds only libstdc++.a) the archive is searched while the objects' std:: references
+# are still undefined, so they resolve to it instead of to libtorch's exported copies (a link
+# flag before the objects, where add_link_options puts it, pulls nothing from an archive).
 macro(moecheck_stdcxx_first)
   if(MOECHECK_STDCXX_FIRST)
-    add_link_options("${MOECHECK_STDCXX_FIRST}")
+    cmake_language(DEFER CALL moecheck_stdcxx_first_apply "${CMAKE_CURRENT_SOURCE_DIR}")
   endif()
 endmacro()
+
+function(moecheck_stdcxx_first_apply dir)
+  get_property(targets DIRECTORY "${dir}" PROPERTY BUILDSYSTEM_TARGETS)
+  foreach(t IN LISTS targets)
+    get_target_property(type ${t} TYPE)
+    if(type STREQUAL "EXECUTABLE" OR type STREQUAL "MODULE_LIBRARY" OR type STREQUAL "SHARED_LIBRARY")
+      get_target_property(libs ${t} LINK_LIBRARIES)
+      if(NOT libs)
+        set(libs "")
+      endif()
+      set_property(TARGET ${t} PROPERTY LINK_LIBRARIES "${MOECHECK_STDCXX_FIRST};${libs}")
+    endif()
+  endforeach()
+  get_property(subdirs DIRECTORY "${dir}" PROPERTY SUBDIRECTORIES)
+  foreach(sub IN LISTS subdirs)
+    moecheck_stdcxx_first_apply("${sub}")
+  endforeach()
+endfunction()
 
 function(moecheck_warnings target)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
@@ -129,16 +152,16 @@ add_library(moecheck::torch ALIAS moecheck_torch)
 target_include_directories(moecheck_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 target_compile_options(moecheck_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${TORCH_CXX_FLAGS}>)
 # The torch wheel's libraries export copies of libstdc++ functions (std::filesystem among them).
-# Listed before libtorch in a program's DT_NEEDED, the system libstdc++ comes first in the
-# global lookup scope, so our std:: references bind to it; otherwise they can bind to libtorch's
-# copy, which crashed `fuzz --devices` in std::filesystem::remove_all with a g++ 13 build.
-# The option reaches programs through moecheck::torch, and through moecheck_stdcxx_first() for
-# every program of a folder (harness/, properties/, bench/): a program that gets LibTorch only
-# through a static library's private dependency does not always inherit it (the CUDA build's
-# substitution_corpus_test was linked without libstdc++ in DT_NEEDED and crashed).
+# Our std:: references must not bind to them: libtorch's std::filesystem::remove_all jumped to
+# address 0 (`fuzz --devices`, and substitution_corpus_test in the CUDA build of a machine whose
+# g++ links libstdc++ statically). So every program and module links libstdc++ ahead of
+# LibTorch: through moecheck::torch's link option (before the objects: DT_NEEDED order with a
+# shared libstdc++) and, for every program of a folder (harness/, properties/, bench/), through
+# moecheck_stdcxx_first(), which puts -lstdc++ first among its link items (right after its
+# objects, where a static libstdc++.a resolves them). Checked by the libstdcxx_binding test.
 set(MOECHECK_STDCXX_FIRST "")
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT APPLE)
-  set(MOECHECK_STDCXX_FIRST "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
+  set(MOECHECK_STDCXX_FIRST "-Wl,--push-state,--no-as-needed,-lstdc++,--pop-state")
   target_link_options(moecheck_torch INTERFACE "${MOECHECK_STDCXX_FIRST}")
 endif()
 if(MOECHECK_HAVE_TORCH_CUDA)
