@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 
@@ -24,7 +25,8 @@ namespace {
 ///    (an all-masked row's -inf becomes -FLT_MAX: x - m stays -inf there, exp gives the zero of
 ///    the limit rule; any finite m is unchanged), x - m is NaN only where x == m == +inf, and
 ///    exp(NaN) -> 1 (nan_to_num) is the limit rule for +inf among +inf maxima (the other logits
-///    of such a row get exp(-inf) = 0);
+///    of such a row get exp(-inf) = 0); both steps change nothing in a row of finite maximum,
+///    so on the CPU they run only when some row's maximum is infinite;
 ///  * each row's sum z is 0 (all masked) or >= 1 (the maximum contributes exp(0) = 1), so
 ///    clamp_min(z, 1) is the renormalise-by-zero rule;
 ///  * m is the first (largest) top-k value: the maximum up to the sign of a zero, which leaves
@@ -45,8 +47,17 @@ void composite_route(const at::Tensor& g, int64_t k, const at::Tensor& scale, Fa
     at::sigmoid_out(w, top);
   } else {
     const at::Tensor& x = family == Family::softmax_topk_raw ? key : top;
-    at::Tensor m = at::clamp_min(top.narrow(1, 0, 1), std::numeric_limits<float>::lowest());
-    at::Tensor e = at::sub(x, m).exp_().nan_to_num_(1.0, inf, -inf);
+    at::Tensor m = top.narrow(1, 0, 1);
+    // The limit steps are needed only when some row's maximum is infinite (read on the CPU).
+    bool limits = !top.is_cpu();
+    if (!limits) {
+      const float* first = top.const_data_ptr<float>();
+      const int64_t rows = top.size(0), stride = top.stride(0);
+      for (int64_t t = 0; !limits && t < rows; ++t) limits = !std::isfinite(first[t * stride]);
+    }
+    if (limits) m = at::clamp_min(m, std::numeric_limits<float>::lowest());
+    at::Tensor e = at::sub(x, m).exp_();
+    if (limits) e.nan_to_num_(1.0, inf, -inf);
     at::Tensor z = e.sum(-1, /*keepdim=*/true).clamp_min_(1);
     if (family == Family::softmax_topk_raw) {
       at::div_out(w, e.gather(1, ids), z);
