@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <tuple>
 
 #include "harness/torch/dtype.hpp"
 
@@ -19,28 +20,49 @@ namespace {
 /// contiguous CPU tensors (from_blob views of the caller's buffers). On the CPU the last op of
 /// each output writes straight into them; on CUDA the results are copied back.
 ///
-/// Written for few ATen calls (each costs microseconds of dispatch on these small tensors):
+/// Written for few ATen calls (each costs about a microsecond on these small tensors):
 ///  * NaN -> -inf is one nan_to_num (infinities kept);
 ///  * after it no key is NaN; with m the row's largest key raised to the lowest finite float
 ///    (an all-masked row's -inf becomes -FLT_MAX: x - m stays -inf there, exp gives the zero of
 ///    the limit rule; any finite m is unchanged), x - m is NaN only where x == m == +inf, and
 ///    exp(NaN) -> 1 (nan_to_num) is the limit rule for +inf among +inf maxima (the other logits
-///    of such a row get exp(-inf) = 0); both steps change nothing in a row of finite maximum,
-///    so on the CPU they run only when some row's maximum is infinite;
+///    of such a row get exp(-inf) = 0);
 ///  * each row's sum z is 0 (all masked) or >= 1 (the maximum contributes exp(0) = 1), so
 ///    clamp_min(z, 1) is the renormalise-by-zero rule;
 ///  * m is the first (largest) top-k value: the maximum up to the sign of a zero, which leaves
 ///    x - m and hence exp(x - m) unchanged;
-///  * softmax_topk_raw divides the gathered k values rather than all E (the same divisions).
+///  * softmax_topk_raw divides the gathered k values rather than all E (the same divisions);
+///  * on the CPU the first top-k column is read: torch.topk ranks NaN first, so when it holds
+///    only finite values no logit is NaN (nan_to_num would change nothing, the top-k of the raw
+///    logits is the one of the keys) and no row needs a limit rule, and those three steps are
+///    left out; otherwise the keys are cleaned, the top-k taken again and every step runs.
 /// Every exp, sum and division runs on tensors of the same shape and memory layout as before
 /// these rewrites, so the outputs are bit-identical to them (composite_identity_test pins it).
 void composite_route(const at::Tensor& g, int64_t k, const at::Tensor& scale, Family family, at::Tensor& w_out,
                      at::Tensor& id_out) {
   const double inf = std::numeric_limits<double>::infinity();
-  // A float input is not copied by to(kFloat), so its NaN are replaced out of place.
-  at::Tensor key = g.scalar_type() == at::kFloat ? at::nan_to_num(g, -inf, inf, -inf)
-                                                 : g.to(at::kFloat).nan_to_num_(-inf, inf, -inf);
-  auto [top, ids] = at::topk(key, k, /*dim=*/-1, /*largest=*/true, /*sorted=*/true);
+  const bool converted = g.scalar_type() != at::kFloat;  // a float g is not copied by to(kFloat)
+  at::Tensor key = converted ? g.to(at::kFloat) : g;
+  at::Tensor top, ids;
+  bool limits = true;  // some row has a NaN or infinite maximum
+  if (key.is_cpu()) {
+    std::tie(top, ids) = at::topk(key, k, /*dim=*/-1, /*largest=*/true, /*sorted=*/true);
+    const float* first = top.const_data_ptr<float>();
+    const int64_t rows = top.size(0), stride = top.stride(0);
+    bool nan = false;
+    limits = false;
+    for (int64_t t = 0; t < rows; ++t) {
+      nan = nan || std::isnan(first[t * stride]);
+      limits = limits || !std::isfinite(first[t * stride]);
+    }
+    if (nan) top.reset();
+  } else {
+    top.reset();
+  }
+  if (!top.defined()) {
+    key = converted ? key.nan_to_num_(-inf, inf, -inf) : at::nan_to_num(key, -inf, inf, -inf);
+    std::tie(top, ids) = at::topk(key, k, /*dim=*/-1, /*largest=*/true, /*sorted=*/true);
+  }
   const bool direct = w_out.device() == key.device();
   at::Tensor w = direct ? w_out : at::empty(top.sizes(), top.options());
   if (family == Family::sigmoid_top1) {
@@ -48,17 +70,11 @@ void composite_route(const at::Tensor& g, int64_t k, const at::Tensor& scale, Fa
   } else {
     const at::Tensor& x = family == Family::softmax_topk_raw ? key : top;
     at::Tensor m = top.narrow(1, 0, 1);
-    // The limit steps are needed only when some row's maximum is infinite (read on the CPU).
-    bool limits = !top.is_cpu();
-    if (!limits) {
-      const float* first = top.const_data_ptr<float>();
-      const int64_t rows = top.size(0), stride = top.stride(0);
-      for (int64_t t = 0; !limits && t < rows; ++t) limits = !std::isfinite(first[t * stride]);
-    }
     if (limits) m = at::clamp_min(m, std::numeric_limits<float>::lowest());
     at::Tensor e = at::sub(x, m).exp_();
     if (limits) e.nan_to_num_(1.0, inf, -inf);
-    at::Tensor z = e.sum(-1, /*keepdim=*/true).clamp_min_(1);
+    at::Tensor z = e.sum(-1, /*keepdim=*/true);
+    if (limits) z.clamp_min_(1);
     if (family == Family::softmax_topk_raw) {
       at::div_out(w, e.gather(1, ids), z);
     } else if (family == Family::gemma4 && scale.defined()) {
