@@ -65,6 +65,30 @@ bool tie_after(const double* vals, std::size_t size, std::size_t n, double vn) {
   return ge > n;
 }
 
+/// Largest of key[0..E) outside the experts ids[0..k) (unique and in range), -inf when none is
+/// left. The selected keys are set aside (-inf) for one branch-free pass with four running
+/// maxima, then restored. The keys hold no NaN, so the value is that of any pass order (only
+/// the sign of a zero maximum may differ, which a comparison does not see).
+double max_unselected(double* key, std::size_t E, const std::int32_t* ids, int k, double* saved) {
+  for (int j = 0; j < k; ++j) {
+    saved[j] = key[ids[j]];
+    key[ids[j]] = -kInf;
+  }
+  double h0 = -kInf, h1 = -kInf, h2 = -kInf, h3 = -kInf;
+  std::size_t e = 0;
+  for (; e + 4 <= E; e += 4) {
+    h0 = key[e] > h0 ? key[e] : h0;
+    h1 = key[e + 1] > h1 ? key[e + 1] : h1;
+    h2 = key[e + 2] > h2 ? key[e + 2] : h2;
+    h3 = key[e + 3] > h3 ? key[e + 3] : h3;
+  }
+  for (; e < E; ++e) h0 = key[e] > h0 ? key[e] : h0;
+  for (int j = k - 1; j >= 0; --j) key[ids[j]] = saved[j];
+  h0 = h1 > h0 ? h1 : h0;
+  h2 = h3 > h2 ? h3 : h2;
+  return h2 > h0 ? h2 : h0;
+}
+
 /// True when the n-th and (n+1)-th largest of vals are equal (an ambiguous cut).
 bool tie_at(const std::vector<double>& vals, std::size_t n) {
   if (n >= vals.size()) return false;
@@ -982,7 +1006,8 @@ CheckReport check_routing(const GatingView& g, const RoutingParams& p, const flo
   const auto E = static_cast<std::size_t>(g.E);
   const bool grouped = p.family == Family::sigmoid_grouped;
   const bool renormalised_softmax = p.family == Family::gemma4 || p.family == Family::softmax_topk;
-  std::vector<double> x, key, unscaled(static_cast<std::size_t>(k)), mult(static_cast<std::size_t>(k));
+  std::vector<double> x, key, unscaled(static_cast<std::size_t>(k)), mult(static_cast<std::size_t>(k)),
+      saved(static_cast<std::size_t>(k));
   std::vector<char> written, selected(grouped ? 0 : E, 0);
   for (std::int64_t t = 0; t < g.T; ++t) {
     load_row(g, t, x);
@@ -1008,10 +1033,7 @@ CheckReport check_routing(const GatingView& g, const RoutingParams& p, const flo
           selected[static_cast<std::size_t>(id[j])] = 1;
           lo = v < lo ? v : lo;
         }
-        for (std::size_t e = 0; e < E; ++e) {
-          const double v = selected[e] ? -kInf : key[e];
-          hi = v > hi ? v : hi;
-        }
+        hi = max_unselected(key.data(), E, id, k, saved.data());
       }
       if (ids_ok && lo >= hi && lo != 0.0) {
         if (static_cast<std::size_t>(k) < E && lo == hi) ++rep.ties_at_kth;

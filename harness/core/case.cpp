@@ -82,7 +82,14 @@ std::vector<std::uint8_t> RoutingCase::materialize() const {
   const std::size_t es = dtype_size(dtype);
   const std::int64_t n = storage_elems();
   std::vector<std::uint8_t> buf(static_cast<std::size_t>(n) * es);
-  for (std::int64_t i = 0; i < n; ++i) {
+  const std::int64_t rs = row_stride(), cs = col_stride();
+  // Contiguous and transposed storage has no gaps; fp32 rows of unit column stride are copied whole.
+  const bool gaps = n != T * E;
+  if (dtype == DType::f32 && cs == 1 && !gaps && static_cast<std::int64_t>(logits.size()) == n) {
+    if (n > 0) std::memcpy(buf.data(), logits.data(), buf.size());
+    return buf;
+  }
+  for (std::int64_t i = 0; gaps && i < n; ++i) {
     std::uint8_t* dst = buf.data() + static_cast<std::size_t>(i) * es;
     if (dtype == DType::f32) {
       std::memcpy(dst, &kGapF32, 4);
@@ -91,7 +98,6 @@ std::vector<std::uint8_t> RoutingCase::materialize() const {
       std::memcpy(dst, &h, 2);
     }
   }
-  const std::int64_t rs = row_stride(), cs = col_stride();
   for (std::int64_t t = 0; t < T; ++t) {
     for (std::int64_t e = 0; e < E; ++e) {
       const float v = logits[static_cast<std::size_t>(t * E + e)];

@@ -1,9 +1,12 @@
 #include "harness/torch/torch_targets.hpp"
 
+#include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <tuple>
 
 #include "harness/torch/dtype.hpp"
 
@@ -13,37 +16,75 @@ namespace {
 /// Composite routing with LibTorch ops, following reference/EDGE_CASES.md:
 /// NaN logits rank as -inf and carry no mass, +inf logits share the mass, an all-masked row gets
 /// zero weights (zero-sum rule), ties resolved by torch.topk (the oracle is tie-aware).
-std::tuple<at::Tensor, at::Tensor> composite_route(const at::Tensor& g, int64_t k, const at::Tensor& scale,
-                                                  Family family) {
-  const float inf = std::numeric_limits<float>::infinity();
-  at::Tensor key = g.to(at::kFloat);
-  key = at::where(at::isnan(key), at::full({}, -inf, key.options()), key);
-  auto [top, ids] = at::topk(key, k, /*dim=*/-1, /*largest=*/true, /*sorted=*/true);
-  auto masked_exp = [&](const at::Tensor& x, const at::Tensor& m) {
-    // exp(x - m) with the limit rules: m = +inf -> indicator of x == +inf; m = -inf -> 0.
-    at::Tensor finite_m = at::where(at::isfinite(m), m, at::zeros_like(m));
-    at::Tensor e = at::exp(x - finite_m);
-    e = at::where(m == inf, (x == inf).to(at::kFloat), e);
-    e = at::where(m == -inf, at::zeros_like(e), e);
-    return e;
-  };
-  at::Tensor w;
-  if (family == Family::sigmoid_top1) {
-    w = at::sigmoid(top);
-  } else if (family == Family::softmax_topk_raw) {
-    at::Tensor m = std::get<0>(key.max(-1, /*keepdim=*/true));
-    at::Tensor e = masked_exp(key, m);
-    at::Tensor z = e.sum(-1, true);
-    at::Tensor p = e / at::where(z > 0, z, at::ones_like(z));
-    w = p.gather(1, ids);
+/// Writes the weights [T, k] into `w_out` (fp32) and the ids into `id_out` (int32); both are
+/// contiguous CPU tensors (from_blob views of the caller's buffers). On the CPU the last op of
+/// each output writes straight into them; on CUDA the results are copied back.
+///
+/// Written for few ATen calls (each costs about a microsecond on these small tensors):
+///  * NaN -> -inf is one nan_to_num (infinities kept);
+///  * after it no key is NaN; with m the row's largest key raised to the lowest finite float
+///    (an all-masked row's -inf becomes -FLT_MAX: x - m stays -inf there, exp gives the zero of
+///    the limit rule; any finite m is unchanged), x - m is NaN only where x == m == +inf, and
+///    exp(NaN) -> 1 (nan_to_num) is the limit rule for +inf among +inf maxima (the other logits
+///    of such a row get exp(-inf) = 0);
+///  * each row's sum z is 0 (all masked) or >= 1 (the maximum contributes exp(0) = 1), so
+///    clamp_min(z, 1) is the renormalise-by-zero rule;
+///  * m is the first (largest) top-k value: the maximum up to the sign of a zero, which leaves
+///    x - m and hence exp(x - m) unchanged;
+///  * softmax_topk_raw divides the gathered k values rather than all E (the same divisions);
+///  * on the CPU the first top-k column is read: torch.topk ranks NaN first, so when it holds
+///    only finite values no logit is NaN (nan_to_num would change nothing, the top-k of the raw
+///    logits is the one of the keys) and no row needs a limit rule, and those three steps are
+///    left out; otherwise the keys are cleaned, the top-k taken again and every step runs.
+/// Every exp, sum and division runs on tensors of the same shape and memory layout as before
+/// these rewrites, so the outputs are bit-identical to them (composite_identity_test pins it).
+void composite_route(const at::Tensor& g, int64_t k, const at::Tensor& scale, Family family, at::Tensor& w_out,
+                     at::Tensor& id_out) {
+  const double inf = std::numeric_limits<double>::infinity();
+  const bool converted = g.scalar_type() != at::kFloat;  // a float g is not copied by to(kFloat)
+  at::Tensor key = converted ? g.to(at::kFloat) : g;
+  at::Tensor top, ids;
+  bool limits = true;  // some row has a NaN or infinite maximum
+  if (key.is_cpu()) {
+    std::tie(top, ids) = at::topk(key, k, /*dim=*/-1, /*largest=*/true, /*sorted=*/true);
+    const float* first = top.const_data_ptr<float>();
+    const int64_t rows = top.size(0), stride = top.stride(0);
+    bool nan = false;
+    limits = false;
+    for (int64_t t = 0; t < rows; ++t) {
+      nan = nan || std::isnan(first[t * stride]);
+      limits = limits || !std::isfinite(first[t * stride]);
+    }
+    if (nan) top.reset();
   } else {
-    at::Tensor m = top.narrow(1, 0, 1);
-    at::Tensor e = masked_exp(top, m);
-    at::Tensor z = e.sum(-1, true);
-    w = e / at::where(z > 0, z, at::ones_like(z));
+    top.reset();
   }
-  if (family == Family::gemma4 && scale.defined()) w = w * scale.index_select(0, ids.reshape({-1})).reshape(ids.sizes());
-  return {w.contiguous(), ids.to(at::kInt).contiguous()};
+  if (!top.defined()) {
+    key = converted ? key.nan_to_num_(-inf, inf, -inf) : at::nan_to_num(key, -inf, inf, -inf);
+    std::tie(top, ids) = at::topk(key, k, /*dim=*/-1, /*largest=*/true, /*sorted=*/true);
+  }
+  const bool direct = w_out.device() == key.device();
+  at::Tensor w = direct ? w_out : at::empty(top.sizes(), top.options());
+  if (family == Family::sigmoid_top1) {
+    at::sigmoid_out(w, top);
+  } else {
+    const at::Tensor& x = family == Family::softmax_topk_raw ? key : top;
+    at::Tensor m = top.narrow(1, 0, 1);
+    if (limits) m = at::clamp_min(m, std::numeric_limits<float>::lowest());
+    at::Tensor e = at::sub(x, m).exp_();
+    if (limits) e.nan_to_num_(1.0, inf, -inf);
+    at::Tensor z = e.sum(-1, /*keepdim=*/true);
+    if (limits) z.clamp_min_(1);
+    if (family == Family::softmax_topk_raw) {
+      at::div_out(w, e.gather(1, ids), z);
+    } else if (family == Family::gemma4 && scale.defined()) {
+      at::mul_out(w, e.div_(z), scale.take(ids));
+    } else {
+      at::div_out(w, e, z);
+    }
+  }
+  if (!direct) w_out.copy_(w);
+  id_out.copy_(ids);
 }
 
 class CompositeTarget final : public Target {
@@ -70,7 +111,7 @@ class CompositeTarget final : public Target {
       return {RunOutcome::Status::rejected, e.what()};
     }
     if (v.T == 0) return {};
-    torch::NoGradGuard no_grad;
+    c10::InferenceMode inference;
     at::Tensor g = at::from_blob(const_cast<void*>(v.data), {v.T, v.E}, {v.row_stride, v.col_stride},
                                  at::TensorOptions().dtype(harness::torch_dtype(v.dtype)));
     at::Tensor s;
@@ -79,11 +120,9 @@ class CompositeTarget final : public Target {
       g = g.to(at::kCUDA);
       if (s.defined()) s = s.to(at::kCUDA);
     }
-    auto [w, id] = composite_route(g, p.k, s, p.family);
-    w = w.cpu();
-    id = id.cpu();
-    std::memcpy(weights, w.data_ptr<float>(), sizeof(float) * static_cast<std::size_t>(w.numel()));
-    std::memcpy(ids, id.data_ptr<std::int32_t>(), sizeof(std::int32_t) * static_cast<std::size_t>(id.numel()));
+    at::Tensor w = at::from_blob(weights, {v.T, p.k}, at::kFloat);
+    at::Tensor id = at::from_blob(ids, {v.T, p.k}, at::kInt);
+    composite_route(g, p.k, s, p.family, w, id);
     return {};
   }
 
