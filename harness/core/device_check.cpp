@@ -54,23 +54,25 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/// Growable device allocation.
-struct DeviceBuf {
+/// Growable CUDA allocation: device memory (DeviceBuf) or pinned host memory (PinnedBuf, for
+/// asynchronous copies to and from the host).
+template <cudaError_t (*Alloc)(void**, std::size_t), cudaError_t (*Release)(void*)>
+struct CudaBuf {
   void* ptr = nullptr;
   std::size_t cap = 0;
-  DeviceBuf() = default;
-  DeviceBuf(const DeviceBuf&) = delete;
-  DeviceBuf& operator=(const DeviceBuf&) = delete;
-  ~DeviceBuf() {
-    if (ptr) cudaFree(ptr);
+  CudaBuf() = default;
+  CudaBuf(const CudaBuf&) = delete;
+  CudaBuf& operator=(const CudaBuf&) = delete;
+  ~CudaBuf() {
+    if (ptr) Release(ptr);
   }
   cudaError_t ensure(std::size_t bytes) {
     if (bytes <= cap && ptr) return cudaSuccess;
-    if (ptr) cudaFree(ptr);
+    if (ptr) Release(ptr);
     ptr = nullptr;
     cap = 0;
     const std::size_t want = std::max<std::size_t>(bytes + bytes / 2, 4096);
-    const cudaError_t e = cudaMalloc(&ptr, want);
+    const cudaError_t e = Alloc(&ptr, want);
     if (e == cudaSuccess) cap = want;
     return e;
   }
@@ -79,6 +81,11 @@ struct DeviceBuf {
     return static_cast<T*>(ptr);
   }
 };
+cudaError_t device_alloc(void** p, std::size_t n) { return cudaMalloc(p, n); }
+cudaError_t pinned_alloc(void** p, std::size_t n) { return cudaMallocHost(p, n); }
+using DeviceBuf = CudaBuf<device_alloc, cudaFree>;
+using PinnedBuf = CudaBuf<pinned_alloc, cudaFreeHost>;
+
 
 /// Runs fn(i) for i in [0, n) on up to hardware_concurrency threads (serially for small n).
 /// fn must only write to its own i.
@@ -117,28 +124,6 @@ void add_class_tags(std::uint32_t bits, std::vector<std::string>* tags) {
   }
 }
 
-/// Pinned host array (asynchronous device-to-host and host-to-device copies).
-template <class T>
-struct PinnedBuf {
-  T* ptr = nullptr;
-  std::size_t cap = 0;
-  PinnedBuf() = default;
-  PinnedBuf(const PinnedBuf&) = delete;
-  PinnedBuf& operator=(const PinnedBuf&) = delete;
-  ~PinnedBuf() {
-    if (ptr) cudaFreeHost(ptr);
-  }
-  cudaError_t ensure(std::size_t n) {
-    if (n <= cap && ptr) return cudaSuccess;
-    if (ptr) cudaFreeHost(ptr);
-    ptr = nullptr;
-    cap = 0;
-    const std::size_t want = std::max<std::size_t>(n + n / 2, 64);
-    const cudaError_t e = cudaMallocHost(reinterpret_cast<void**>(&ptr), want * sizeof(T));
-    if (e == cudaSuccess) cap = want;
-    return e;
-  }
-};
 
 bool same_gen(const GenConfig& a, const GenConfig& b) {
   return a.max_T == b.max_T && a.max_E == b.max_E && a.max_k == b.max_k && a.max_elems == b.max_elems &&
@@ -152,8 +137,7 @@ struct Slot {
   cudaStream_t stream = nullptr;
   cudaEvent_t events[4] = {nullptr, nullptr, nullptr, nullptr};  ///< stage boundaries
   DeviceBuf storage, weights, ids, scale, cases, fails, samples, counters;
-  PinnedBuf<checker::BatchCase> cases_host;
-  PinnedBuf<std::uint32_t> counters_host;
+  PinnedBuf cases_host, counters_host;
   std::uint32_t fail_cap = 0, sample_cap = 0;
   std::vector<checker::RowRecord> host_fails, host_samples;
   // the batch
@@ -456,9 +440,9 @@ class DeviceCheckerImpl final : public DeviceChecker {
     MOECHECK_DC_TRY(sl.fails.ensure(sl.fail_cap * sizeof(checker::RowRecord)), "cudaMalloc(fails)");
     MOECHECK_DC_TRY(sl.samples.ensure(sl.sample_cap * sizeof(checker::RowRecord)), "cudaMalloc(samples)");
     MOECHECK_DC_TRY(sl.counters.ensure((2 + 2 * n) * sizeof(std::uint32_t)), "cudaMalloc(counters)");
-    MOECHECK_DC_TRY(sl.cases_host.ensure(n), "cudaMallocHost(cases)");
-    MOECHECK_DC_TRY(sl.counters_host.ensure(2 + 2 * n), "cudaMallocHost(counters)");
-    std::copy(batch.begin(), batch.end(), sl.cases_host.ptr);
+    MOECHECK_DC_TRY(sl.cases_host.ensure(n * sizeof(checker::BatchCase)), "cudaMallocHost(cases)");
+    MOECHECK_DC_TRY(sl.counters_host.ensure((2 + 2 * n) * sizeof(std::uint32_t)), "cudaMallocHost(counters)");
+    std::copy(batch.begin(), batch.end(), sl.cases_host.as<checker::BatchCase>());
     MOECHECK_DC_TRY(cudaMemcpyAsync(sl.cases.ptr, sl.cases_host.ptr, n * sizeof(checker::BatchCase),
                                     cudaMemcpyHostToDevice, stream),
                     "cudaMemcpy(cases)");
@@ -560,8 +544,9 @@ class DeviceCheckerImpl final : public DeviceChecker {
     stats_.route_seconds += stage_ms[1] * 1e-3;
     stats_.check_seconds += stage_ms[2] * 1e-3;
     stats_.device_seconds += (stage_ms[0] + stage_ms[1] + stage_ms[2]) * 1e-3;
-    const std::uint32_t nf = std::min(sl.counters_host.ptr[0], sl.fail_cap);
-    const std::uint32_t ns = std::min(sl.counters_host.ptr[1], sl.sample_cap);
+    const std::uint32_t* counters = sl.counters_host.as<std::uint32_t>();
+    const std::uint32_t nf = std::min(counters[0], sl.fail_cap);
+    const std::uint32_t ns = std::min(counters[1], sl.sample_cap);
     sl.host_fails.resize(nf);
     sl.host_samples.resize(ns);
     if (nf) {
@@ -620,7 +605,7 @@ class DeviceCheckerImpl final : public DeviceChecker {
     const Precision& prec = sl.prec;
     const std::vector<checker::RowRecord>& fails = sl.host_fails;
     const std::vector<checker::RowRecord>& samples = sl.host_samples;
-    const std::uint32_t* host_counters = sl.counters_host.ptr;
+    const std::uint32_t* host_counters = sl.counters_host.as<std::uint32_t>();
     const std::size_t n = batch.size();
     const std::uint32_t* classes = host_counters + 2;
     const std::uint32_t* case_fails = host_counters + 2 + n;
