@@ -235,9 +235,13 @@ class DeviceCheckerImpl final : public DeviceChecker {
     if (!cur->ended_early && taken < max_cases) {
       const std::int64_t next_first = first + taken * step;
       Slot* nx = free_slot();
-      start(*nx, batch_draw(campaign_seed, next_first, step, gen), max_cases - taken, oracle);
-      remember(*nx, campaign_seed, next_first, step, max_cases - taken, gen, oracle);
-      ahead_ = nx;
+      try {
+        start(*nx, batch_draw(campaign_seed, next_first, step, gen), max_cases - taken, oracle);
+        remember(*nx, campaign_seed, next_first, step, max_cases - taken, gen, oracle);
+        ahead_ = nx;
+      } catch (...) {
+        nx->busy = false;  // not launched ahead: the next call prepares it and meets the error there
+      }
     }
     return finish(*cur, oracle);
   }
@@ -298,9 +302,20 @@ class DeviceCheckerImpl final : public DeviceChecker {
   }
 
   /// Prepares a batch into `sl` on the host (shapes, scales, domain and contract checks, packing)
-  /// and queues its device part on sl's stream without waiting for it.
+  /// and queues its device part on sl's stream without waiting for it. When preparation throws,
+  /// the slot is released and the exception passes on.
   template <class Next>
   void start(Slot& sl, const Next& next, std::int64_t max_cases, const OracleOptions& oracle) {
+    try {
+      prepare_and_launch(sl, next, max_cases, oracle);
+    } catch (...) {
+      sl.busy = false;
+      throw;
+    }
+  }
+
+  template <class Next>
+  void prepare_and_launch(Slot& sl, const Next& next, std::int64_t max_cases, const OracleOptions& oracle) {
     const auto t_prep = Clock::now();
     std::vector<DeviceCaseOutcome>& out = sl.out;
     std::vector<checker::BatchCase>& batch = sl.batch;
