@@ -1,14 +1,14 @@
 # Dependency discovery. Everything comes from the system or from the project-local
 # .deps/ folder made by scripts/setup.sh; nothing is downloaded at build time.
 
-# moecheck_stdcxx_first(): libstdc++ first in DT_NEEDED for every program and module linked in the
-# calling folder and below (see moecheck::torch below). A no-op without LibTorch; harmless for
-# programs that do not link it.
-# The option goes first among a program's link items, right after its own objects: with a shared
-# libstdc++ that puts it first in DT_NEEDED; with a toolchain that links libstdc++ statically
-# (-lstdc++ finds only libstdc++.a) the archive is searched while the objects' std:: references
-# are still undefined, so they resolve to it instead of to libtorch's exported copies (a link
-# flag before the objects, where add_link_options puts it, pulls nothing from an archive).
+# moecheck_stdcxx_first(): at the end of the top-level CMakeLists.txt, -lstdc++ becomes the first
+# link item of every program and module of the tree, ahead of LibTorch (see moecheck::torch below:
+# the torch wheel's libraries export copies of libstdc++ functions). Right after a program's own
+# objects, with a shared libstdc++ it comes first in DT_NEEDED; with a toolchain that links
+# libstdc++ statically (-lstdc++ finds only libstdc++.a) the archive is searched while the
+# objects' std:: references are still undefined, so they resolve to it (a link flag before the
+# objects, where add_link_options and target_link_options put it, pulls nothing from an
+# archive). A no-op without LibTorch; harmless for programs that do not link it.
 macro(moecheck_stdcxx_first)
   if(MOECHECK_STDCXX_FIRST)
     cmake_language(DEFER CALL moecheck_stdcxx_first_apply "${CMAKE_CURRENT_SOURCE_DIR}")
@@ -154,15 +154,12 @@ target_compile_options(moecheck_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${TORC
 # The torch wheel's libraries export copies of libstdc++ functions (std::filesystem among them).
 # Our std:: references must not bind to them: libtorch's std::filesystem::remove_all jumped to
 # address 0 (`fuzz --devices`, and substitution_corpus_test in the CUDA build of a machine whose
-# g++ links libstdc++ statically). So every program and module links libstdc++ ahead of
-# LibTorch: through moecheck::torch's link option (before the objects: DT_NEEDED order with a
-# shared libstdc++) and, for every program of a folder (harness/, properties/, bench/), through
-# moecheck_stdcxx_first(), which puts -lstdc++ first among its link items (right after its
-# objects, where a static libstdc++.a resolves them). Checked by the libstdcxx_binding test.
+# g++ links libstdc++ statically). moecheck_stdcxx_first() (above, called once from the top-level
+# CMakeLists.txt) links every program against libstdc++ ahead of LibTorch; the libstdcxx_binding
+# test checks it.
 set(MOECHECK_STDCXX_FIRST "")
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT APPLE)
   set(MOECHECK_STDCXX_FIRST "-Wl,--push-state,--no-as-needed,-lstdc++,--pop-state")
-  target_link_options(moecheck_torch INTERFACE "${MOECHECK_STDCXX_FIRST}")
 endif()
 if(MOECHECK_HAVE_TORCH_CUDA)
   target_link_libraries(moecheck_torch INTERFACE ${TORCH_LIBRARIES})
