@@ -89,7 +89,6 @@ void bm_campaign(benchmark::State& state, bool device_path, DType d, int E, int 
     submit();  // warm-up: buffers allocated, kernels loaded
     if (!check(checker->collect(oracle))) return;
     const DeviceCheckStats before = checker->stats();
-    const std::int64_t sampled_before = before.sampled_rows;
     submit();
     for (auto _ : state) {
       const auto t0 = Clock::now();
@@ -103,9 +102,9 @@ void bm_campaign(benchmark::State& state, bool device_path, DType d, int E, int 
       cases += static_cast<std::int64_t>(out.size());
     }
     if (!check(checker->collect(oracle))) return;  // the batch still in flight
-    host_rows = checker->stats().sampled_rows - sampled_before;
     // Where a batch's time goes, ms per batch: GPU stages (CUDA events) and host parts.
     const DeviceCheckStats& after = checker->stats();
+    host_rows = after.sampled_rows - before.sampled_rows;
     const double nb = static_cast<double>(std::max<std::int64_t>(after.batches - before.batches, 1));
     state.counters["gpu_generate_ms"] = (after.generate_seconds - before.generate_seconds) * 1e3 / nb;
     state.counters["gpu_route_ms"] = (after.route_seconds - before.route_seconds) * 1e3 / nb;

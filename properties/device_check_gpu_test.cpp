@@ -57,7 +57,6 @@ struct Batch {
     ck::BatchCase x;
     x.desc = counter_desc(s, value_seed);
     x.storage_byte = (bytes + 255) / 256 * 256;
-    x.storage_begin = elems;
     x.out_begin = outs;
     x.scale_begin = scales;
     x.has_scale = (s.family == Family::gemma4 && !c.scale.empty()) ? 1 : 0;

@@ -150,9 +150,9 @@ struct Slot {
   std::string error;      ///< the CUDA error of the batch's device part
   Precision prec;
   bool ended_early = false;  ///< preparation stopped at the end of the index space
-  // what a run_batch speculation was prepared for
+  // what a batch launched ahead by run_batch was prepared for
   std::uint64_t seed = 0;
-  std::int64_t first = 0, step = 0, max_cases = 0;
+  std::int64_t first = 0, step = 0;
   GenConfig gen;
   Contract contract;
 
@@ -227,7 +227,6 @@ class DeviceCheckerImpl final : public DeviceChecker {
     if (!cur) {
       cur = free_slot();
       start(*cur, batch_draw(campaign_seed, first, step, gen), max_cases, oracle);
-      remember(*cur, campaign_seed, first, step, max_cases, gen, oracle);
     }
     // Prepare and launch the next batch (the cases after this one) before this one's host part,
     // so that the device works on it meanwhile; a campaign that stops drops it.
@@ -237,7 +236,7 @@ class DeviceCheckerImpl final : public DeviceChecker {
       Slot* nx = free_slot();
       try {
         start(*nx, batch_draw(campaign_seed, next_first, step, gen), max_cases - taken, oracle);
-        remember(*nx, campaign_seed, next_first, step, max_cases - taken, gen, oracle);
+        remember(*nx, campaign_seed, next_first, step, gen, oracle);
         ahead_ = nx;
       } catch (...) {
         nx->busy = false;  // not launched ahead: the next call prepares it and meets the error there
@@ -276,12 +275,12 @@ class DeviceCheckerImpl final : public DeviceChecker {
  private:
   static constexpr std::size_t kSlots = 2;
 
-  void remember(Slot& sl, std::uint64_t seed, std::int64_t first, std::int64_t step, std::int64_t max_cases,
-                const GenConfig& gen, const OracleOptions& oracle) {
+  /// What the batch launched ahead in `sl` was prepared for (run_batch matches it).
+  void remember(Slot& sl, std::uint64_t seed, std::int64_t first, std::int64_t step, const GenConfig& gen,
+                const OracleOptions& oracle) {
     sl.seed = seed;
     sl.first = first;
     sl.step = step;
-    sl.max_cases = max_cases;
     sl.gen = gen;
     sl.contract = oracle.contract;
   }
@@ -405,7 +404,6 @@ class DeviceCheckerImpl final : public DeviceChecker {
         checker::BatchCase b;
         b.desc = d;
         b.storage_byte = (storage_bytes + 255) / 256 * 256;
-        b.storage_begin = elems;
         b.out_begin = out_elems;
         b.scale_begin = scale_elems;
         b.has_scale = (s.family == Family::gemma4 && !o.c.scale.empty()) ? 1 : 0;

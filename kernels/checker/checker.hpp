@@ -23,7 +23,6 @@ constexpr std::int32_t kCkGuardId = static_cast<std::int32_t>(0xa5a5a5a5u);
 struct BatchCase {
   CounterCaseDesc desc;
   std::int64_t storage_byte = 0;   ///< byte offset of its gating storage in the storage buffer
-  std::int64_t storage_begin = 0;  ///< first flat storage element index (prefix over cases)
   std::int64_t out_begin = 0;      ///< first output element (guard included) in weights / ids
   std::int64_t scale_begin = 0;    ///< first element of its scale in the scale buffer (prefix)
   std::int64_t row_begin = 0;      ///< first flat row index (prefix over cases)
