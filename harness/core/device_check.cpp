@@ -215,15 +215,16 @@ class DeviceCheckerImpl final : public DeviceChecker {
                                            const OracleOptions& oracle) override {
     if (!submitted_.empty()) throw std::logic_error("device checker: run_batch with submitted batches not collected");
     max_cases = std::max<std::int64_t>(max_cases, 1);
-    // The batch prepared ahead by the previous call, when it is the one asked for.
-    Slot* cur = ahead_;
-    ahead_ = nullptr;
-    if (cur && !(cur->seed == campaign_seed && cur->first == first && cur->step == step &&
-                 static_cast<std::int64_t>(cur->out.size()) <= max_cases && !cur->out.empty() &&
-                 same_gen(cur->gen, gen) && cur->contract == oracle.contract)) {
-      cur->busy = false;  // not what is asked for: dropped (its stream orders it before any reuse)
-      cur = nullptr;
+    // The batch prepared ahead by the previous call, when it is the one asked for; otherwise it
+    // is dropped (its stream orders it before any reuse of the slot).
+    Slot* cur = nullptr;
+    if (ahead_ && ahead_->seed == campaign_seed && ahead_->first == first && ahead_->step == step &&
+        static_cast<std::int64_t>(ahead_->out.size()) <= max_cases && !ahead_->out.empty() &&
+        same_gen(ahead_->gen, gen) && ahead_->contract == oracle.contract) {
+      cur = ahead_;
+      ahead_ = nullptr;
     }
+    drop_ahead();
     if (!cur) {
       cur = free_slot();
       start(*cur, batch_draw(campaign_seed, first, step, gen), max_cases, oracle);
