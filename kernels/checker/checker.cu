@@ -21,14 +21,17 @@ __device__ int find_case(const BatchCase* cases, int n, std::int64_t i, Begin be
 /// One warp per row (grid-stride over the batch's flat rows): the row's keys and plateau are
 /// drawn once (cg_row), then the lanes write its storage span (counter_write_row: values and
 /// gaps, the bits of counter_storage_bits at every element).
-__global__ void generate_rows_kernel(const BatchCase* cases, int n, std::int64_t rows_total, std::uint8_t* storage) {
+__global__ void generate_rows_kernel(const BatchCase* __restrict__ cases, int n, std::int64_t rows_total,
+                                     std::uint8_t* __restrict__ storage) {
   const int lane = static_cast<int>(threadIdx.x & 31u);
   const std::int64_t warps = (static_cast<std::int64_t>(gridDim.x) * blockDim.x) / 32;
   for (std::int64_t r = (blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x) / 32; r < rows_total;
        r += warps) {
     const int c = find_case(cases, n, r, [](const BatchCase& b) { return b.row_begin; });
     const BatchCase& b = cases[c];
-    const CounterCaseDesc& d = b.desc;
+    // A copy in registers: the stores below could otherwise alias the descriptor's fields, and
+    // every element would reload them from memory.
+    const CounterCaseDesc d = b.desc;
     const std::int64_t t = r - b.row_begin;
     const std::int32_t dt = d.dtype;
     std::uint8_t* base = storage + b.storage_byte;
@@ -115,6 +118,37 @@ struct RowReader {
     const std::uint32_t word = w == 0 ? buf.x : (w == 1 ? buf.y : (w == 2 ? buf.z : buf.w));
     if (dt == 0) return __uint_as_float(word);
     return cg_bits_value((e & 1) ? (word >> 16) : (word & 0xffffu), dt);
+  }
+  /// visit(e, x(e)) for e = 0 .. E - 1 in order (ck_scan): vector rows one 16-byte unit per
+  /// step, its elements unpacked with constant indices.
+  static constexpr bool kScans = true;
+  template <class Visit>
+  __device__ void scan(std::int32_t E, const Visit& visit) const {
+    if (!vec) {
+      for (std::int32_t e = 0; e < E; ++e) visit(e, (*this)(e));
+      return;
+    }
+    const uint4* p = reinterpret_cast<const uint4*>(base + row_off * (dt == 0 ? 4 : 2));
+    if (dt == 0) {
+      for (std::int32_t e0 = 0; e0 < E; e0 += 4) {
+        const uint4 u = p[e0 >> 2];
+        const std::uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          if (e0 + j < E) visit(e0 + j, __uint_as_float(w[j]));
+        }
+      }
+      return;
+    }
+    for (std::int32_t e0 = 0; e0 < E; e0 += 8) {
+      const uint4 u = p[e0 >> 3];
+      const std::uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const std::uint32_t h = (j & 1) ? (w[j >> 1] >> 16) : (w[j >> 1] & 0xffffu);
+        if (e0 + j < E) visit(e0 + j, dt == 2 ? __uint_as_float(h << 16) : cg_half_to_float(static_cast<std::uint16_t>(h)));
+      }
+    }
   }
 };
 

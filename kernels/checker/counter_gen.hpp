@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define MOECHECK_CG_HD __host__ __device__ __forceinline__
@@ -86,9 +87,12 @@ MOECHECK_CG_HD double cg_u01(std::uint64_t d) { return static_cast<double>(d >> 
 /// twelve 32-bit uniforms minus 6, computed exactly (integer sum, exact scaling), so it is the
 /// same number on every platform.
 MOECHECK_CG_HD double cg_normal(std::uint64_t row_key, std::uint64_t col, std::uint32_t j0) {
+  // The counters of draws j0 .. j0 + 5 are consecutive: cg_draw's argument, stepped by kCgGamma
+  // (the same sums modulo 2^64, one multiplication instead of six).
+  std::uint64_t x = row_key + kCgGamma * (col * 64 + j0 + 1);
   std::uint64_t s = 0;
-  for (std::uint32_t i = 0; i < 6; ++i) {
-    const std::uint64_t d = cg_draw(row_key, col, j0 + i);
+  for (std::uint32_t i = 0; i < 6; ++i, x += kCgGamma) {
+    const std::uint64_t d = cg_mix(x);
     s += (d >> 32) + (d & 0xffffffffull);
   }
   return static_cast<double>(s) * 0x1p-32 - 6.0;  // exact: s < 2^36
@@ -289,12 +293,17 @@ MOECHECK_CG_HD CgPlateau cg_plateau(const CounterCaseDesc& c, std::int64_t t) {
   return p;
 }
 
-/// What every value of one row shares: its keys and (ties, near-ties) its plateau.
+/// What every value of one row shares: its keys, (ties, near-ties) its plateau, and the draws
+/// of the row stream that the constant, inf and nan families make for every column alike.
 struct CgRow {
   std::int64_t t;
   std::uint64_t vk;  ///< value stream key of the row
   std::uint64_t rk;  ///< row stream key of the row (constant, inf and nan families; else 0)
   CgPlateau plateau;
+  float constant_value;      ///< constant: the row's value
+  double kind;               ///< inf, nan: the row's kind draw, cg_u01(cg_draw(rk, 0, 0))
+  std::int32_t n_inf;        ///< inf with kind in [0.15, 0.3): the number of +inf draws (1..3)
+  std::int64_t inf_col[3];   ///< ... and their columns, cg_draw(rk, 0, 2 + i) % E
 };
 
 MOECHECK_CG_HD CgRow cg_row(const CounterCaseDesc& c, std::int64_t t) {
@@ -306,11 +315,38 @@ MOECHECK_CG_HD CgRow cg_row(const CounterCaseDesc& c, std::int64_t t) {
     r.rk = cg_row_key(c.value_seed, kStreamRow, static_cast<std::uint64_t>(t));
   }
   if (v == CgValues::ties || v == CgValues::near_ties) r.plateau = cg_plateau(c, t);
+  if (v == CgValues::constant) {
+    float x = cg_rnd(cg_mul(cg_normal(r.rk, 0, 1), cg_sigma(c.sigma_index)), c.dtype);
+    if (cg_u01(cg_draw(r.rk, 0, 7)) < 0.2) x = 0.0f;
+    if (cg_u01(cg_draw(r.rk, 0, 8)) < 0.1) x = cg_max_finite(c.dtype);
+    r.constant_value = x;
+  }
+  if (v == CgValues::inf || v == CgValues::nan) r.kind = cg_u01(cg_draw(r.rk, 0, 0));
+  if (v == CgValues::inf && r.kind >= 0.15 && r.kind < 0.3) {
+    const std::uint64_t E = static_cast<std::uint64_t>(c.E);
+    r.n_inf = static_cast<std::int32_t>(1 + cg_draw(r.rk, 0, 1) % (E < 3 ? E : 3));
+    for (std::int32_t i = 0; i < r.n_inf; ++i) {
+      r.inf_col[i] = static_cast<std::int64_t>(cg_draw(r.rk, 0, static_cast<std::uint32_t>(2 + i)) % E);
+    }
+  }
   return r;
 }
 
-/// The logical value (exact in the dtype) of column e of a row (cg_row) of a counter case.
-MOECHECK_CG_HD float counter_logit_in(const CounterCaseDesc& c, const CgRow& row, std::int64_t e) {
+/// x % m for the moduli the value families use (constants: a multiply-high sequence instead of
+/// a 64-bit division).
+MOECHECK_CG_HD std::uint64_t cg_mod_denormal(std::uint64_t x, std::int32_t d) {
+  // (1 << mantissa bits) - 1: 23, 10 and 7 bits
+  return d == 0 ? x % 8388607u : (d == 1 ? x % 1023u : x % 127u);
+}
+MOECHECK_CG_HD std::uint64_t cg_mod_span(std::uint64_t x, std::uint64_t span) {
+  // 2 * int_range + 1 for the int_range values of counter_desc (2, 5, 100); any other span too
+  return span == 5 ? x % 5u : (span == 11 ? x % 11u : (span == 201 ? x % 201u : x % span));
+}
+
+/// The logical value (exact in the dtype) of column e of a row (cg_row) of a counter case whose
+/// value family is V (c.values == V).
+template <CgValues V>
+MOECHECK_CG_HD float counter_logit_v(const CounterCaseDesc& c, const CgRow& row, std::int64_t e) {
   const std::int32_t d = c.dtype;
   const double sigma = cg_sigma(c.sigma_index);
   const std::uint64_t vk = row.vk;
@@ -318,88 +354,97 @@ MOECHECK_CG_HD float counter_logit_in(const CounterCaseDesc& c, const CgRow& row
   const auto normal_value = [&]() { return cg_rnd(cg_mul(cg_normal(vk, col, 0), sigma), d); };
   const float inf = cg_bits_float(0x7f800000u);
   const float nan = cg_bits_float(0x7fc00000u);
-  switch (static_cast<CgValues>(c.values)) {
-    case CgValues::normal:
-      return normal_value();
-    case CgValues::ties:
-    case CgValues::near_ties: {
-      const CgPlateau& p = row.plateau;
-      const std::int64_t pos = (e + p.offset) % c.E;
-      const double n = cg_normal(vk, col, 0);
-      const double mag = cg_mul(cg_add(0.5, n < 0 ? -n : n), sigma);  // >= sigma / 2 away from P
-      if (static_cast<CgValues>(c.values) == CgValues::near_ties) {
-        if (pos == c.k - 1) return p.P;
-        if (pos == c.k) return cg_next_in_dtype(p.P, d, false);
-        if (pos == c.k - 2 && p.extra_up) return cg_next_in_dtype(p.P, d, true);
-        return cg_rnd(pos < c.k ? cg_add(p.P, mag) : cg_add(p.P, -mag), d);
-      }
+  if constexpr (V == CgValues::normal) {
+    return normal_value();
+  } else if constexpr (V == CgValues::ties || V == CgValues::near_ties) {
+    const CgPlateau& p = row.plateau;
+    std::int64_t pos = e + p.offset;  // (e + offset) % E, both below E
+    if (pos >= c.E) pos -= c.E;
+    const double n = cg_normal(vk, col, 0);
+    const double mag = cg_mul(cg_add(0.5, n < 0 ? -n : n), sigma);  // >= sigma / 2 away from P
+    if constexpr (V == CgValues::near_ties) {
+      if (pos == c.k - 1) return p.P;
+      if (pos == c.k) return cg_next_in_dtype(p.P, d, false);
+      if (pos == c.k - 2 && p.extra_up) return cg_next_in_dtype(p.P, d, true);
+      return cg_rnd(pos < c.k ? cg_add(p.P, mag) : cg_add(p.P, -mag), d);
+    } else {
       if (pos >= p.start && pos < p.start + p.len) return p.P;
       return cg_rnd(pos < p.start ? cg_add(p.P, mag) : cg_add(p.P, -mag), d);
     }
-    case CgValues::constant: {
-      const std::uint64_t rk = row.rk;
-      float v = cg_rnd(cg_mul(cg_normal(rk, 0, 1), sigma), d);
-      if (cg_u01(cg_draw(rk, 0, 7)) < 0.2) v = 0.0f;
-      if (cg_u01(cg_draw(rk, 0, 8)) < 0.1) v = cg_max_finite(d);
-      return v;
+  } else if constexpr (V == CgValues::constant) {
+    return row.constant_value;
+  } else if constexpr (V == CgValues::huge) {
+    if (cg_u01(cg_draw(vk, col, 6)) < 0.6) {
+      const double v = cg_mul(cg_add(0.5, cg_mul(0.5, cg_u01(cg_draw(vk, col, 7)))),
+                              static_cast<double>(cg_max_finite(d)));
+      return cg_rnd((cg_draw(vk, col, 8) >> 63) ? -v : v, d);
     }
-    case CgValues::huge: {
-      if (cg_u01(cg_draw(vk, col, 6)) < 0.6) {
-        const double v = cg_mul(cg_add(0.5, cg_mul(0.5, cg_u01(cg_draw(vk, col, 7)))),
-                                static_cast<double>(cg_max_finite(d)));
-        return cg_rnd((cg_draw(vk, col, 8) >> 63) ? -v : v, d);
+    return normal_value();
+  } else if constexpr (V == CgValues::inf) {
+    const double r = row.kind;
+    if (r < 0.15) return -inf;
+    if (r < 0.3) {
+      for (std::int32_t i = 0; i < 3; ++i) {  // constant bounds: the columns stay in registers
+        if (i < row.n_inf && row.inf_col[i] == e) return inf;
       }
       return normal_value();
     }
-    case CgValues::inf: {
-      const std::uint64_t rk = row.rk;
-      const double r = cg_u01(cg_draw(rk, 0, 0));
-      if (r < 0.15) return -inf;
-      if (r < 0.3) {
-        const std::uint64_t m = 1 + cg_draw(rk, 0, 1) % static_cast<std::uint64_t>(c.E < 3 ? c.E : 3);
-        for (std::uint64_t i = 0; i < m; ++i) {
-          if (cg_draw(rk, 0, static_cast<std::uint32_t>(2 + i)) % static_cast<std::uint64_t>(c.E) == col) return inf;
-        }
-        return normal_value();
-      }
-      if (cg_u01(cg_draw(vk, col, 6)) < 0.15) return cg_u01(cg_draw(vk, col, 7)) < 0.6 ? -inf : inf;
+    if (cg_u01(cg_draw(vk, col, 6)) < 0.15) return cg_u01(cg_draw(vk, col, 7)) < 0.6 ? -inf : inf;
+    return normal_value();
+  } else if constexpr (V == CgValues::nan) {
+    const double r = row.kind;
+    if (r < 0.15) return nan;
+    if (r < 0.3) return cg_u01(cg_draw(vk, col, 6)) < 0.5 ? nan : -inf;
+    if (r < 0.4) {
+      if (cg_u01(cg_draw(vk, col, 6)) < 0.3) return cg_u01(cg_draw(vk, col, 7)) < 0.5 ? nan : inf;
       return normal_value();
     }
-    case CgValues::nan: {
-      const std::uint64_t rk = row.rk;
-      const double r = cg_u01(cg_draw(rk, 0, 0));
-      if (r < 0.15) return nan;
-      if (r < 0.3) return cg_u01(cg_draw(vk, col, 6)) < 0.5 ? nan : -inf;
-      if (r < 0.4) {
-        if (cg_u01(cg_draw(vk, col, 6)) < 0.3) return cg_u01(cg_draw(vk, col, 7)) < 0.5 ? nan : inf;
-        return normal_value();
-      }
-      if (cg_u01(cg_draw(vk, col, 6)) < 0.15) return nan;
-      return normal_value();
+    if (cg_u01(cg_draw(vk, col, 6)) < 0.15) return nan;
+    return normal_value();
+  } else if constexpr (V == CgValues::denormal) {
+    const double r = cg_u01(cg_draw(vk, col, 6));
+    double v;
+    if (r < 0.7) {
+      const std::uint64_t n = 1 + cg_mod_denormal(cg_draw(vk, col, 7), d);
+      v = cg_mul(static_cast<double>(n), static_cast<double>(cg_min_subnormal(d)));  // exact
+    } else if (r < 0.85) {
+      v = 0.0;
+    } else {
+      v = cg_mul(static_cast<double>(1 + cg_draw(vk, col, 7) % 4), static_cast<double>(cg_min_normal(d)));
     }
-    case CgValues::denormal: {
-      const int mbits = d == 0 ? 23 : (d == 1 ? 10 : 7);
-      const double r = cg_u01(cg_draw(vk, col, 6));
-      double v;
-      if (r < 0.7) {
-        const std::uint64_t n = 1 + cg_draw(vk, col, 7) % ((std::uint64_t{1} << mbits) - 1);
-        v = cg_mul(static_cast<double>(n), static_cast<double>(cg_min_subnormal(d)));  // exact
-      } else if (r < 0.85) {
-        v = 0.0;
-      } else {
-        v = cg_mul(static_cast<double>(1 + cg_draw(vk, col, 7) % 4), static_cast<double>(cg_min_normal(d)));
-      }
-      return static_cast<float>((cg_draw(vk, col, 8) >> 63) ? -v : v);
-    }
-    case CgValues::bf16_exact:
-      return cg_round_dtype(cg_rnd(cg_mul(cg_normal(vk, col, 0), sigma), 2), d);
-    case CgValues::integer: {
-      const std::uint64_t span = static_cast<std::uint64_t>(2 * c.int_range + 1);
-      return static_cast<float>(static_cast<std::int64_t>(cg_draw(vk, col, 6) % span) - c.int_range);
-    }
-    default:
-      return nan;
+    return static_cast<float>((cg_draw(vk, col, 8) >> 63) ? -v : v);
+  } else if constexpr (V == CgValues::bf16_exact) {
+    return cg_round_dtype(cg_rnd(cg_mul(cg_normal(vk, col, 0), sigma), 2), d);
+  } else if constexpr (V == CgValues::integer) {
+    const std::uint64_t span = static_cast<std::uint64_t>(2 * c.int_range + 1);
+    return static_cast<float>(static_cast<std::int64_t>(cg_mod_span(cg_draw(vk, col, 6), span)) - c.int_range);
+  } else {
+    return nan;
   }
+}
+
+/// Calls f(std::integral_constant<CgValues, V>{}) for V = values (count_ for an unknown code).
+template <class F>
+MOECHECK_CG_HD auto cg_with_values(std::int32_t values, const F& f) {
+  switch (static_cast<CgValues>(values)) {
+    case CgValues::normal: return f(std::integral_constant<CgValues, CgValues::normal>{});
+    case CgValues::ties: return f(std::integral_constant<CgValues, CgValues::ties>{});
+    case CgValues::near_ties: return f(std::integral_constant<CgValues, CgValues::near_ties>{});
+    case CgValues::constant: return f(std::integral_constant<CgValues, CgValues::constant>{});
+    case CgValues::huge: return f(std::integral_constant<CgValues, CgValues::huge>{});
+    case CgValues::inf: return f(std::integral_constant<CgValues, CgValues::inf>{});
+    case CgValues::nan: return f(std::integral_constant<CgValues, CgValues::nan>{});
+    case CgValues::denormal: return f(std::integral_constant<CgValues, CgValues::denormal>{});
+    case CgValues::bf16_exact: return f(std::integral_constant<CgValues, CgValues::bf16_exact>{});
+    case CgValues::integer: return f(std::integral_constant<CgValues, CgValues::integer>{});
+    default: return f(std::integral_constant<CgValues, CgValues::count_>{});
+  }
+}
+
+/// The logical value (exact in the dtype) of column e of a row (cg_row) of a counter case
+/// (NaN for an unknown value family).
+MOECHECK_CG_HD float counter_logit_in(const CounterCaseDesc& c, const CgRow& row, std::int64_t e) {
+  return cg_with_values(c.values, [&](auto v) { return counter_logit_v<decltype(v)::value>(c, row, e); });
 }
 
 /// The logical value (exact in the dtype) of row t, column e of a counter case.
@@ -470,23 +515,31 @@ MOECHECK_CG_HD std::uint32_t counter_storage_bits(const CounterCaseDesc& c, std:
 template <class Put>
 MOECHECK_CG_HD void counter_write_row(const CounterCaseDesc& c, const CgRow& row, std::int32_t lane, std::int32_t lanes,
                                       const Put& put) {
-  const std::int32_t d = c.dtype;
-  const std::int64_t t = row.t;
-  if (c.layout == 2) {  // transposed: (t, e) at t + e * T
-    for (std::int64_t e = lane; e < c.E; e += lanes) put(t + e * c.col_stride, cg_storage_bits(counter_logit_in(c, row, e), d));
-    return;
-  }
-  const std::int64_t base = t * c.row_stride, cs = c.col_stride;
-  const std::uint32_t gap = cg_gap_bits(d);
-  for (std::int64_t w = lane; w < c.row_stride; w += lanes) {
-    std::int64_t e = w;
-    bool value = w < c.E;
-    if (cs != 1) {
-      e = w / cs;
-      value = w - e * cs == 0 && e < c.E;
+  // The value family is chosen once per row: each family's loop is compiled on its own.
+  cg_with_values(c.values, [&](auto v) {
+    constexpr CgValues V = decltype(v)::value;
+    const std::int32_t d = c.dtype;
+    const std::int64_t t = row.t;
+    if (c.layout == 2) {  // transposed: (t, e) at t + e * T
+      for (std::int64_t e = lane; e < c.E; e += lanes) put(t + e * c.col_stride, cg_storage_bits(counter_logit_v<V>(c, row, e), d));
+      return 0;
     }
-    put(base + w, value ? cg_storage_bits(counter_logit_in(c, row, e), d) : gap);
-  }
+    const std::int64_t base = t * c.row_stride, cs = c.col_stride;
+    const std::uint32_t gap = cg_gap_bits(d);
+    // Strided rows: the column of offset w is w / cs, a 32-bit division when the row's span
+    // allows it (a 64-bit one is a long software sequence on the device).
+    const bool narrow = c.row_stride <= 0x7fffffff;
+    for (std::int64_t w = lane; w < c.row_stride; w += lanes) {
+      std::int64_t e = w;
+      bool value = w < c.E;
+      if (cs != 1) {
+        e = narrow ? static_cast<std::int64_t>(static_cast<std::uint32_t>(w) / static_cast<std::uint32_t>(cs)) : w / cs;
+        value = w - e * cs == 0 && e < c.E;
+      }
+      put(base + w, value ? cg_storage_bits(counter_logit_v<V>(c, row, e), d) : gap);
+    }
+    return 0;
+  });
 }
 
 /// Whether row t of a counter case is re-checked on the host (a sample of about 1 in

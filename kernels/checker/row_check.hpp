@@ -112,6 +112,26 @@ MOECHECK_RC_HD double ck_tolerance(const CheckPrecision& p, double unscaled, dou
   return 1.05 * rel * ck_abs(unscaled * scale) + floor;
 }
 
+/// Calls visit(e, x(e)) for e = 0 .. E - 1 in order; a reader that declares `kScans = true` and
+/// has a `scan(E, visit)` member (the device's row reader: a row read 16 bytes at a time) does it
+/// itself.
+template <class X, class = void>
+struct CkHasScan {
+  static constexpr bool value = false;
+};
+template <class X>
+struct CkHasScan<X, decltype(void(X::kScans))> {
+  static constexpr bool value = X::kScans;
+};
+template <class X, class Visit>
+MOECHECK_RC_HD void ck_scan(const X& x, std::int32_t E, const Visit& visit) {
+  if constexpr (CkHasScan<X>::value) {
+    x.scan(E, visit);
+  } else {
+    for (std::int32_t e = 0; e < E; ++e) visit(e, x(e));
+  }
+}
+
 /// Checks one row. `x(e)` returns logit e of the row as float (exact in the dtype); `scale` is
 /// per_expert_scale (gemma4, may be null = ones); w / ids the row's k outputs. family: 0 gemma4,
 /// 1 softmax_topk, 2 softmax_topk_raw (others are not checked here). dtype: 0 f32, 1 f16, 2 bf16.
@@ -157,35 +177,42 @@ MOECHECK_RC_HD RowVerdict check_softmax_row(std::int32_t family, std::int32_t dt
       vk = kj < vk ? kj : vk;
     }
   }
+  // The pass compares float keys (NaN as -inf): a float converts to double exactly and in
+  // order, so the counts and extremes are those of the double keys.
+  const float inff = cg_bits_float(0x7f800000u);
+  const float vkf = static_cast<float>(vk);  // exact: vk is a float key or +inf
   std::int64_t gt_all = 0, eq_all = 0;
-  double max_below = -inf;                    // largest key below vk
-  double m_all = -inf;                        // raw family: max over the row
+  float max_below_f = -inff;                  // largest key below vk
+  float m_all_f = -inff;                      // raw family: max over the row
   std::int32_t pinf_all = 0;
   bool all_masked = true, all_same = E > 1;
   const float x0 = x(0);
   const float huge_at = cg_max_finite(dtype) / 16.0f;
   const float min_normal = cg_min_normal(dtype);
-  for (std::int32_t e = 0; e < E; ++e) {
-    const float f = x(e);
-    const double kv = key(e);
-    if (f != f) v.classes |= kClassHasNan;
-    if (f == cg_bits_float(0x7f800000u) || f == -cg_bits_float(0x7f800000u)) v.classes |= kClassHasInf;
-    if (f == cg_bits_float(0x7f800000u)) {
-      v.classes |= kClassHasPosInf;
+  std::uint32_t classes = 0;
+  ck_scan(x, E, [&](std::int32_t, float f) {
+    const float kf = f != f ? -inff : f;
+    if (f != f) classes |= kClassHasNan;
+    if (f == inff || f == -inff) classes |= kClassHasInf;
+    if (f == inff) {
+      classes |= kClassHasPosInf;
       ++pinf_all;
     }
-    if (!(f != f || f == -cg_bits_float(0x7f800000u))) all_masked = false;
+    if (!(f != f || f == -inff)) all_masked = false;
     const float af = f < 0 ? -f : f;
-    if (f != 0.0f && af < min_normal) v.classes |= kClassDenormal;
-    if (af < cg_bits_float(0x7f800000u) && af >= huge_at) v.classes |= kClassHuge;
+    if (f != 0.0f && af < min_normal) classes |= kClassDenormal;
+    if (af < inff && af >= huge_at) classes |= kClassHuge;
     if (!(f == x0)) all_same = false;
-    m_all = kv > m_all ? kv : m_all;
+    m_all_f = kf > m_all_f ? kf : m_all_f;
     if (ids_ok) {
-      if (kv > vk) ++gt_all;
-      else if (kv == vk) ++eq_all;
-      else if (kv > max_below) max_below = kv;
+      if (kf > vkf) ++gt_all;
+      else if (kf == vkf) ++eq_all;
+      else if (kf > max_below_f) max_below_f = kf;
     }
-  }
+  });
+  v.classes |= classes;
+  const double max_below = static_cast<double>(max_below_f);
+  const double m_all = static_cast<double>(m_all_f);
   if (all_masked) v.classes |= kClassMasked;
   if (all_same) v.classes |= kClassConstant;
   if (!ids_ok) return v;
