@@ -55,10 +55,8 @@ void emulate_warp(const RoutingArgs& a, const RowConfig& cfg, Mutant m, std::int
     float full[32] = {};
     std::int64_t rows[32];
     for (auto& x : rows) x = r;
-    float sc[32];
-    for (auto& x : sc) x = 1.0f;
-    row::select_rounds<Tr, V>(ctx, list, cfg, m, 0, 32, mine, full, sc);
-    row::finish_rows<Tr>(ctx, mine, full, rows, 32, cfg, m, a.weights, a.ids, sc);
+    row::select_rounds<Tr, V>(ctx, list, cfg, m, 0, 32, mine, full);
+    row::finish_rows<Tr>(ctx, mine, full, rows, 32, cfg, m, a.weights, a.ids);
   }
 }
 

@@ -529,9 +529,6 @@ MOECHECK_HD inline typename Tr::Entry planted_last_round(typename Tr::Entry w, t
 /// The winner of round r is kept by lane `slot_lane0 + r` in mine[]. When cfg.want_full, the
 /// sum of softmax terms over all lanes' lists (relative to the round-0 winner = row maximum)
 /// is stored into full[] of the lanes [slot_lane0, slot_lane0 + group).
-/// When `sc` is given, the lane keeping round r's winner also loads its per_expert_scale into
-/// sc[] as soon as the winner is known (finish_rows' scale, for its `sc_pre`), so the load's
-/// latency overlaps the remaining rounds.
 /// Mutants: off_by_one_k / drop_tied_expert (last round repeats the previous winner),
 /// nan_duplicates (a NaN winner is never removed).
 #if defined(__CUDACC__)
@@ -540,8 +537,7 @@ MOECHECK_HD inline typename Tr::Entry planted_last_round(typename Tr::Entry w, t
 template <class Tr, int V, class Ctx>
 MOECHECK_HD inline void select_rounds(const Ctx& ctx, typename Tr::Entry (*list)[V],
                                       const RowConfig& cfg, Mutant m, int slot_lane0,
-                                      int group, typename Tr::Entry* mine, float* full,
-                                      float* sc = nullptr) {
+                                      int group, typename Tr::Entry* mine, float* full) {
   using Entry = typename Tr::Entry;
   constexpr int N = Ctx::N;
   const bool fp16 = m == Mutant::fp16_accumulation;
@@ -563,12 +559,7 @@ MOECHECK_HD inline void select_rounds(const Ctx& ctx, typename Tr::Entry (*list)
     const bool keep = m == Mutant::nan_duplicates && entry_is_nan<Tr>(w);
     ctx.each([&](int i) {
       pop_front_if<V>(list[i], !keep && list[i][0] == w);
-      if (ctx.lane(i) == slot_lane0 + r) {
-        mine[i] = w;
-        if (sc != nullptr && cfg.scale != nullptr) {
-          sc[i] = ctx.load_scale(cfg.scale + (m == Mutant::scale_by_slot ? r : entry_index(w)));
-        }
-      }
+      if (ctx.lane(i) == slot_lane0 + r) mine[i] = w;
     });
     prev = w;
   }
@@ -577,8 +568,7 @@ MOECHECK_HD inline void select_rounds(const Ctx& ctx, typename Tr::Entry (*list)
 /// Weights and stores for up to 32/group rows held by the warp: lane l handles slot
 /// l % group of row group l / group; mine[] holds the lane's selected entry (slot 0 = row
 /// maximum), full[] the all-expert sum when cfg.want_full; rows[i] < 0 marks an inactive
-/// lane group. Writes weights/ids[row * k + slot]. `sc_pre`: the scales select_rounds loaded
-/// (its `sc`), else each lane loads its slot's scale here.
+/// lane group. Writes weights/ids[row * k + slot].
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable
 #endif
@@ -586,7 +576,7 @@ template <class Tr, class Ctx>
 MOECHECK_HD inline void finish_rows(const Ctx& ctx, const typename Tr::Entry* mine,
                                     const float* full, const std::int64_t* rows, int group,
                                     const RowConfig& cfg, Mutant m, float* weights,
-                                    std::int32_t* ids, const float* sc_pre = nullptr) {
+                                    std::int32_t* ids) {
   using Entry = typename Tr::Entry;
   constexpr int N = Ctx::N;
   const bool fp16 = m == Mutant::fp16_accumulation;
@@ -600,9 +590,7 @@ MOECHECK_HD inline void finish_rows(const Ctx& ctx, const typename Tr::Entry* mi
     // The scale is loaded first: its latency overlaps the terms and the sum.
     sc[i] = 1.0f;
     if (cfg.scale != nullptr && slot < cfg.k && rows[i] >= 0) {
-      sc[i] = sc_pre != nullptr
-                  ? sc_pre[i]
-                  : ctx.load_scale(cfg.scale + (m == Mutant::scale_by_slot ? slot : entry_index(mine[i])));
+      sc[i] = ctx.load_scale(cfg.scale + (m == Mutant::scale_by_slot ? slot : entry_index(mine[i])));
     }
     e[i] = slot < cfg.k ? softmax_term(Tr::value(mine[i]), Tr::value(top[i])) : 0.0f;
     s[i] = e[i];

@@ -45,18 +45,17 @@ __global__ void __launch_bounds__(kWarpThreads) warp_per_row_kernel(const Kernel
     }
     Entry mine[1] = {0};
     float full[1] = {0.0f};
-    float sc[1] = {1.0f};  // the lane's slot's scale, loaded in the round that picks it
 #pragma unroll
     for (int q = 0; q < R; ++q) {
       if (b * R + q < p.T_eff) {
         Entry list[1][V];
         row::build_list<Tr, V>(cur[q], lane, 0, p.cfg, m, list[0]);
-        row::select_rounds<Tr, V>(ctx, list, p.cfg, m, q * SW, SW, mine, full, sc);
+        row::select_rounds<Tr, V>(ctx, list, p.cfg, m, q * SW, SW, mine, full);
       }
     }
     std::int64_t rows[1] = {b * R + lane / SW};
     if (rows[0] >= p.T_eff) rows[0] = -1;
-    row::finish_rows<Tr>(ctx, mine, full, rows, SW, p.cfg, m, p.weights, p.ids, sc);
+    row::finish_rows<Tr>(ctx, mine, full, rows, SW, p.cfg, m, p.weights, p.ids);
 #pragma unroll
     for (int q = 0; q < R; ++q) {
 #pragma unroll
