@@ -388,6 +388,76 @@ TEST(DeviceRowOracle, AgreesWithTheHostOracleOnCorrectAndMutantKernels) {
   }
 }
 
+/// A row reader that walks the row itself (ck_scan's other path, the one the device's reader takes).
+struct ScanningRow {
+  const float* row;
+  mutable std::int64_t scans = 0;
+  static constexpr bool kScans = true;
+  float operator()(std::int32_t e) const { return row[e]; }
+  template <class Visit>
+  void scan(std::int32_t E, const Visit& visit) const {
+    ++scans;
+    for (std::int32_t e0 = 0; e0 < E; e0 += 8) {  // in units, as the device reads
+      for (std::int32_t j = 0; j < 8 && e0 + j < E; ++j) visit(e0 + j, row[e0 + j]);
+    }
+  }
+};
+
+TEST(DeviceRowOracle, ScanningReaderGivesTheSameVerdicts) {
+  GenConfig cfg;
+  cfg.max_T = 20;
+  cfg.max_E = 300;
+  cfg.max_k = 32;
+  cfg.families = {Family::gemma4, Family::softmax_topk, Family::softmax_topk_raw};
+  const ck::CheckPrecision cp;
+  std::int64_t rows = 0, scans = 0, failing = 0;
+  for (const auto mutant : {kernels::Mutant::none, kernels::Mutant::skip_renormalise, kernels::Mutant::off_by_one_k}) {
+    for (std::uint64_t seed = 1; seed <= 120; ++seed) {
+      const RoutingCase c = generate_counter_case(seed * 104729 + static_cast<std::uint64_t>(mutant), cfg);
+      if (c.T == 0) continue;
+      const MaterializedCase m = materialize(c);
+      std::vector<float> w(static_cast<std::size_t>(c.T * c.k));
+      std::vector<std::int32_t> ids(w.size());
+      poison_outputs(w.data(), ids.data(), c.T * c.k);
+      kernels::RoutingArgs a;
+      a.gating = m.view.data;
+      a.dtype = static_cast<kernels::GatingType>(c.dtype);
+      a.T = c.T;
+      a.E = static_cast<int>(c.E);
+      a.k = c.k;
+      a.row_stride = m.view.row_stride;
+      a.col_stride = m.view.col_stride;
+      a.scale = m.params.scale;
+      a.family = static_cast<kernels::KernelFamily>(c.family);
+      a.weights = w.data();
+      a.ids = ids.data();
+      ASSERT_EQ(kernels::emulate_routing(a, kernels::Variant::warp_per_row, mutant), kernels::ArgStatus::ok);
+      for (std::int64_t t = 0; t < c.T; ++t) {
+        const float* row = c.logits.data() + t * c.E;
+        const auto plain = [&](std::int32_t e) { return row[e]; };
+        const ScanningRow scanning{row};
+        const float* wt = w.data() + t * c.k;
+        const std::int32_t* it = ids.data() + t * c.k;
+        const auto check = [&](const auto& x) {
+          return ck::check_softmax_row(static_cast<std::int32_t>(c.family), static_cast<std::int32_t>(c.dtype),
+                                       static_cast<std::int32_t>(c.E), c.k, x, m.params.scale, wt, it, cp,
+                                       ck::kCheckerCorrect);
+        };
+        const ck::RowVerdict p = check(plain), q = check(scanning);
+        ASSERT_EQ(p.code, q.code) << "seed " << c.seed << " row " << t;
+        ASSERT_EQ(p.slot, q.slot) << "seed " << c.seed << " row " << t;
+        ASSERT_EQ(p.classes, q.classes) << "seed " << c.seed << " row " << t;
+        ++rows;
+        scans += scanning.scans;
+        failing += p.code != ck::kCheckOk;
+      }
+    }
+  }
+  EXPECT_GT(rows, 1000);
+  EXPECT_GT(failing, 0);  // the planted bugs' rows are compared too
+  EXPECT_GT(scans, 0);    // the reader's own walk was taken
+}
+
 TEST(DeviceRowOracle, PlantedCheckerBugAcceptsWrongWeights) {
   // skip_renormalise gives wrong weights; the correct device oracle flags them, the planted
   // "accepts-any-weight" checker does not (the host sample must catch that, see the GPU tests).

@@ -18,9 +18,9 @@ __device__ int find_case(const BatchCase* cases, int n, std::int64_t i, Begin be
   return lo;
 }
 
-/// One warp per row (grid-stride over the batch's flat rows): the row's keys and plateau are
-/// drawn once (cg_row), then the lanes write its storage span (counter_write_row: values and
-/// gaps, the bits of counter_storage_bits at every element).
+/// One warp per row (grid-stride over the batch's flat rows): the row's keys, plateau and
+/// row-level draws are made once (cg_row), then the lanes write its storage span
+/// (counter_write_row: values and gaps, the bits of counter_storage_bits at every element).
 __global__ void generate_rows_kernel(const BatchCase* __restrict__ cases, int n, std::int64_t rows_total,
                                      std::uint8_t* __restrict__ storage) {
   const int lane = static_cast<int>(threadIdx.x & 31u);
