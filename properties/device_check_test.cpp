@@ -308,6 +308,27 @@ std::set<std::string> value_tags(const std::vector<std::string>& tags) {
   return out;
 }
 
+/// The host emulation's outputs (weights, ids) of `variant` with `mutant` on case c (materialized as m).
+bool emulate_outputs(const RoutingCase& c, const MaterializedCase& m, kernels::Variant variant, kernels::Mutant mutant,
+                     std::vector<float>* w, std::vector<std::int32_t>* ids) {
+  w->assign(static_cast<std::size_t>(c.T * c.k), 0.0f);
+  ids->assign(w->size(), 0);
+  poison_outputs(w->data(), ids->data(), c.T * c.k);
+  kernels::RoutingArgs a;
+  a.gating = m.view.data;
+  a.dtype = static_cast<kernels::GatingType>(c.dtype);
+  a.T = c.T;
+  a.E = static_cast<int>(c.E);
+  a.k = c.k;
+  a.row_stride = m.view.row_stride;
+  a.col_stride = m.view.col_stride;
+  a.scale = m.params.scale;
+  a.family = static_cast<kernels::KernelFamily>(c.family);
+  a.weights = w->data();
+  a.ids = ids->data();
+  return kernels::emulate_routing(a, variant, mutant) == kernels::ArgStatus::ok;
+}
+
 TEST(DeviceRowOracle, AgreesWithTheHostOracleOnCorrectAndMutantKernels) {
   GenConfig cfg;
   cfg.max_T = 40;
@@ -328,22 +349,9 @@ TEST(DeviceRowOracle, AgreesWithTheHostOracleOnCorrectAndMutantKernels) {
       const RoutingCase c = generate_counter_case(seed * 7919 + static_cast<std::uint64_t>(mi), cfg);
       if (c.T == 0) continue;
       const MaterializedCase m = materialize(c);
-      std::vector<float> w(static_cast<std::size_t>(c.T * c.k));
-      std::vector<std::int32_t> ids(w.size());
-      poison_outputs(w.data(), ids.data(), c.T * c.k);
-      kernels::RoutingArgs a;
-      a.gating = m.view.data;
-      a.dtype = static_cast<kernels::GatingType>(c.dtype);
-      a.T = c.T;
-      a.E = static_cast<int>(c.E);
-      a.k = c.k;
-      a.row_stride = m.view.row_stride;
-      a.col_stride = m.view.col_stride;
-      a.scale = m.params.scale;
-      a.family = static_cast<kernels::KernelFamily>(c.family);
-      a.weights = w.data();
-      a.ids = ids.data();
-      ASSERT_EQ(kernels::emulate_routing(a, kernels::Variant::block_per_row, mutant), kernels::ArgStatus::ok);
+      std::vector<float> w;
+      std::vector<std::int32_t> ids;
+      ASSERT_TRUE(emulate_outputs(c, m, kernels::Variant::block_per_row, mutant, &w, &ids));
       for (std::int64_t t = 0; t < c.T; ++t) {
         const float* row = c.logits.data() + t * c.E;
         const auto x = [&](std::int32_t e) { return row[e]; };
@@ -416,22 +424,9 @@ TEST(DeviceRowOracle, ScanningReaderGivesTheSameVerdicts) {
       const RoutingCase c = generate_counter_case(seed * 104729 + static_cast<std::uint64_t>(mutant), cfg);
       if (c.T == 0) continue;
       const MaterializedCase m = materialize(c);
-      std::vector<float> w(static_cast<std::size_t>(c.T * c.k));
-      std::vector<std::int32_t> ids(w.size());
-      poison_outputs(w.data(), ids.data(), c.T * c.k);
-      kernels::RoutingArgs a;
-      a.gating = m.view.data;
-      a.dtype = static_cast<kernels::GatingType>(c.dtype);
-      a.T = c.T;
-      a.E = static_cast<int>(c.E);
-      a.k = c.k;
-      a.row_stride = m.view.row_stride;
-      a.col_stride = m.view.col_stride;
-      a.scale = m.params.scale;
-      a.family = static_cast<kernels::KernelFamily>(c.family);
-      a.weights = w.data();
-      a.ids = ids.data();
-      ASSERT_EQ(kernels::emulate_routing(a, kernels::Variant::warp_per_row, mutant), kernels::ArgStatus::ok);
+      std::vector<float> w;
+      std::vector<std::int32_t> ids;
+      ASSERT_TRUE(emulate_outputs(c, m, kernels::Variant::warp_per_row, mutant, &w, &ids));
       for (std::int64_t t = 0; t < c.T; ++t) {
         const float* row = c.logits.data() + t * c.E;
         const auto plain = [&](std::int32_t e) { return row[e]; };
