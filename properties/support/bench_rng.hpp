@@ -28,6 +28,13 @@ struct ZigguratTables {
 
   ZigguratTables() { build(); }
 
+  /// Largest relative deviation of a layer's area from v (layer 0 included), or NaN.
+  double max_area_error() const {
+    double worst = std::fabs(x[0] * f[1] / v - 1.0);
+    for (int i = 1; i < kLayers; ++i) worst = std::fmax(worst, std::fabs(x[i] * (f[i + 1] - f[i]) / v - 1.0));
+    return std::isfinite(worst) ? worst : std::nan("");
+  }
+
   static double density(double t) { return std::exp(-0.5 * t * t); }
   /// Integral of f over (t, inf).
   static double tail_area(double t) { return std::sqrt(std::acos(-1.0) / 2.0) * std::erfc(t / std::sqrt(2.0)); }
