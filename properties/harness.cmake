@@ -89,6 +89,8 @@ set_tests_properties(cli_fuzz_composite PROPERTIES LABELS quick TIMEOUT 300)
 # CPU harness throughput (Google Benchmark; compared with the Python anchor by scripts/throughput.sh).
 add_executable(throughput_bench throughput_bench.cpp)
 target_link_libraries(throughput_bench PRIVATE moecheck::harness benchmark::benchmark)
+# Its normal sampler (Ziggurat) against N(0, 1).
+moecheck_add_test(bench_rng_test SOURCES bench_rng_test.cpp LABELS quick)
 # Mutation score gate: every CPU-runnable mutant (kernel, module, plugin) must be killed.
 add_test(NAME cli_mutants_cpu COMMAND moecheck mutants --device cpu --cases 600
          --corpus ${CMAKE_BINARY_DIR}/mutant-corpus --json ${CMAKE_BINARY_DIR}/mutants.json)

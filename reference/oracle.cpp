@@ -231,6 +231,27 @@ WeightBoundInputs softmax_weights_and_bound(const double* logits, const RoutingP
   return b;
 }
 
+/// Row t of the view as the selection keys of a family whose key is the logit (row_keys' rule:
+/// NaN -> -inf), in one pass for fp32 (key[e] == g.at(t, e) bit for bit otherwise).
+void load_logit_keys(const GatingView& g, std::int64_t t, std::vector<double>& key) {
+  const auto E = static_cast<std::size_t>(g.E);
+  key.resize(E);
+  if (g.dtype == DType::f32) {
+    const auto* r = static_cast<const std::uint8_t*>(g.data) + t * g.row_stride * 4;
+    const auto cs = static_cast<std::size_t>(g.col_stride);
+    for (std::size_t e = 0; e < E; ++e) {
+      float f;
+      std::memcpy(&f, r + e * cs * 4, 4);
+      key[e] = f == f ? static_cast<double>(f) : -kInf;
+    }
+    return;
+  }
+  row_select::load_row(g, t, key.data());
+  for (std::size_t e = 0; e < E; ++e) {
+    if (std::isnan(key[e])) key[e] = -kInf;
+  }
+}
+
 }  // namespace
 
 // ---- row-level checks shared with metamorphic.cpp (oracle_detail.hpp) ---------------
@@ -1006,12 +1027,23 @@ CheckReport check_routing(const GatingView& g, const RoutingParams& p, const flo
   const auto E = static_cast<std::size_t>(g.E);
   const bool grouped = p.family == Family::sigmoid_grouped;
   const bool renormalised_softmax = p.family == Family::gemma4 || p.family == Family::softmax_topk;
-  std::vector<double> x, key, unscaled(static_cast<std::size_t>(k)), mult(static_cast<std::size_t>(k)),
-      saved(static_cast<std::size_t>(k));
-  std::vector<char> written, selected(grouped ? 0 : E, 0);
+  // Scratch of this thread, sized here (allocated only when a larger case comes along).
+  thread_local std::vector<double> x, key, unscaled, mult, saved;
+  thread_local std::vector<char> written, selected;
+  unscaled.resize(static_cast<std::size_t>(k));
+  mult.resize(static_cast<std::size_t>(k));
+  saved.resize(static_cast<std::size_t>(k));
+  selected.assign(grouped ? 0 : E, 0);
   for (std::int64_t t = 0; t < g.T; ++t) {
-    load_row(g, t, x);
-    row_keys(x, p, key);
+    if (renormalised_softmax) {
+      /* Only the keys are read: the selection checks read them, and softmax_weights_and_bound
+       * maps a NaN logit to -inf itself, which is the key's value; so the row is loaded straight
+       * into the keys, with no copy of the logits. */
+      load_logit_keys(g, t, key);
+    } else {
+      load_row(g, t, x);
+      row_keys(x, p, key);
+    }
     ++rep.rows_checked;
     const float* w = weights + t * k;
     const std::int32_t* id = ids + t * k;
@@ -1053,7 +1085,7 @@ CheckReport check_routing(const GatingView& g, const RoutingParams& p, const flo
     // family's formula for the ids that were chosen.
     WeightBoundInputs b;
     if (renormalised_softmax) {
-      b = softmax_weights_and_bound(x.data(), p, id, unscaled.data(), mult.data());
+      b = softmax_weights_and_bound(key.data(), p, id, unscaled.data(), mult.data());
     } else {
       reference_unscaled_weights_for_ids(x.data(), g.E, p, id, unscaled.data(), mult.data());
       b = weight_bound_inputs(x.data(), g.E, p, id);

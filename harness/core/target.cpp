@@ -298,8 +298,14 @@ Verdict evaluate(Target& target, const RoutingCase& c, const OracleOptions& base
   const std::int64_t n = std::max<std::int64_t>(c.T * c.k, 0);
   const std::int64_t g = kOutputGuardElements;
   const auto padded = static_cast<std::size_t>(n + 2 * g);
-  std::vector<float> weights(padded);
-  std::vector<std::int32_t> ids(padded);
+  // This thread's output buffers, reused from case to case: every element of [0, padded) is
+  // written below (guards, then poison) before the target runs.
+  thread_local std::vector<float> weights;
+  thread_local std::vector<std::int32_t> ids;
+  if (weights.size() < padded) {
+    weights.resize(padded);
+    ids.resize(padded);
+  }
   fill_guards(weights.data(), ids.data(), n);
   poison_outputs(weights.data() + g, ids.data() + g, n);
   RunOutcome out;
