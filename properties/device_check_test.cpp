@@ -532,7 +532,7 @@ TEST(CampaignRates, ResultsCarryRatesAndCheckPathAndMergeSumsThem) {
   j["check"] = {{"path", "device"},
                 {"device", {{"batches", 2}, {"cases", 40}, {"rows", 900}, {"flagged_rows", 3}, {"confirmed_rows", 3},
                             {"host_checked_rows", 45}, {"disagreements", 1}, {"device_seconds", 0.5},
-                            {"host_seconds", 0.25}}}};
+                            {"host_seconds", 0.25}, {"generate_seconds", 0.125}, {"wait_seconds", 0.0625}}}};
   std::ofstream(paths[1]) << j.dump(1);
   const MergeResult m = merge_campaigns(paths, {});
   const nlohmann::json merged = nlohmann::json::parse(m.json);
@@ -542,6 +542,13 @@ TEST(CampaignRates, ResultsCarryRatesAndCheckPathAndMergeSumsThem) {
   EXPECT_NEAR(merged["rates"]["rows_per_s"].get<double>(),
               static_cast<double>(merged["rows"].get<std::int64_t>()) / merged["elapsed_s"].get<double>(), 1e-6);
   EXPECT_EQ(m.campaign.device_check.disagreements, 1);
+  EXPECT_EQ(merged["check"]["device"]["generate_seconds"], 0.125);
+  EXPECT_EQ(merged["check"]["device"]["wait_seconds"], 0.0625);
+  EXPECT_EQ(m.campaign.device_check.host_seconds, 0.25);
+  for (const DeviceCheckField& f : kDeviceCheckFields) {  // every counter and time is written
+    EXPECT_TRUE(merged["check"]["device"].contains(f.name)) << f.name;
+  }
+  EXPECT_EQ(merged["check"]["device"].size(), std::size(kDeviceCheckFields));
   fs::remove_all(dir);
 }
 
@@ -573,6 +580,28 @@ TEST(CampaignRates, ResumeKeepsTheCheckingPath) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("was checked on the device and this run would check on the host"),
               std::string::npos)
+        << e.what();
+  }
+  j["check"] = {{"path", "host"},
+                {"device", {{"batches", 1}, {"cases", 2}, {"rows", 3}, {"flagged_rows", 0}, {"confirmed_rows", 0},
+                            {"host_checked_rows", 2}, {"disagreements", 0}, {"wait_seconds", "soon"}}}};
+  std::ofstream(co.state_file) << j.dump(1);
+  try {
+    run_campaign(*target, co, log);
+    ADD_FAILURE() << "accepted a malformed device time";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'check.device.wait_seconds' must be a finite number >= 0"),
+              std::string::npos)
+        << e.what();
+  }
+  j["check"]["device"].erase("disagreements");
+  j["check"]["device"]["wait_seconds"] = 0.5;
+  std::ofstream(co.state_file) << j.dump(1);
+  try {
+    run_campaign(*target, co, log);
+    ADD_FAILURE() << "accepted a device block without its counters";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("field 'check.device.disagreements' is missing"), std::string::npos)
         << e.what();
   }
   j["check"] = 5;

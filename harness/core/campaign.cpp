@@ -230,21 +230,17 @@ void restore_state(const std::string& path, CampaignResult& r) {
     r.check_path = cj.at("path").get<std::string>();
     if (cj.contains("device")) {
       const nlohmann::json& d = cj.at("device");
-      DeviceCheckStats& s = r.device_check;
-      s.batches = integer(d, "batches", 0, kMax, "check.device");
-      s.device_cases = integer(d, "cases", 0, kMax, "check.device");
-      s.device_rows = integer(d, "rows", 0, kMax, "check.device");
-      s.flagged_rows = integer(d, "flagged_rows", 0, kMax, "check.device");
-      s.confirmed_rows = integer(d, "confirmed_rows", 0, kMax, "check.device");
-      s.sampled_rows = integer(d, "host_checked_rows", 0, kMax, "check.device");
-      s.disagreements = integer(d, "disagreements", 0, kMax, "check.device");
-      s.device_seconds = d.value("device_seconds", 0.0);
-      s.host_seconds = d.value("host_seconds", 0.0);
-      s.generate_seconds = d.value("generate_seconds", 0.0);
-      s.route_seconds = d.value("route_seconds", 0.0);
-      s.check_seconds = d.value("check_seconds", 0.0);
-      s.prepare_seconds = d.value("prepare_seconds", 0.0);
-      s.wait_seconds = d.value("wait_seconds", 0.0);
+      for (const DeviceCheckField& f : kDeviceCheckFields) {
+        if (f.count != nullptr) {
+          r.device_check.*f.count = integer(d, f.name, 0, kMax, "check.device");
+        } else if (d.is_object() && d.contains(f.name)) {  // times: absent in older states
+          const nlohmann::json& v = d.at(f.name);
+          if (!v.is_number() || !(v.get<double>() >= 0) || !std::isfinite(v.get<double>())) {
+            throw bad(std::string("check.device.") + f.name, "must be a finite number >= 0, got " + quote_value(v.dump()));
+          }
+          r.device_check.*f.seconds = v.get<double>();
+        }
+      }
     }
   }
   const nlohmann::json& elapsed = need(j, "elapsed_s");
@@ -1234,20 +1230,12 @@ CampaignResult run_campaign(Target& target, const CampaignOptions& opt, std::ost
 }
 
 nlohmann::json device_check_json(const DeviceCheckStats& d) {
-  return {{"batches", d.batches},
-          {"cases", d.device_cases},
-          {"rows", d.device_rows},
-          {"flagged_rows", d.flagged_rows},
-          {"confirmed_rows", d.confirmed_rows},
-          {"host_checked_rows", d.sampled_rows},
-          {"disagreements", d.disagreements},
-          {"device_seconds", d.device_seconds},
-          {"host_seconds", d.host_seconds},
-          {"generate_seconds", d.generate_seconds},
-          {"route_seconds", d.route_seconds},
-          {"check_seconds", d.check_seconds},
-          {"prepare_seconds", d.prepare_seconds},
-          {"wait_seconds", d.wait_seconds}};
+  nlohmann::json j = nlohmann::json::object();
+  for (const DeviceCheckField& f : kDeviceCheckFields) {
+    if (f.count != nullptr) j[f.name] = d.*f.count;
+    else j[f.name] = d.*f.seconds;
+  }
+  return j;
 }
 
 std::string campaign_json(const CampaignResult& r) {

@@ -68,24 +68,43 @@ struct DeviceCheckStats {
   double wait_seconds = 0;            ///< wall time the host waited for the device
 
   /// Adds `o`'s counters and times (a resumed campaign's earlier part, merged shards).
-  DeviceCheckStats& operator+=(const DeviceCheckStats& o) {
-    batches += o.batches;
-    device_cases += o.device_cases;
-    device_rows += o.device_rows;
-    flagged_rows += o.flagged_rows;
-    confirmed_rows += o.confirmed_rows;
-    sampled_rows += o.sampled_rows;
-    disagreements += o.disagreements;
-    device_seconds += o.device_seconds;
-    host_seconds += o.host_seconds;
-    generate_seconds += o.generate_seconds;
-    route_seconds += o.route_seconds;
-    check_seconds += o.check_seconds;
-    prepare_seconds += o.prepare_seconds;
-    wait_seconds += o.wait_seconds;
-    return *this;
-  }
+  DeviceCheckStats& operator+=(const DeviceCheckStats& o);
 };
+
+/// One counter or time of DeviceCheckStats with its name in the results JSON (`check.device`):
+/// `count` or `seconds` points at the member.
+struct DeviceCheckField {
+  const char* name;
+  std::int64_t DeviceCheckStats::*count;
+  double DeviceCheckStats::*seconds;
+};
+
+/// Every field of DeviceCheckStats, in the results JSON's order: the writer, the `--resume`
+/// reader, the shard merger and operator+= all go through this list.
+inline constexpr DeviceCheckField kDeviceCheckFields[] = {
+    {"batches", &DeviceCheckStats::batches, nullptr},
+    {"cases", &DeviceCheckStats::device_cases, nullptr},
+    {"rows", &DeviceCheckStats::device_rows, nullptr},
+    {"flagged_rows", &DeviceCheckStats::flagged_rows, nullptr},
+    {"confirmed_rows", &DeviceCheckStats::confirmed_rows, nullptr},
+    {"host_checked_rows", &DeviceCheckStats::sampled_rows, nullptr},
+    {"disagreements", &DeviceCheckStats::disagreements, nullptr},
+    {"device_seconds", nullptr, &DeviceCheckStats::device_seconds},
+    {"host_seconds", nullptr, &DeviceCheckStats::host_seconds},
+    {"generate_seconds", nullptr, &DeviceCheckStats::generate_seconds},
+    {"route_seconds", nullptr, &DeviceCheckStats::route_seconds},
+    {"check_seconds", nullptr, &DeviceCheckStats::check_seconds},
+    {"prepare_seconds", nullptr, &DeviceCheckStats::prepare_seconds},
+    {"wait_seconds", nullptr, &DeviceCheckStats::wait_seconds},
+};
+
+inline DeviceCheckStats& DeviceCheckStats::operator+=(const DeviceCheckStats& o) {
+  for (const DeviceCheckField& f : kDeviceCheckFields) {
+    if (f.count != nullptr) this->*f.count += o.*f.count;
+    else this->*f.seconds += o.*f.seconds;
+  }
+  return *this;
+}
 
 /// One explicitly given case (benchmarks, tests): its index and seed (recorded in the outcome)
 /// and its counter shape.

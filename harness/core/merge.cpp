@@ -136,21 +136,11 @@ CampaignResult result_from_doc(const json& j, const std::string& origin) {
   if (const json* check = find_pointer(j, "/check")) {
     r.check_path = rd.get_or<std::string>(*check, "path", "check.path", "host");
     if (const json* d = find_pointer(*check, "/device")) {
-      DeviceCheckStats& s = r.device_check;
-      s.batches = rd.get_or<std::int64_t>(*d, "batches", "check.device.batches", 0);
-      s.device_cases = rd.get_or<std::int64_t>(*d, "cases", "check.device.cases", 0);
-      s.device_rows = rd.get_or<std::int64_t>(*d, "rows", "check.device.rows", 0);
-      s.flagged_rows = rd.get_or<std::int64_t>(*d, "flagged_rows", "check.device.flagged_rows", 0);
-      s.confirmed_rows = rd.get_or<std::int64_t>(*d, "confirmed_rows", "check.device.confirmed_rows", 0);
-      s.sampled_rows = rd.get_or<std::int64_t>(*d, "host_checked_rows", "check.device.host_checked_rows", 0);
-      s.disagreements = rd.get_or<std::int64_t>(*d, "disagreements", "check.device.disagreements", 0);
-      s.device_seconds = rd.get_or<double>(*d, "device_seconds", "check.device.device_seconds", 0.0);
-      s.host_seconds = rd.get_or<double>(*d, "host_seconds", "check.device.host_seconds", 0.0);
-      s.generate_seconds = rd.get_or<double>(*d, "generate_seconds", "check.device.generate_seconds", 0.0);
-      s.route_seconds = rd.get_or<double>(*d, "route_seconds", "check.device.route_seconds", 0.0);
-      s.check_seconds = rd.get_or<double>(*d, "check_seconds", "check.device.check_seconds", 0.0);
-      s.prepare_seconds = rd.get_or<double>(*d, "prepare_seconds", "check.device.prepare_seconds", 0.0);
-      s.wait_seconds = rd.get_or<double>(*d, "wait_seconds", "check.device.wait_seconds", 0.0);
+      for (const DeviceCheckField& f : kDeviceCheckFields) {
+        const std::string where = std::string("check.device.") + f.name;
+        if (f.count != nullptr) r.device_check.*f.count = rd.get_or<std::int64_t>(*d, f.name, where, 0);
+        else r.device_check.*f.seconds = rd.get_or<double>(*d, f.name, where, 0.0);
+      }
     }
   }
   if (const json* lim = find_pointer(j, "/limits")) {
