@@ -1,7 +1,8 @@
 # Test driver (cmake -P) of libstdcxx_binding: the programs linking LibTorch bind their std::
 # references to the system libstdc++, not to the copies of libstdc++ functions the torch wheel's
 # libraries export (unversioned; std::filesystem among them). Bound to those, std::filesystem::
-# remove_all crashed (cmake/MoecheckDeps.cmake, the -lstdc++ link option of moecheck::torch).
+# remove_all crashed (cmake/MoecheckDeps.cmake: moecheck_stdcxx_first puts -lstdc++ ahead of
+# LibTorch on every program's link line).
 # For each of EXES ('|'-separated) it checks with READELF that
 #   * libstdc++.so.6 is listed (DT_NEEDED) before every LibTorch library, so that it comes first
 #     in the process's symbol lookup order (unless libstdc++ is linked statically);

@@ -175,6 +175,13 @@ void restore_state(const std::string& path, CampaignResult& r) {
     }
     return v.get<std::int64_t>();
   };
+  // A time: a finite number >= 0 (`name`: the field as the message names it).
+  auto seconds = [&](const nlohmann::json& v, const std::string& name) {
+    if (!v.is_number() || !(v.get<double>() >= 0) || !std::isfinite(v.get<double>())) {
+      throw bad(name, "must be a finite number >= 0, got " + quote_value(v.dump()));
+    }
+    return v.get<double>();
+  };
   auto text = [&](const nlohmann::json& obj, const char* key) {
     const nlohmann::json& v = need(obj, key);
     if (!v.is_string()) throw bad(key, "must be a string, got " + quote_value(v.dump()));
@@ -234,20 +241,12 @@ void restore_state(const std::string& path, CampaignResult& r) {
         if (f.count != nullptr) {
           r.device_check.*f.count = integer(d, f.name, 0, kMax, "check.device");
         } else if (d.is_object() && d.contains(f.name)) {  // times: absent in older states
-          const nlohmann::json& v = d.at(f.name);
-          if (!v.is_number() || !(v.get<double>() >= 0) || !std::isfinite(v.get<double>())) {
-            throw bad(std::string("check.device.") + f.name, "must be a finite number >= 0, got " + quote_value(v.dump()));
-          }
-          r.device_check.*f.seconds = v.get<double>();
+          r.device_check.*f.seconds = seconds(d.at(f.name), std::string("check.device.") + f.name);
         }
       }
     }
   }
-  const nlohmann::json& elapsed = need(j, "elapsed_s");
-  if (!elapsed.is_number() || !(elapsed.get<double>() >= 0) || !std::isfinite(elapsed.get<double>())) {
-    throw bad("elapsed_s", "must be a finite number >= 0, got " + quote_value(elapsed.dump()));
-  }
-  r.elapsed_s = elapsed.get<double>();
+  r.elapsed_s = seconds(need(j, "elapsed_s"), "elapsed_s");
   if (j.contains("started")) r.started = text(j, "started");
   const nlohmann::json& classes = need(j, "classes");
   if (!classes.is_object()) throw bad("classes", "must be an object");

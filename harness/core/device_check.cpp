@@ -86,7 +86,6 @@ cudaError_t pinned_alloc(void** p, std::size_t n) { return cudaMallocHost(p, n);
 using DeviceBuf = CudaBuf<device_alloc, cudaFree>;
 using PinnedBuf = CudaBuf<pinned_alloc, cudaFreeHost>;
 
-
 /// Runs fn(i) for i in [0, n) on up to hardware_concurrency threads (serially for small n).
 /// fn must only write to its own i.
 template <class Fn>
@@ -122,13 +121,6 @@ void add_class_tags(std::uint32_t bits, std::vector<std::string>* tags) {
   for (const auto& [bit, name] : names) {
     if (bits & bit) tags->push_back(name);
   }
-}
-
-
-bool same_gen(const GenConfig& a, const GenConfig& b) {
-  return a.max_T == b.max_T && a.max_E == b.max_E && a.max_k == b.max_k && a.max_elems == b.max_elems &&
-         a.large_T_probability == b.large_T_probability && a.dtypes == b.dtypes && a.families == b.families &&
-         a.layouts == b.layouts && a.value_families == b.value_families && a.scale_families == b.scale_families;
 }
 
 /// One batch in flight: its device buffers, stream and stage events, the host copies of its
@@ -220,7 +212,7 @@ class DeviceCheckerImpl final : public DeviceChecker {
     Slot* cur = nullptr;
     if (ahead_ && ahead_->seed == campaign_seed && ahead_->first == first && ahead_->step == step &&
         static_cast<std::int64_t>(ahead_->out.size()) <= max_cases && !ahead_->out.empty() &&
-        same_gen(ahead_->gen, gen) && ahead_->contract == oracle.contract) {
+        ahead_->gen == gen && ahead_->contract == oracle.contract) {
       cur = ahead_;
       ahead_ = nullptr;
     }

@@ -64,6 +64,13 @@ struct GenConfig {
   std::vector<Layout> layouts;   ///< default: all four
   std::vector<std::string> value_families;  ///< default: all_value_families()
   std::vector<std::string> scale_families;  ///< default: all_scale_families()
+
+  /// Same settings (the device checker matches a batch launched ahead against the next call's).
+  bool operator==(const GenConfig& o) const {
+    return max_T == o.max_T && max_E == o.max_E && max_k == o.max_k && max_elems == o.max_elems &&
+           large_T_probability == o.large_T_probability && dtypes == o.dtypes && families == o.families &&
+           layouts == o.layouts && value_families == o.value_families && scale_families == o.scale_families;
+  }
 };
 
 /// The structural choices of a case; build_case fills in the values from a seed.

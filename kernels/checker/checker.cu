@@ -146,7 +146,7 @@ struct RowReader {
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const std::uint32_t h = (j & 1) ? (w[j >> 1] >> 16) : (w[j >> 1] & 0xffffu);
-        if (e0 + j < E) visit(e0 + j, dt == 2 ? __uint_as_float(h << 16) : cg_half_to_float(static_cast<std::uint16_t>(h)));
+        if (e0 + j < E) visit(e0 + j, cg_bits_value(h, dt));
       }
     }
   }
